@@ -1,0 +1,4 @@
+/* The parts of alsa-lib's plugin API that alsa-sys does not cover:
+ * the ioplug (external I/O PCM) interface and the SNDERR hook. */
+#include <alsa/asoundlib.h>
+#include <alsa/pcm_external.h>

@@ -1,0 +1,474 @@
+//! Mixing and conversion: decode any client sample format, sum lanes, saturate into the slave's.
+//!
+//! Lanes hold the client's own frames; conversion happens here, while summing, so a client that
+//! already matches the slave pays only a widening add. The accumulator is chosen by the slave
+//! format so that one client alone is bit-exact:
+//! - slaves of up to 16 bits sum in `i32` at 16-bit scale (64 lanes cannot overflow it);
+//! - wider integer slaves sum in `i64` at 32-bit scale;
+//! - float slaves sum in `f64`, which holds every `f32` and `i32` sample exactly.
+//!
+//! Saturation happens once, at the end, so a sum that overshoots and comes back is not clipped.
+
+use alsa_sys as a;
+
+/// How one sample of a format is stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// `bits` significant bits in the low end of `bytes` bytes.
+    Int { bytes: u8, bits: u8, unsigned: bool, big: bool },
+    Float { bytes: u8, big: bool },
+}
+
+/// A sample format rdmix can read from a lane or write to a slave.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Format {
+    pub id: a::snd_pcm_format_t,
+    pub kind: Kind,
+}
+
+const fn int(id: a::snd_pcm_format_t, bytes: u8, bits: u8, unsigned: bool, big: bool) -> Format {
+    Format { id, kind: Kind::Int { bytes, bits, unsigned, big } }
+}
+const fn float(id: a::snd_pcm_format_t, bytes: u8, big: bool) -> Format {
+    Format { id, kind: Kind::Float { bytes, big } }
+}
+
+/// Every format rdmix accepts, in the order it prefers them for a slave.
+pub const FORMATS: &[Format] = &[
+    int(a::SND_PCM_FORMAT_S16_LE, 2, 16, false, false),
+    int(a::SND_PCM_FORMAT_S32_LE, 4, 32, false, false),
+    int(a::SND_PCM_FORMAT_S24_LE, 4, 24, false, false),
+    int(a::SND_PCM_FORMAT_S24_3LE, 3, 24, false, false),
+    float(a::SND_PCM_FORMAT_FLOAT_LE, 4, false),
+    int(a::SND_PCM_FORMAT_U8, 1, 8, true, false),
+    int(a::SND_PCM_FORMAT_S8, 1, 8, false, false),
+    int(a::SND_PCM_FORMAT_S16_BE, 2, 16, false, true),
+    int(a::SND_PCM_FORMAT_U16_LE, 2, 16, true, false),
+    int(a::SND_PCM_FORMAT_U16_BE, 2, 16, true, true),
+    int(a::SND_PCM_FORMAT_S24_BE, 4, 24, false, true),
+    int(a::SND_PCM_FORMAT_U24_LE, 4, 24, true, false),
+    int(a::SND_PCM_FORMAT_U24_BE, 4, 24, true, true),
+    int(a::SND_PCM_FORMAT_S32_BE, 4, 32, false, true),
+    int(a::SND_PCM_FORMAT_U32_LE, 4, 32, true, false),
+    int(a::SND_PCM_FORMAT_U32_BE, 4, 32, true, true),
+    int(a::SND_PCM_FORMAT_S24_3BE, 3, 24, false, true),
+    int(a::SND_PCM_FORMAT_U24_3LE, 3, 24, true, false),
+    int(a::SND_PCM_FORMAT_U24_3BE, 3, 24, true, true),
+    float(a::SND_PCM_FORMAT_FLOAT_BE, 4, true),
+    float(a::SND_PCM_FORMAT_FLOAT64_LE, 8, false),
+    float(a::SND_PCM_FORMAT_FLOAT64_BE, 8, true),
+];
+
+impl Format {
+    pub fn lookup(id: a::snd_pcm_format_t) -> Option<Format> {
+        FORMATS.iter().copied().find(|f| f.id == id)
+    }
+    pub fn sample_bytes(&self) -> usize {
+        match self.kind {
+            Kind::Int { bytes, .. } | Kind::Float { bytes, .. } => bytes as usize,
+        }
+    }
+    /// ALSA's name for the format, e.g. `S16_LE`.
+    pub fn name(&self) -> String {
+        // SAFETY: snd_pcm_format_name returns a static string or NULL for any id.
+        let p = unsafe { a::snd_pcm_format_name(self.id) };
+        if p.is_null() {
+            return format!("format {}", self.id);
+        }
+        // SAFETY: non-NULL results are NUL-terminated static strings.
+        unsafe { std::ffi::CStr::from_ptr(p) }.to_string_lossy().into_owned()
+    }
+    /// Looks a format up by ALSA name (`S16_LE`, `FLOAT`, ...), case-insensitively.
+    pub fn by_name(name: &str) -> Option<Format> {
+        let c = std::ffi::CString::new(name).ok()?;
+        // SAFETY: c is NUL-terminated; snd_pcm_format_value only reads it.
+        let id = unsafe { a::snd_pcm_format_value(c.as_ptr()) };
+        Format::lookup(id)
+    }
+}
+
+const S32_SCALE: f64 = 2147483648.0;
+
+/// An accumulator for one slave sample.
+pub trait Acc: Copy + Default + Send + 'static {
+    /// Adds an integer sample given at 32-bit scale.
+    fn add_s32(&mut self, v: i32);
+    /// Adds a float sample (full scale is ±1.0). NaN adds nothing.
+    fn add_f64(&mut self, v: f64);
+    /// The sum, saturated, at 32-bit scale.
+    fn sat_s32(self) -> i32;
+    /// The sum, clamped to ±1.0.
+    fn clamp_f64(self) -> f64;
+}
+
+impl Acc for i32 {
+    #[inline(always)]
+    fn add_s32(&mut self, v: i32) {
+        *self += v >> 16;
+    }
+    #[inline(always)]
+    fn add_f64(&mut self, v: f64) {
+        *self = self.saturating_add((v * 32768.0).round() as i32);
+    }
+    #[inline(always)]
+    fn sat_s32(self) -> i32 {
+        self.clamp(i16::MIN as i32, i16::MAX as i32) << 16
+    }
+    fn clamp_f64(self) -> f64 {
+        self.sat_s32() as f64 / S32_SCALE
+    }
+}
+
+impl Acc for i64 {
+    #[inline(always)]
+    fn add_s32(&mut self, v: i32) {
+        *self += v as i64;
+    }
+    #[inline(always)]
+    fn add_f64(&mut self, v: f64) {
+        *self = self.saturating_add((v * S32_SCALE).round() as i64);
+    }
+    #[inline(always)]
+    fn sat_s32(self) -> i32 {
+        self.clamp(i32::MIN as i64, i32::MAX as i64) as i32
+    }
+    fn clamp_f64(self) -> f64 {
+        self.sat_s32() as f64 / S32_SCALE
+    }
+}
+
+impl Acc for f64 {
+    #[inline(always)]
+    fn add_s32(&mut self, v: i32) {
+        *self += v as f64 / S32_SCALE;
+    }
+    #[inline(always)]
+    fn add_f64(&mut self, v: f64) {
+        if !v.is_nan() {
+            *self += v;
+        }
+    }
+    fn sat_s32(self) -> i32 {
+        // `as` saturates and maps NaN to 0.
+        (self * S32_SCALE).round().clamp(i32::MIN as f64, i32::MAX as f64) as i32
+    }
+    fn clamp_f64(self) -> f64 {
+        if self.is_nan() { 0.0 } else { self.clamp(-1.0, 1.0) }
+    }
+}
+
+#[inline(always)]
+fn load_int<const BYTES: usize, const BIG: bool>(b: &[u8]) -> u32 {
+    let mut v = 0u32;
+    for i in 0..BYTES {
+        let byte = if BIG { b[i] } else { b[BYTES - 1 - i] };
+        v = (v << 8) | byte as u32;
+    }
+    v
+}
+
+/// Decodes a stored integer sample to 32-bit scale.
+#[inline(always)]
+fn int_to_s32<const BYTES: usize, const BITS: u32, const UNSIGNED: bool, const BIG: bool>(b: &[u8]) -> i32 {
+    let raw = load_int::<BYTES, BIG>(b);
+    let v = (raw << (32 - BITS)) as i32;
+    if UNSIGNED { v ^ i32::MIN } else { v }
+}
+
+fn add_ints<A: Acc, const BYTES: usize, const BITS: u32, const UNSIGNED: bool, const BIG: bool>(
+    src: &[u8],
+    acc: &mut [A],
+) {
+    for (a, s) in acc.iter_mut().zip(src.chunks_exact(BYTES)) {
+        a.add_s32(int_to_s32::<BYTES, BITS, UNSIGNED, BIG>(s));
+    }
+}
+
+fn add_floats<A: Acc, const BYTES: usize, const BIG: bool>(src: &[u8], acc: &mut [A]) {
+    for (a, s) in acc.iter_mut().zip(src.chunks_exact(BYTES)) {
+        let v = match (BYTES, BIG) {
+            (4, false) => f32::from_le_bytes(s.try_into().unwrap()) as f64,
+            (4, true) => f32::from_be_bytes(s.try_into().unwrap()) as f64,
+            (_, false) => f64::from_le_bytes(s.try_into().unwrap()),
+            (_, true) => f64::from_be_bytes(s.try_into().unwrap()),
+        };
+        a.add_f64(v);
+    }
+}
+
+/// Adds the samples in `src` (format `fmt`, interleaved like `acc`) into `acc`, from its start.
+pub fn accumulate<A: Acc>(fmt: Format, src: &[u8], acc: &mut [A]) {
+    match fmt.kind {
+        Kind::Int { bytes, bits, unsigned, big } => match (bytes, bits, unsigned, big) {
+            (1, 8, false, _) => add_ints::<A, 1, 8, false, false>(src, acc),
+            (1, 8, true, _) => add_ints::<A, 1, 8, true, false>(src, acc),
+            (2, 16, false, false) => add_ints::<A, 2, 16, false, false>(src, acc),
+            (2, 16, false, true) => add_ints::<A, 2, 16, false, true>(src, acc),
+            (2, 16, true, false) => add_ints::<A, 2, 16, true, false>(src, acc),
+            (2, 16, true, true) => add_ints::<A, 2, 16, true, true>(src, acc),
+            (3, 24, false, false) => add_ints::<A, 3, 24, false, false>(src, acc),
+            (3, 24, false, true) => add_ints::<A, 3, 24, false, true>(src, acc),
+            (3, 24, true, false) => add_ints::<A, 3, 24, true, false>(src, acc),
+            (3, 24, true, true) => add_ints::<A, 3, 24, true, true>(src, acc),
+            // 24 bits in 4 bytes: the top byte is padding and ignored.
+            (4, 24, false, false) => add_ints::<A, 4, 24, false, false>(src, acc),
+            (4, 24, false, true) => add_ints::<A, 4, 24, false, true>(src, acc),
+            (4, 24, true, false) => add_ints::<A, 4, 24, true, false>(src, acc),
+            (4, 24, true, true) => add_ints::<A, 4, 24, true, true>(src, acc),
+            (4, 32, false, false) => add_ints::<A, 4, 32, false, false>(src, acc),
+            (4, 32, false, true) => add_ints::<A, 4, 32, false, true>(src, acc),
+            (4, 32, true, false) => add_ints::<A, 4, 32, true, false>(src, acc),
+            (4, 32, true, true) => add_ints::<A, 4, 32, true, true>(src, acc),
+            _ => unreachable!("format table holds no other integer layout"),
+        },
+        Kind::Float { bytes: 4, big: false } => add_floats::<A, 4, false>(src, acc),
+        Kind::Float { bytes: 4, big: true } => add_floats::<A, 4, true>(src, acc),
+        Kind::Float { big: false, .. } => add_floats::<A, 8, false>(src, acc),
+        Kind::Float { big: true, .. } => add_floats::<A, 8, true>(src, acc),
+    }
+}
+
+fn store_int(s: i32, bytes: usize, bits: u32, unsigned: bool, big: bool, out: &mut [u8]) {
+    let mut raw = (s as u32) >> (32 - bits);
+    if unsigned {
+        raw ^= 1 << (bits - 1);
+    } else if bits < 32 && bytes == 4 && raw & (1 << (bits - 1)) != 0 {
+        raw |= !0u32 << bits; // sign-extend into the padding byte
+    }
+    for (i, o) in out.iter_mut().enumerate().take(bytes) {
+        let shift = if big { 8 * (bytes - 1 - i) } else { 8 * i };
+        *o = (raw >> shift) as u8;
+    }
+}
+
+/// Writes the saturated sums in `acc` into `out` in format `fmt`.
+pub fn store<A: Acc>(acc: &[A], fmt: Format, out: &mut [u8]) {
+    match fmt.kind {
+        Kind::Int { bytes: 2, bits: 16, unsigned: false, big: false } => {
+            for (a, o) in acc.iter().zip(out.chunks_exact_mut(2)) {
+                o.copy_from_slice(&((a.sat_s32() >> 16) as i16).to_le_bytes());
+            }
+        }
+        Kind::Int { bytes: 4, bits: 32, unsigned: false, big: false } => {
+            for (a, o) in acc.iter().zip(out.chunks_exact_mut(4)) {
+                o.copy_from_slice(&a.sat_s32().to_le_bytes());
+            }
+        }
+        Kind::Int { bytes, bits, unsigned, big } => {
+            for (a, o) in acc.iter().zip(out.chunks_exact_mut(bytes as usize)) {
+                store_int(a.sat_s32(), bytes as usize, bits as u32, unsigned, big, o);
+            }
+        }
+        Kind::Float { bytes, big } => {
+            for (a, o) in acc.iter().zip(out.chunks_exact_mut(bytes as usize)) {
+                let v = a.clamp_f64();
+                match (bytes, big) {
+                    (4, false) => o.copy_from_slice(&(v as f32).to_le_bytes()),
+                    (4, true) => o.copy_from_slice(&(v as f32).to_be_bytes()),
+                    (_, false) => o.copy_from_slice(&v.to_le_bytes()),
+                    (_, true) => o.copy_from_slice(&v.to_be_bytes()),
+                }
+            }
+        }
+    }
+}
+
+enum Sums {
+    Narrow(Vec<i32>),
+    Wide(Vec<i64>),
+    Float(Vec<f64>),
+}
+
+/// One period's mix for a slave format: clear, add lanes, store.
+pub struct Mixer {
+    out: Format,
+    sums: Sums,
+    len: usize,
+}
+
+impl Mixer {
+    pub fn new(out: Format, samples: usize) -> Mixer {
+        let sums = match out.kind {
+            Kind::Float { .. } => Sums::Float(vec![0.0; samples]),
+            Kind::Int { bits, .. } if bits <= 16 => Sums::Narrow(vec![0; samples]),
+            Kind::Int { .. } => Sums::Wide(vec![0; samples]),
+        };
+        Mixer { out, sums, len: samples }
+    }
+
+    pub fn format(&self) -> Format {
+        self.out
+    }
+
+    /// Starts a new mix of `samples` samples, all silent.
+    pub fn clear(&mut self, samples: usize) {
+        self.len = samples;
+        match &mut self.sums {
+            Sums::Narrow(v) => v.resize(samples, 0),
+            Sums::Wide(v) => v.resize(samples, 0),
+            Sums::Float(v) => v.resize(samples, 0.0),
+        }
+        match &mut self.sums {
+            Sums::Narrow(v) => v.fill(0),
+            Sums::Wide(v) => v.fill(0),
+            Sums::Float(v) => v.fill(0.0),
+        }
+    }
+
+    /// Adds samples of format `fmt` from the start of the mix. Extra samples are ignored.
+    pub fn add(&mut self, fmt: Format, src: &[u8]) {
+        let len = self.len;
+        match &mut self.sums {
+            Sums::Narrow(v) => accumulate(fmt, src, &mut v[..len]),
+            Sums::Wide(v) => accumulate(fmt, src, &mut v[..len]),
+            Sums::Float(v) => accumulate(fmt, src, &mut v[..len]),
+        }
+    }
+
+    /// Writes the saturated mix into `out` (`samples * out.sample_bytes()` bytes).
+    pub fn finish(&self, out: &mut [u8]) {
+        match &self.sums {
+            Sums::Narrow(v) => store(&v[..self.len], self.out, out),
+            Sums::Wide(v) => store(&v[..self.len], self.out, out),
+            Sums::Float(v) => store(&v[..self.len], self.out, out),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f(id: a::snd_pcm_format_t) -> Format {
+        Format::lookup(id).unwrap()
+    }
+
+    fn mix(out: Format, lanes: &[(Format, Vec<u8>)], samples: usize) -> Vec<u8> {
+        let mut m = Mixer::new(out, samples);
+        m.clear(samples);
+        for (fmt, b) in lanes {
+            m.add(*fmt, b);
+        }
+        let mut o = vec![0u8; samples * out.sample_bytes()];
+        m.finish(&mut o);
+        o
+    }
+
+    fn s16(v: &[i16]) -> Vec<u8> {
+        v.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn s16_saturates_at_both_rails() {
+        let s = f(a::SND_PCM_FORMAT_S16_LE);
+        let out = mix(
+            s,
+            &[(s, s16(&[30000, -30000, 100, 32767, -32768])), (s, s16(&[30000, -30000, -300, 1, -1]))],
+            5,
+        );
+        assert_eq!(out, s16(&[32767, -32768, -200, 32767, -32768]));
+    }
+
+    #[test]
+    fn saturation_is_applied_to_the_sum_not_per_lane() {
+        let s = f(a::SND_PCM_FORMAT_S16_LE);
+        let out = mix(s, &[(s, s16(&[30000])), (s, s16(&[30000])), (s, s16(&[-30000]))], 1);
+        assert_eq!(out, s16(&[30000]));
+    }
+
+    #[test]
+    fn silence_is_zero_in_every_format() {
+        for fmt in FORMATS {
+            let out = mix(*fmt, &[], 4);
+            let mut expect = vec![0u8; 4 * fmt.sample_bytes()];
+            store(&[0i64; 4], *fmt, &mut expect);
+            assert_eq!(out, expect, "{}", fmt.name());
+            if let Kind::Int { unsigned: false, .. } | Kind::Float { .. } = fmt.kind {
+                assert!(out.iter().all(|b| *b == 0), "{}", fmt.name());
+            }
+        }
+    }
+
+    /// One lane of the slave's own format comes out bit-exact, for every format, including
+    /// the extreme codes.
+    #[test]
+    fn single_lane_is_bit_exact_in_every_format() {
+        for fmt in FORMATS {
+            let n = 257;
+            let bytes = fmt.sample_bytes();
+            let mut src = vec![0u8; n * bytes];
+            let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+            for (i, s) in src.chunks_exact_mut(bytes).enumerate() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let v = match i {
+                    0 => i32::MAX,
+                    1 => i32::MIN,
+                    _ => x as i32,
+                };
+                match fmt.kind {
+                    Kind::Int { bytes, bits, unsigned, big } => {
+                        store_int(v, bytes as usize, bits as u32, unsigned, big, s)
+                    }
+                    Kind::Float { .. } => {
+                        let fv = [v as f64 / S32_SCALE, (x as f32 as f64) / 1e10];
+                        store(&[fv[i % 2].clamp(-1.0, 1.0)], *fmt, s)
+                    }
+                }
+            }
+            let out = mix(*fmt, &[(*fmt, src.clone())], n);
+            assert_eq!(out, src, "{}", fmt.name());
+        }
+    }
+
+    #[test]
+    fn widening_conversions_are_lossless() {
+        let s16f = f(a::SND_PCM_FORMAT_S16_LE);
+        let s32f = f(a::SND_PCM_FORMAT_S32_LE);
+        let out = mix(s32f, &[(s16f, s16(&[1, -1, 32767, -32768]))], 4);
+        let got: Vec<i32> = out.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap())).collect();
+        assert_eq!(got, vec![1 << 16, -(1 << 16), 32767 << 16, -32768 << 16]);
+
+        let s24 = f(a::SND_PCM_FORMAT_S24_LE);
+        let src: Vec<u8> = [0x7fffffi32, -0x800000, 5].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let out = mix(s32f, &[(s24, src)], 3);
+        let got: Vec<i32> = out.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap())).collect();
+        assert_eq!(got, vec![0x7fffff << 8, -0x800000 << 8, 5 << 8]);
+    }
+
+    #[test]
+    fn float_lanes_saturate_and_ignore_nan() {
+        let fl = f(a::SND_PCM_FORMAT_FLOAT_LE);
+        let s = f(a::SND_PCM_FORMAT_S16_LE);
+        let src: Vec<u8> = [0.5f32, 2.0, -2.0, f32::NAN, f32::INFINITY]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        assert_eq!(mix(s, &[(fl, src.clone())], 5), s16(&[16384, 32767, -32768, 0, 32767]));
+        let out = mix(fl, &[(fl, src)], 5);
+        let got: Vec<f32> = out.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+        assert_eq!(got, vec![0.5, 1.0, -1.0, 0.0, 1.0]);
+    }
+
+    #[test]
+    fn unsigned_and_big_endian_decode_to_the_same_value() {
+        let s = f(a::SND_PCM_FORMAT_S16_LE);
+        let u8f = f(a::SND_PCM_FORMAT_U8);
+        let be = f(a::SND_PCM_FORMAT_S16_BE);
+        let s24_3be = f(a::SND_PCM_FORMAT_S24_3BE);
+        assert_eq!(mix(s, &[(u8f, vec![0x80, 0xff, 0x00])], 3), s16(&[0, 127 << 8, -32768]));
+        assert_eq!(mix(s, &[(be, vec![0x12, 0x34])], 1), s16(&[0x1234]));
+        assert_eq!(mix(s, &[(s24_3be, vec![0x12, 0x34, 0x56])], 1), s16(&[0x1234]));
+    }
+
+    #[test]
+    fn many_lanes_do_not_overflow_the_accumulator() {
+        let s32f = f(a::SND_PCM_FORMAT_S32_LE);
+        let lanes: Vec<_> = (0..64).map(|_| (s32f, i32::MAX.to_le_bytes().to_vec())).collect();
+        assert_eq!(mix(s32f, &lanes, 1), i32::MAX.to_le_bytes().to_vec());
+        let s = f(a::SND_PCM_FORMAT_S16_LE);
+        let lanes: Vec<_> = (0..64).map(|_| (s, s16(&[-32768]))).collect();
+        assert_eq!(mix(s, &lanes, 1), s16(&[-32768]));
+    }
+}
