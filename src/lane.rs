@@ -117,8 +117,12 @@ impl Geometry {
     }
 
     /// Producer: copies interleaved frames into lane `idx` at position `pos`.
+    /// Of a write longer than the ring, only the last `buffer_frames` frames can survive.
     pub fn write(&self, seg: &Segment, idx: usize, pos: u64, src: &[u8]) {
-        let n = src.len() / self.frame_bytes;
+        let total = src.len() / self.frame_bytes;
+        let skip = total.saturating_sub(self.buffer_frames);
+        let (pos, src) = (pos + skip as u64, &src[skip * self.frame_bytes..]);
+        let n = total - skip;
         let mut at = 0;
         for (off, len) in self.spans(pos, n) {
             seg.lane_write(idx, off, &src[at..at + len]);

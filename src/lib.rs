@@ -12,3 +12,4 @@ pub mod ffi {
 pub mod lane;
 pub mod mix;
 pub mod segment;
+pub mod pump;
