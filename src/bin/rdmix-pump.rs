@@ -1,0 +1,6 @@
+//! The device pump executable; see `rdmix::server`.
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    std::process::exit(rdmix::server::main(&args));
+}

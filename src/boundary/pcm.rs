@@ -1,0 +1,236 @@
+//! A safe handle on an alsa-lib PCM, with just what the pump needs to drive its slave.
+
+use std::ffi::{CStr, CString};
+
+use alsa_sys as a;
+
+pub fn strerror(err: i32) -> String {
+    // SAFETY: snd_strerror returns a static string for any value.
+    let p = unsafe { a::snd_strerror(err) };
+    if p.is_null() {
+        return format!("error {err}");
+    }
+    // SAFETY: non-NULL results are static NUL-terminated strings.
+    unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+}
+
+fn check(r: libc::c_int) -> Result<(), i32> {
+    if r < 0 { Err(r) } else { Ok(()) }
+}
+
+/// An open playback PCM, closed on drop.
+pub struct Pcm {
+    pcm: *mut a::snd_pcm_t,
+}
+
+// SAFETY: the handle is used from one thread at a time (the pump's loop owns it).
+unsafe impl Send for Pcm {}
+
+/// A hw_params container tied to a PCM during negotiation.
+pub struct HwParams<'a> {
+    pcm: &'a Pcm,
+    hw: *mut a::snd_pcm_hw_params_t,
+}
+
+impl Drop for HwParams<'_> {
+    fn drop(&mut self) {
+        // SAFETY: allocated by snd_pcm_hw_params_malloc in Pcm::hw_params.
+        unsafe { a::snd_pcm_hw_params_free(self.hw) };
+    }
+}
+
+impl HwParams<'_> {
+    pub fn set_access_rw_interleaved(&mut self) -> Result<(), i32> {
+        // SAFETY: live pcm and params.
+        check(unsafe { a::snd_pcm_hw_params_set_access(self.pcm.pcm, self.hw, a::SND_PCM_ACCESS_RW_INTERLEAVED) })
+    }
+    pub fn test_format(&self, f: a::snd_pcm_format_t) -> bool {
+        // SAFETY: live pcm and params.
+        unsafe { a::snd_pcm_hw_params_test_format(self.pcm.pcm, self.hw, f) == 0 }
+    }
+    pub fn set_format(&mut self, f: a::snd_pcm_format_t) -> Result<(), i32> {
+        // SAFETY: live pcm and params.
+        check(unsafe { a::snd_pcm_hw_params_set_format(self.pcm.pcm, self.hw, f) })
+    }
+    pub fn set_channels(&mut self, c: u32) -> Result<(), i32> {
+        // SAFETY: live pcm and params.
+        check(unsafe { a::snd_pcm_hw_params_set_channels(self.pcm.pcm, self.hw, c) })
+    }
+    pub fn set_channels_near(&mut self, c: u32) -> Result<u32, i32> {
+        let mut v = c;
+        // SAFETY: live pcm and params; v is ours.
+        check(unsafe { a::snd_pcm_hw_params_set_channels_near(self.pcm.pcm, self.hw, &mut v) }).map(|_| v)
+    }
+    pub fn set_rate(&mut self, r: u32) -> Result<(), i32> {
+        // SAFETY: live pcm and params.
+        check(unsafe { a::snd_pcm_hw_params_set_rate(self.pcm.pcm, self.hw, r, 0) })
+    }
+    pub fn set_rate_near(&mut self, r: u32) -> Result<u32, i32> {
+        let mut v = r;
+        // SAFETY: live pcm and params; v is ours.
+        check(unsafe { a::snd_pcm_hw_params_set_rate_near(self.pcm.pcm, self.hw, &mut v, std::ptr::null_mut()) })
+            .map(|_| v)
+    }
+    pub fn set_period_size_near(&mut self, f: u64) -> Result<u64, i32> {
+        let mut v = f as a::snd_pcm_uframes_t;
+        let mut dir = 0;
+        // SAFETY: live pcm and params; v and dir are ours.
+        check(unsafe { a::snd_pcm_hw_params_set_period_size_near(self.pcm.pcm, self.hw, &mut v, &mut dir) })
+            .map(|_| v as u64)
+    }
+    pub fn set_period_time_near(&mut self, us: u32) -> Result<u32, i32> {
+        let mut v = us;
+        let mut dir = 0;
+        // SAFETY: live pcm and params; v and dir are ours.
+        check(unsafe { a::snd_pcm_hw_params_set_period_time_near(self.pcm.pcm, self.hw, &mut v, &mut dir) })
+            .map(|_| v)
+    }
+    pub fn set_buffer_size_near(&mut self, f: u64) -> Result<u64, i32> {
+        let mut v = f as a::snd_pcm_uframes_t;
+        // SAFETY: live pcm and params; v is ours.
+        check(unsafe { a::snd_pcm_hw_params_set_buffer_size_near(self.pcm.pcm, self.hw, &mut v) }).map(|_| v as u64)
+    }
+    pub fn set_buffer_time_near(&mut self, us: u32) -> Result<u32, i32> {
+        let mut v = us;
+        let mut dir = 0;
+        // SAFETY: live pcm and params; v and dir are ours.
+        check(unsafe { a::snd_pcm_hw_params_set_buffer_time_near(self.pcm.pcm, self.hw, &mut v, &mut dir) })
+            .map(|_| v)
+    }
+    pub fn set_periods_near(&mut self, n: u32) -> Result<u32, i32> {
+        let mut v = n;
+        let mut dir = 0;
+        // SAFETY: live pcm and params; v and dir are ours.
+        check(unsafe { a::snd_pcm_hw_params_set_periods_near(self.pcm.pcm, self.hw, &mut v, &mut dir) }).map(|_| v)
+    }
+    /// Installs the parameters on the PCM.
+    pub fn apply(self) -> Result<(), i32> {
+        // SAFETY: live pcm and params.
+        check(unsafe { a::snd_pcm_hw_params(self.pcm.pcm, self.hw) })
+    }
+}
+
+/// What the slave ended up running at.
+#[derive(Debug, Clone, Copy)]
+pub struct Negotiated {
+    pub format: a::snd_pcm_format_t,
+    pub channels: u32,
+    pub rate: u32,
+    pub period: u64,
+    pub buffer: u64,
+}
+
+impl Pcm {
+    /// Opens `name` for non-blocking playback.
+    pub fn open(name: &str) -> Result<Pcm, i32> {
+        let c = CString::new(name).map_err(|_| -libc::EINVAL)?;
+        let mut pcm = std::ptr::null_mut();
+        // SAFETY: c is NUL-terminated; pcm receives a handle on success.
+        check(unsafe { a::snd_pcm_open(&mut pcm, c.as_ptr(), a::SND_PCM_STREAM_PLAYBACK, a::SND_PCM_NONBLOCK as i32) })?;
+        Ok(Pcm { pcm })
+    }
+
+    pub fn hw_params(&self) -> Result<HwParams<'_>, i32> {
+        let mut hw = std::ptr::null_mut();
+        // SAFETY: allocation of an opaque container; freed by HwParams::drop.
+        check(unsafe { a::snd_pcm_hw_params_malloc(&mut hw) })?;
+        let p = HwParams { pcm: self, hw };
+        // SAFETY: live pcm and params.
+        check(unsafe { a::snd_pcm_hw_params_any(self.pcm, hw) })?;
+        Ok(p)
+    }
+
+    /// Reads back the installed hw_params.
+    pub fn negotiated(&self) -> Result<Negotiated, i32> {
+        let p = self.hw_params()?;
+        // SAFETY: snd_pcm_hw_params_current fills p.hw from the live PCM; getters write our locals.
+        unsafe {
+            check(a::snd_pcm_hw_params_current(self.pcm, p.hw))?;
+            let mut n = Negotiated { format: 0, channels: 0, rate: 0, period: 0, buffer: 0 };
+            let mut period: a::snd_pcm_uframes_t = 0;
+            let mut buffer: a::snd_pcm_uframes_t = 0;
+            let mut dir = 0;
+            check(a::snd_pcm_hw_params_get_format(p.hw, &mut n.format))?;
+            check(a::snd_pcm_hw_params_get_channels(p.hw, &mut n.channels))?;
+            check(a::snd_pcm_hw_params_get_rate(p.hw, &mut n.rate, &mut dir))?;
+            check(a::snd_pcm_hw_params_get_period_size(p.hw, &mut period, &mut dir))?;
+            check(a::snd_pcm_hw_params_get_buffer_size(p.hw, &mut buffer))?;
+            n.period = period as u64;
+            n.buffer = buffer as u64;
+            Ok(n)
+        }
+    }
+
+    /// start_threshold, stop_threshold and avail_min, in frames.
+    pub fn set_sw_params(&self, start: u64, stop: u64, avail_min: u64) -> Result<(), i32> {
+        let mut sw = std::ptr::null_mut();
+        // SAFETY: allocation, configuration and release of an opaque sw_params container.
+        unsafe {
+            check(a::snd_pcm_sw_params_malloc(&mut sw))?;
+            let r = (|| {
+                check(a::snd_pcm_sw_params_current(self.pcm, sw))?;
+                check(a::snd_pcm_sw_params_set_start_threshold(self.pcm, sw, start as _))?;
+                check(a::snd_pcm_sw_params_set_stop_threshold(self.pcm, sw, stop as _))?;
+                check(a::snd_pcm_sw_params_set_avail_min(self.pcm, sw, avail_min as _))?;
+                check(a::snd_pcm_sw_params(self.pcm, sw))
+            })();
+            a::snd_pcm_sw_params_free(sw);
+            r
+        }
+    }
+
+    /// The slave's channel map, if it has one.
+    pub fn chmap(&self) -> Option<Vec<u32>> {
+        // SAFETY: snd_pcm_get_chmap returns a malloc'd map or NULL; we copy it and free it.
+        unsafe {
+            let m = a::snd_pcm_get_chmap(self.pcm);
+            if m.is_null() {
+                return None;
+            }
+            let n = (*m).channels as usize;
+            let pos = std::slice::from_raw_parts((*m).pos.as_ptr(), n).to_vec();
+            libc::free(m as *mut libc::c_void);
+            Some(pos)
+        }
+    }
+
+    pub fn writei(&self, buf: &[u8], frames: usize) -> Result<usize, i32> {
+        // SAFETY: buf holds at least `frames` frames (the caller sizes it from the negotiated format).
+        let r = unsafe { a::snd_pcm_writei(self.pcm, buf.as_ptr() as *const libc::c_void, frames as _) };
+        if r < 0 { Err(r as i32) } else { Ok(r as usize) }
+    }
+
+    pub fn avail(&self) -> Result<usize, i32> {
+        // SAFETY: live pcm.
+        let r = unsafe { a::snd_pcm_avail(self.pcm) };
+        if r < 0 { Err(r as i32) } else { Ok(r as usize) }
+    }
+
+    pub fn delay(&self) -> Result<i64, i32> {
+        let mut d: a::snd_pcm_sframes_t = 0;
+        // SAFETY: live pcm; d is ours.
+        check(unsafe { a::snd_pcm_delay(self.pcm, &mut d) })?;
+        Ok(d as i64)
+    }
+
+    pub fn recover(&self, err: i32) -> Result<(), i32> {
+        // SAFETY: live pcm.
+        check(unsafe { a::snd_pcm_recover(self.pcm, err, 1) })
+    }
+
+    /// The PCM's type name as alsa-lib reports it (`HW`, `FILE`, `IOPLUG`, ...).
+    pub fn type_name(&self) -> String {
+        // SAFETY: live pcm; the returned names are static.
+        unsafe {
+            let p = a::snd_pcm_type_name(a::snd_pcm_type(self.pcm));
+            if p.is_null() { String::new() } else { CStr::from_ptr(p).to_string_lossy().into_owned() }
+        }
+    }
+}
+
+impl Drop for Pcm {
+    fn drop(&mut self) {
+        // SAFETY: we own the handle; it is closed exactly once.
+        unsafe { a::snd_pcm_close(self.pcm) };
+    }
+}
