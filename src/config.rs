@@ -46,7 +46,10 @@ impl fmt::Display for ConfigError {
 }
 
 fn err<T>(key: &str, msg: impl Into<String>) -> Result<T, ConfigError> {
-    Err(ConfigError { key: key.to_string(), msg: msg.into() })
+    Err(ConfigError {
+        key: key.to_string(),
+        msg: msg.into(),
+    })
 }
 
 fn describe(v: &Value) -> String {
@@ -106,10 +109,13 @@ fn format_value(key: &str, n: &Conf) -> Result<i32, ConfigError> {
             key: key.into(),
             msg: format!("unknown or unsupported sample format \"{s}\""),
         })?,
-        Value::Integer(i) => i32::try_from(i).ok().and_then(Format::lookup).ok_or_else(|| ConfigError {
-            key: key.into(),
-            msg: format!("unsupported sample format {i}"),
-        })?,
+        Value::Integer(i) => i32::try_from(i)
+            .ok()
+            .and_then(Format::lookup)
+            .ok_or_else(|| ConfigError {
+                key: key.into(),
+                msg: format!("unsupported sample format {i}"),
+            })?,
         v => return err(key, format!("expected a format name, got {}", describe(&v))),
     };
     Ok(f.id)
@@ -159,8 +165,10 @@ fn group_id(key: &str, n: &Conf) -> Result<u32, ConfigError> {
     if let Value::Str(name) = n.value()
         && parse_int(&name).is_none()
     {
-        return crate::sys::group_by_name(&name)
-            .ok_or_else(|| ConfigError { key: key.into(), msg: format!("no such group \"{name}\"") });
+        return crate::sys::group_by_name(&name).ok_or_else(|| ConfigError {
+            key: key.into(),
+            msg: format!("no such group \"{name}\""),
+        });
     }
     integer(key, n, 0, u32::MAX as i64 - 1).map(|g| g as u32)
 }
@@ -181,13 +189,23 @@ impl Config {
                 "slave" => match c.value() {
                     Value::Compound => parse_slave(&c, &mut slave)?,
                     Value::Str(name) => {
-                        let def = root.and_then(|r| r.definition("pcm_slave", &name)).ok_or_else(|| ConfigError {
-                            key: "slave".into(),
-                            msg: format!("no pcm_slave.{name} definition"),
-                        })?;
+                        let def = root
+                            .and_then(|r| r.definition("pcm_slave", &name))
+                            .ok_or_else(|| ConfigError {
+                                key: "slave".into(),
+                                msg: format!("no pcm_slave.{name} definition"),
+                            })?;
                         parse_slave(&def.get(), &mut slave)?;
                     }
-                    v => return err("slave", format!("expected a compound or a pcm_slave name, got {}", describe(&v))),
+                    v => {
+                        return err(
+                            "slave",
+                            format!(
+                                "expected a compound or a pcm_slave name, got {}",
+                                describe(&v)
+                            ),
+                        );
+                    }
                 },
                 "ipc_key" => key = Some(integer("ipc_key", &c, 1, i32::MAX as i64)? as u32),
                 "ipc_key_add_uid" => {
@@ -201,7 +219,10 @@ impl Config {
                 "pump" => {
                     let p = PathBuf::from(string("pump", &c)?);
                     if !p.is_absolute() {
-                        return err("pump", format!("\"{}\" is not an absolute path", p.display()));
+                        return err(
+                            "pump",
+                            format!("\"{}\" is not an absolute path", p.display()),
+                        );
                     }
                     pump = Some(p);
                 }
@@ -212,18 +233,32 @@ impl Config {
             return err("slave.pcm", "missing: name the PCM rdmix should share");
         }
         if perm & 0o600 != 0o600 {
-            return err("ipc_perm", format!("{perm:#o} must give the owner read and write (0600)"));
+            return err(
+                "ipc_perm",
+                format!("{perm:#o} must give the owner read and write (0600)"),
+            );
         }
         let mut ipc_key = key.unwrap_or_else(|| default_key(&slave.pcm));
         if add_uid {
             ipc_key = ipc_key.wrapping_add(uid);
         }
-        Ok(Config { slave, ipc_key, ipc_perm: perm, ipc_gid: gid, pump })
+        Ok(Config {
+            slave,
+            ipc_key,
+            ipc_perm: perm,
+            ipc_gid: gid,
+            pump,
+        })
     }
 
     /// The command line that hands this configuration to a pump.
     pub fn pump_args(&self) -> Vec<String> {
-        let mut a = vec!["--key".into(), self.ipc_key.to_string(), "--perm".into(), format!("{:o}", self.ipc_perm)];
+        let mut a = vec![
+            "--key".into(),
+            self.ipc_key.to_string(),
+            "--perm".into(),
+            format!("{:o}", self.ipc_perm),
+        ];
         if let Some(g) = self.ipc_gid {
             a.extend(["--gid".into(), g.to_string()]);
         }
@@ -258,11 +293,19 @@ impl Config {
         let mut it = args.iter();
         while let Some(k) = it.next() {
             let v = it.next().ok_or_else(|| format!("{k} needs a value"))?;
-            let num = || v.parse::<i64>().map_err(|_| format!("{k}: \"{v}\" is not a number"));
-            let u = || num().and_then(|n| u32::try_from(n).map_err(|_| format!("{k}: {n} out of range")));
+            let num = || {
+                v.parse::<i64>()
+                    .map_err(|_| format!("{k}: \"{v}\" is not a number"))
+            };
+            let u = || {
+                num().and_then(|n| u32::try_from(n).map_err(|_| format!("{k}: {n} out of range")))
+            };
             match k.as_str() {
                 "--key" => c.ipc_key = u()?,
-                "--perm" => c.ipc_perm = u32::from_str_radix(v, 8).map_err(|_| format!("--perm: bad mode {v}"))?,
+                "--perm" => {
+                    c.ipc_perm =
+                        u32::from_str_radix(v, 8).map_err(|_| format!("--perm: bad mode {v}"))?
+                }
                 "--gid" => c.ipc_gid = Some(u()?),
                 "--slave" => c.slave.pcm = v.clone(),
                 "--format" => c.slave.format = Some(num()? as i32),

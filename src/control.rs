@@ -42,7 +42,14 @@ const _: () = assert!(MSG_BYTES == 16 + 32 + TEXT);
 
 impl Msg {
     pub fn new(kind: u32) -> Msg {
-        Msg { magic: MSG_MAGIC, kind, status: 0, slot: 0, args: [0; 4], text: [0; TEXT] }
+        Msg {
+            magic: MSG_MAGIC,
+            kind,
+            status: 0,
+            slot: 0,
+            args: [0; 4],
+            text: [0; TEXT],
+        }
     }
     pub fn with_text(mut self, s: &str) -> Msg {
         let b = s.as_bytes();
@@ -98,7 +105,7 @@ pub fn send(sock: &OwnedFd, m: Msg, fd: Option<std::os::fd::BorrowedFd>) -> io::
 
 /// What came in on a control socket.
 pub enum Incoming {
-    Msg(Msg, Option<OwnedFd>),
+    Msg(Box<Msg>, Option<OwnedFd>),
     /// The peer hung up.
     Closed,
     /// A packet that is not a valid message.
@@ -112,7 +119,7 @@ pub fn recv(sock: &OwnedFd) -> io::Result<Incoming> {
         return Ok(Incoming::Closed);
     }
     Ok(match Msg::from_bytes(&buf[..n]) {
-        Some(m) => Incoming::Msg(m, fd),
+        Some(m) => Incoming::Msg(Box::new(m), fd),
         None => Incoming::Garbage,
     })
 }
@@ -144,7 +151,10 @@ pub struct Failure {
 
 impl Failure {
     pub fn new(errno: i32, msg: impl Into<String>) -> Failure {
-        Failure { errno: -errno.abs(), msg: msg.into() }
+        Failure {
+            errno: -errno.abs(),
+            msg: msg.into(),
+        }
     }
 }
 
@@ -159,8 +169,12 @@ fn pump_path(cfg: &Config) -> Result<PathBuf, Failure> {
     if let Some(p) = &cfg.pump {
         return Ok(p.clone());
     }
-    let dir = sys::own_object_dir()
-        .ok_or_else(|| Failure::new(libc::ENOENT, "rdmix: pump: cannot locate the plugin's own directory"))?;
+    let dir = sys::own_object_dir().ok_or_else(|| {
+        Failure::new(
+            libc::ENOENT,
+            "rdmix: pump: cannot locate the plugin's own directory",
+        )
+    })?;
     Ok(dir.join("rdmix-pump"))
 }
 
@@ -176,7 +190,10 @@ pub fn attach(cfg: &Config, eventfd: &OwnedFd) -> Result<Attachment, Failure> {
         if Instant::now() >= deadline {
             return Err(Failure::new(
                 libc::ETIMEDOUT,
-                format!("rdmix: ipc_key {:#x}: no pump answered within {:?}", cfg.ipc_key, ATTACH_TIMEOUT),
+                format!(
+                    "rdmix: ipc_key {:#x}: no pump answered within {:?}",
+                    cfg.ipc_key, ATTACH_TIMEOUT
+                ),
             ));
         }
         let sock = match sys::connect(&name) {
@@ -187,7 +204,10 @@ pub fn attach(cfg: &Config, eventfd: &OwnedFd) -> Result<Attachment, Failure> {
                 if spawns >= 3 {
                     return Err(Failure::new(
                         libc::EIO,
-                        format!("rdmix: ipc_key {:#x}: pump started but nobody listens", cfg.ipc_key),
+                        format!(
+                            "rdmix: ipc_key {:#x}: pump started but nobody listens",
+                            cfg.ipc_key
+                        ),
                     ));
                 }
                 spawns += 1;
@@ -197,7 +217,10 @@ pub fn attach(cfg: &Config, eventfd: &OwnedFd) -> Result<Attachment, Failure> {
             Err(e) => {
                 return Err(Failure::new(
                     e.raw_os_error().unwrap_or(libc::EIO),
-                    format!("rdmix: ipc_key {:#x}: cannot reach the pump: {e}", cfg.ipc_key),
+                    format!(
+                        "rdmix: ipc_key {:#x}: cannot reach the pump: {e}",
+                        cfg.ipc_key
+                    ),
                 ));
             }
         };
@@ -209,26 +232,40 @@ pub fn attach(cfg: &Config, eventfd: &OwnedFd) -> Result<Attachment, Failure> {
         match recv_until(&sock, deadline) {
             Ok(Incoming::Msg(m, Some(fd))) if m.kind == WELCOME && m.status == 0 => {
                 let seg = Segment::attach(fd).map_err(|e| {
-                    Failure::new(libc::EPROTO, format!("rdmix: ipc_key {:#x}: refusing segment: {e}", cfg.ipc_key))
+                    Failure::new(
+                        libc::EPROTO,
+                        format!("rdmix: ipc_key {:#x}: refusing segment: {e}", cfg.ipc_key),
+                    )
                 })?;
                 let slot = m.slot as usize;
                 if slot >= crate::segment::MAX_LANES {
-                    return Err(Failure::new(libc::EPROTO, format!("rdmix: pump gave slot {slot}, out of range")));
+                    return Err(Failure::new(
+                        libc::EPROTO,
+                        format!("rdmix: pump gave slot {slot}, out of range"),
+                    ));
                 }
                 return Ok(Attachment { sock, seg, slot });
             }
-            Ok(Incoming::Msg(m, _)) if m.status < 0 => return Err(Failure::new(m.status, m.text())),
+            Ok(Incoming::Msg(m, _)) if m.status < 0 => {
+                return Err(Failure::new(m.status, m.text()));
+            }
             Ok(Incoming::Closed) => continue, // a lingering pump closed just now
             Ok(_) => {
                 return Err(Failure::new(
                     libc::EPROTO,
-                    format!("rdmix: ipc_key {:#x}: the listener there does not speak rdmix's protocol", cfg.ipc_key),
+                    format!(
+                        "rdmix: ipc_key {:#x}: the listener there does not speak rdmix's protocol",
+                        cfg.ipc_key
+                    ),
                 ));
             }
             Err(e) => {
                 return Err(Failure::new(
                     libc::ETIMEDOUT,
-                    format!("rdmix: ipc_key {:#x}: pump did not answer: {e}", cfg.ipc_key),
+                    format!(
+                        "rdmix: ipc_key {:#x}: pump did not answer: {e}",
+                        cfg.ipc_key
+                    ),
                 ));
             }
         }
@@ -248,7 +285,12 @@ fn spawn_pump(cfg: &Config, path: &Path, deadline: Instant) -> Result<(), Failur
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| Failure::new(libc::ENOENT, format!("rdmix: pump: cannot start {}: {e}", path.display())))?;
+        .map_err(|e| {
+            Failure::new(
+                libc::ENOENT,
+                format!("rdmix: pump: cannot start {}: {e}", path.display()),
+            )
+        })?;
     let mut err = child.stderr.take().expect("stderr is piped");
     let mut text = String::new();
     // The pipe reaches EOF when the pump's first process exits.
@@ -259,7 +301,10 @@ fn spawn_pump(cfg: &Config, path: &Path, deadline: Instant) -> Result<(), Failur
         if left.is_zero() {
             let _ = child.kill();
             let _ = child.wait();
-            return Err(Failure::new(libc::ETIMEDOUT, format!("rdmix: pump {} did not start in time", path.display())));
+            return Err(Failure::new(
+                libc::ETIMEDOUT,
+                format!("rdmix: pump {} did not start in time", path.display()),
+            ));
         }
         if sys::poll(&mut p, left.as_millis().max(1) as i32).unwrap_or(0) == 0 {
             continue;
@@ -271,13 +316,25 @@ fn spawn_pump(cfg: &Config, path: &Path, deadline: Instant) -> Result<(), Failur
             Err(_) => break,
         }
     }
-    let status = child.wait().map_err(|e| Failure::new(libc::EIO, format!("rdmix: pump: {e}")))?;
+    let status = child
+        .wait()
+        .map_err(|e| Failure::new(libc::EIO, format!("rdmix: pump: {e}")))?;
     match status.code() {
         Some(0) => Ok(()),
         code => {
             let errno = code.filter(|c| *c > 1).unwrap_or(libc::EIO);
-            let line = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
-            let msg = if line.is_empty() { format!("rdmix: pump exited with {status}") } else { line };
+            let line = text
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("")
+                .trim()
+                .to_string();
+            let msg = if line.is_empty() {
+                format!("rdmix: pump exited with {status}")
+            } else {
+                line
+            };
             Err(Failure::new(errno, msg))
         }
     }
@@ -294,7 +351,10 @@ mod tests {
         m.slot = 7;
         let b = m.to_bytes();
         let back = Msg::from_bytes(&b).unwrap();
-        assert_eq!((back.kind, back.status, back.slot, back.args), (REPLY, -libc::EACCES, 7, [1, 2, 3, u64::MAX]));
+        assert_eq!(
+            (back.kind, back.status, back.slot, back.args),
+            (REPLY, -libc::EACCES, 7, [1, 2, 3, u64::MAX])
+        );
         assert_eq!(back.text(), "rdmix: nope");
         assert!(Msg::from_bytes(&b[..10]).is_none());
         let mut bad = b;
@@ -308,7 +368,10 @@ mod tests {
     fn descriptors_travel_with_messages() {
         let name = format!("rdmix-test-{}", sys::pid());
         let l = sys::listen(&name).unwrap();
-        assert_eq!(sys::listen(&name).unwrap_err().raw_os_error(), Some(libc::EADDRINUSE));
+        assert_eq!(
+            sys::listen(&name).unwrap_err().raw_os_error(),
+            Some(libc::EADDRINUSE)
+        );
         let c = sys::connect(&name).unwrap();
         let s = loop {
             if let Some(s) = sys::accept(&l).unwrap() {
@@ -317,12 +380,17 @@ mod tests {
         };
         let ev = sys::eventfd().unwrap();
         send(&c, Msg::new(HELLO), Some(ev.as_fd())).unwrap();
-        let Incoming::Msg(m, Some(fd)) = recv_until(&s, Instant::now() + Duration::from_secs(5)).unwrap() else {
+        let Incoming::Msg(m, Some(fd)) =
+            recv_until(&s, Instant::now() + Duration::from_secs(5)).unwrap()
+        else {
             panic!("expected a message with a descriptor")
         };
         assert_eq!(m.kind, HELLO);
         sys::eventfd_signal(fd.as_fd());
-        assert!(sys::eventfd_clear(ev.as_fd()), "the passed descriptor is the same eventfd");
+        assert!(
+            sys::eventfd_clear(ev.as_fd()),
+            "the passed descriptor is the same eventfd"
+        );
         let (_, uid, _) = sys::peer_cred(&s).unwrap();
         assert_eq!(uid, sys::euid());
         drop(c);

@@ -53,17 +53,27 @@ pub struct Word {
 
 impl Word {
     pub fn pack(self) -> u64 {
-        ((self.epoch as u64) << EPOCH_SHIFT) | (((self.tag & 0xf) as u64) << TAG_SHIFT) | (self.pos & POS_MASK)
+        ((self.epoch as u64) << EPOCH_SHIFT)
+            | (((self.tag & 0xf) as u64) << TAG_SHIFT)
+            | (self.pos & POS_MASK)
     }
     pub fn unpack(w: u64) -> Word {
-        Word { epoch: (w >> EPOCH_SHIFT) as u16, tag: ((w >> TAG_SHIFT) & 0xf) as u8, pos: w & POS_MASK }
+        Word {
+            epoch: (w >> EPOCH_SHIFT) as u16,
+            tag: ((w >> TAG_SHIFT) & 0xf) as u8,
+            pos: w & POS_MASK,
+        }
     }
 }
 
 /// `a - b` modulo 2^44, as a signed distance.
 pub fn pos_diff(a: u64, b: u64) -> i64 {
     let d = a.wrapping_sub(b) & POS_MASK;
-    if d >= 1 << (POS_BITS - 1) { d as i64 - (1i64 << POS_BITS) } else { d as i64 }
+    if d >= 1 << (POS_BITS - 1) {
+        d as i64 - (1i64 << POS_BITS)
+    } else {
+        d as i64
+    }
 }
 
 pub fn pos_add(a: u64, n: i64) -> u64 {
@@ -80,12 +90,24 @@ pub struct Ctl {
 
 impl Ctl {
     pub fn store(self, slot: &Slot) {
-        slot.ctl.store(Word { epoch: self.epoch, tag: self.state as u8, pos: self.appl }.pack(), Ordering::Release);
+        slot.ctl.store(
+            Word {
+                epoch: self.epoch,
+                tag: self.state as u8,
+                pos: self.appl,
+            }
+            .pack(),
+            Ordering::Release,
+        );
     }
     /// Reads a control word; an unknown state tag (a corrupt slot) reads as `None`.
     pub fn load(slot: &Slot) -> Option<Ctl> {
         let w = Word::unpack(slot.ctl.load(Ordering::Acquire));
-        Some(Ctl { epoch: w.epoch, state: State::from_tag(w.tag)?, appl: w.pos })
+        Some(Ctl {
+            epoch: w.epoch,
+            state: State::from_tag(w.tag)?,
+            appl: w.pos,
+        })
     }
 }
 
@@ -99,10 +121,16 @@ pub struct Geometry {
 impl Geometry {
     /// `None` unless a whole buffer of such frames fits in a lane.
     pub fn new(frame_bytes: usize, buffer_frames: usize) -> Option<Geometry> {
-        if frame_bytes == 0 || buffer_frames == 0 || frame_bytes.checked_mul(buffer_frames)? > LANE_BYTES {
+        if frame_bytes == 0
+            || buffer_frames == 0
+            || frame_bytes.checked_mul(buffer_frames)? > LANE_BYTES
+        {
             return None;
         }
-        Some(Geometry { frame_bytes, buffer_frames })
+        Some(Geometry {
+            frame_bytes,
+            buffer_frames,
+        })
     }
 
     /// The (up to) two contiguous byte spans of lane memory that hold frames `[pos, pos+n)`.
@@ -149,12 +177,22 @@ mod tests {
     use std::sync::atomic::AtomicBool;
 
     fn seg() -> Segment {
-        Segment::in_memory(&DeviceParams { format: 2, rate: 48000, channels: 2, period_frames: 64, buffer_frames: 256 })
+        Segment::in_memory(&DeviceParams {
+            format: 2,
+            rate: 48000,
+            channels: 2,
+            period_frames: 64,
+            buffer_frames: 256,
+        })
     }
 
     #[test]
     fn words_pack_and_wrap() {
-        let w = Word { epoch: 0xbeef, tag: 4, pos: POS_MASK };
+        let w = Word {
+            epoch: 0xbeef,
+            tag: 4,
+            pos: POS_MASK,
+        };
         assert_eq!(Word::unpack(w.pack()), w);
         assert_eq!(pos_diff(3, POS_MASK), 4);
         assert_eq!(pos_diff(POS_MASK, 3), -4);
@@ -165,7 +203,15 @@ mod tests {
     #[test]
     fn corrupt_state_tag_is_rejected() {
         let s = seg();
-        s.slot(0).ctl.store(Word { epoch: 1, tag: 9, pos: 5 }.pack(), Ordering::Release);
+        s.slot(0).ctl.store(
+            Word {
+                epoch: 1,
+                tag: 9,
+                pos: 5,
+            }
+            .pack(),
+            Ordering::Release,
+        );
         assert_eq!(Ctl::load(s.slot(0)), None);
     }
 
@@ -213,11 +259,18 @@ mod tests {
                         std::thread::yield_now();
                         continue;
                     }
-                    let bytes: Vec<u8> = (next..next + n as u32).flat_map(|v| v.to_le_bytes()).collect();
+                    let bytes: Vec<u8> = (next..next + n as u32)
+                        .flat_map(|v| v.to_le_bytes())
+                        .collect();
                     g.write(&s, 2, appl, &bytes);
                     appl = pos_add(appl, n);
                     next += n as u32;
-                    Ctl { epoch: 0, state: State::Running, appl }.store(slot);
+                    Ctl {
+                        epoch: 0,
+                        state: State::Running,
+                        appl,
+                    }
+                    .store(slot);
                 }
                 done.store(true, Ordering::Release);
             })
@@ -239,7 +292,15 @@ mod tests {
                 expect += 1;
             }
             hw = pos_add(hw, n);
-            slot.hw.store(Word { epoch: 0, tag: 0, pos: hw }.pack(), Ordering::Release);
+            slot.hw.store(
+                Word {
+                    epoch: 0,
+                    tag: 0,
+                    pos: hw,
+                }
+                .pack(),
+                Ordering::Release,
+            );
         }
         prod.join().unwrap();
         assert!(done.load(Ordering::Acquire));

@@ -4,6 +4,7 @@
 //! and feeds the slave PCM with `snd_pcm_writei`.
 
 pub mod boundary;
+pub mod client;
 pub mod config;
 pub mod control;
 pub mod lane;

@@ -15,8 +15,16 @@ use alsa_sys as a;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     /// `bits` significant bits in the low end of `bytes` bytes.
-    Int { bytes: u8, bits: u8, unsigned: bool, big: bool },
-    Float { bytes: u8, big: bool },
+    Int {
+        bytes: u8,
+        bits: u8,
+        unsigned: bool,
+        big: bool,
+    },
+    Float {
+        bytes: u8,
+        big: bool,
+    },
 }
 
 /// A sample format rdmix can read from a lane or write to a slave.
@@ -27,10 +35,21 @@ pub struct Format {
 }
 
 const fn int(id: a::snd_pcm_format_t, bytes: u8, bits: u8, unsigned: bool, big: bool) -> Format {
-    Format { id, kind: Kind::Int { bytes, bits, unsigned, big } }
+    Format {
+        id,
+        kind: Kind::Int {
+            bytes,
+            bits,
+            unsigned,
+            big,
+        },
+    }
 }
 const fn float(id: a::snd_pcm_format_t, bytes: u8, big: bool) -> Format {
-    Format { id, kind: Kind::Float { bytes, big } }
+    Format {
+        id,
+        kind: Kind::Float { bytes, big },
+    }
 }
 
 /// Every format rdmix accepts, in the order it prefers them for a slave.
@@ -76,7 +95,9 @@ impl Format {
             return format!("format {}", self.id);
         }
         // SAFETY: non-NULL results are NUL-terminated static strings.
-        unsafe { std::ffi::CStr::from_ptr(p) }.to_string_lossy().into_owned()
+        unsafe { std::ffi::CStr::from_ptr(p) }
+            .to_string_lossy()
+            .into_owned()
     }
     /// Looks a format up by ALSA name (`S16_LE`, `FLOAT`, ...), case-insensitively.
     pub fn by_name(name: &str) -> Option<Format> {
@@ -150,10 +171,16 @@ impl Acc for f64 {
     }
     fn sat_s32(self) -> i32 {
         // `as` saturates and maps NaN to 0.
-        (self * S32_SCALE).round().clamp(i32::MIN as f64, i32::MAX as f64) as i32
+        (self * S32_SCALE)
+            .round()
+            .clamp(i32::MIN as f64, i32::MAX as f64) as i32
     }
     fn clamp_f64(self) -> f64 {
-        if self.is_nan() { 0.0 } else { self.clamp(-1.0, 1.0) }
+        if self.is_nan() {
+            0.0
+        } else {
+            self.clamp(-1.0, 1.0)
+        }
     }
 }
 
@@ -169,7 +196,9 @@ fn load_int<const BYTES: usize, const BIG: bool>(b: &[u8]) -> u32 {
 
 /// Decodes a stored integer sample to 32-bit scale.
 #[inline(always)]
-fn int_to_s32<const BYTES: usize, const BITS: u32, const UNSIGNED: bool, const BIG: bool>(b: &[u8]) -> i32 {
+fn int_to_s32<const BYTES: usize, const BITS: u32, const UNSIGNED: bool, const BIG: bool>(
+    b: &[u8],
+) -> i32 {
     let raw = load_int::<BYTES, BIG>(b);
     let v = (raw << (32 - BITS)) as i32;
     if UNSIGNED { v ^ i32::MIN } else { v }
@@ -199,7 +228,12 @@ fn add_floats<A: Acc, const BYTES: usize, const BIG: bool>(src: &[u8], acc: &mut
 /// Adds the samples in `src` (format `fmt`, interleaved like `acc`) into `acc`, from its start.
 pub fn accumulate<A: Acc>(fmt: Format, src: &[u8], acc: &mut [A]) {
     match fmt.kind {
-        Kind::Int { bytes, bits, unsigned, big } => match (bytes, bits, unsigned, big) {
+        Kind::Int {
+            bytes,
+            bits,
+            unsigned,
+            big,
+        } => match (bytes, bits, unsigned, big) {
             (1, 8, false, _) => add_ints::<A, 1, 8, false, false>(src, acc),
             (1, 8, true, _) => add_ints::<A, 1, 8, true, false>(src, acc),
             (2, 16, false, false) => add_ints::<A, 2, 16, false, false>(src, acc),
@@ -221,8 +255,14 @@ pub fn accumulate<A: Acc>(fmt: Format, src: &[u8], acc: &mut [A]) {
             (4, 32, true, true) => add_ints::<A, 4, 32, true, true>(src, acc),
             _ => unreachable!("format table holds no other integer layout"),
         },
-        Kind::Float { bytes: 4, big: false } => add_floats::<A, 4, false>(src, acc),
-        Kind::Float { bytes: 4, big: true } => add_floats::<A, 4, true>(src, acc),
+        Kind::Float {
+            bytes: 4,
+            big: false,
+        } => add_floats::<A, 4, false>(src, acc),
+        Kind::Float {
+            bytes: 4,
+            big: true,
+        } => add_floats::<A, 4, true>(src, acc),
         Kind::Float { big: false, .. } => add_floats::<A, 8, false>(src, acc),
         Kind::Float { big: true, .. } => add_floats::<A, 8, true>(src, acc),
     }
@@ -244,17 +284,32 @@ fn store_int(s: i32, bytes: usize, bits: u32, unsigned: bool, big: bool, out: &m
 /// Writes the saturated sums in `acc` into `out` in format `fmt`.
 pub fn store<A: Acc>(acc: &[A], fmt: Format, out: &mut [u8]) {
     match fmt.kind {
-        Kind::Int { bytes: 2, bits: 16, unsigned: false, big: false } => {
+        Kind::Int {
+            bytes: 2,
+            bits: 16,
+            unsigned: false,
+            big: false,
+        } => {
             for (a, o) in acc.iter().zip(out.chunks_exact_mut(2)) {
                 o.copy_from_slice(&((a.sat_s32() >> 16) as i16).to_le_bytes());
             }
         }
-        Kind::Int { bytes: 4, bits: 32, unsigned: false, big: false } => {
+        Kind::Int {
+            bytes: 4,
+            bits: 32,
+            unsigned: false,
+            big: false,
+        } => {
             for (a, o) in acc.iter().zip(out.chunks_exact_mut(4)) {
                 o.copy_from_slice(&a.sat_s32().to_le_bytes());
             }
         }
-        Kind::Int { bytes, bits, unsigned, big } => {
+        Kind::Int {
+            bytes,
+            bits,
+            unsigned,
+            big,
+        } => {
             for (a, o) in acc.iter().zip(out.chunks_exact_mut(bytes as usize)) {
                 store_int(a.sat_s32(), bytes as usize, bits as u32, unsigned, big, o);
             }
@@ -293,7 +348,11 @@ impl Mixer {
             Kind::Int { bits, .. } if bits <= 16 => Sums::Narrow(vec![0; samples]),
             Kind::Int { .. } => Sums::Wide(vec![0; samples]),
         };
-        Mixer { out, sums, len: samples }
+        Mixer {
+            out,
+            sums,
+            len: samples,
+        }
     }
 
     pub fn format(&self) -> Format {
@@ -363,7 +422,10 @@ mod tests {
         let s = f(a::SND_PCM_FORMAT_S16_LE);
         let out = mix(
             s,
-            &[(s, s16(&[30000, -30000, 100, 32767, -32768])), (s, s16(&[30000, -30000, -300, 1, -1]))],
+            &[
+                (s, s16(&[30000, -30000, 100, 32767, -32768])),
+                (s, s16(&[30000, -30000, -300, 1, -1])),
+            ],
             5,
         );
         assert_eq!(out, s16(&[32767, -32768, -200, 32767, -32768]));
@@ -372,7 +434,11 @@ mod tests {
     #[test]
     fn saturation_is_applied_to_the_sum_not_per_lane() {
         let s = f(a::SND_PCM_FORMAT_S16_LE);
-        let out = mix(s, &[(s, s16(&[30000])), (s, s16(&[30000])), (s, s16(&[-30000]))], 1);
+        let out = mix(
+            s,
+            &[(s, s16(&[30000])), (s, s16(&[30000])), (s, s16(&[-30000]))],
+            1,
+        );
         assert_eq!(out, s16(&[30000]));
     }
 
@@ -383,7 +449,11 @@ mod tests {
             let mut expect = vec![0u8; 4 * fmt.sample_bytes()];
             store(&[0i64; 4], *fmt, &mut expect);
             assert_eq!(out, expect, "{}", fmt.name());
-            if let Kind::Int { unsigned: false, .. } | Kind::Float { .. } = fmt.kind {
+            if let Kind::Int {
+                unsigned: false, ..
+            }
+            | Kind::Float { .. } = fmt.kind
+            {
                 assert!(out.iter().all(|b| *b == 0), "{}", fmt.name());
             }
         }
@@ -408,9 +478,12 @@ mod tests {
                     _ => x as i32,
                 };
                 match fmt.kind {
-                    Kind::Int { bytes, bits, unsigned, big } => {
-                        store_int(v, bytes as usize, bits as u32, unsigned, big, s)
-                    }
+                    Kind::Int {
+                        bytes,
+                        bits,
+                        unsigned,
+                        big,
+                    } => store_int(v, bytes as usize, bits as u32, unsigned, big, s),
                     Kind::Float { .. } => {
                         let fv = [v as f64 / S32_SCALE, (x as f32 as f64) / 1e10];
                         store(&[fv[i % 2].clamp(-1.0, 1.0)], *fmt, s)
@@ -427,13 +500,22 @@ mod tests {
         let s16f = f(a::SND_PCM_FORMAT_S16_LE);
         let s32f = f(a::SND_PCM_FORMAT_S32_LE);
         let out = mix(s32f, &[(s16f, s16(&[1, -1, 32767, -32768]))], 4);
-        let got: Vec<i32> = out.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap())).collect();
+        let got: Vec<i32> = out
+            .chunks_exact(4)
+            .map(|c| i32::from_le_bytes(c.try_into().unwrap()))
+            .collect();
         assert_eq!(got, vec![1 << 16, -(1 << 16), 32767 << 16, -32768 << 16]);
 
         let s24 = f(a::SND_PCM_FORMAT_S24_LE);
-        let src: Vec<u8> = [0x7fffffi32, -0x800000, 5].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let src: Vec<u8> = [0x7fffffi32, -0x800000, 5]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
         let out = mix(s32f, &[(s24, src)], 3);
-        let got: Vec<i32> = out.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap())).collect();
+        let got: Vec<i32> = out
+            .chunks_exact(4)
+            .map(|c| i32::from_le_bytes(c.try_into().unwrap()))
+            .collect();
         assert_eq!(got, vec![0x7fffff << 8, -0x800000 << 8, 5 << 8]);
     }
 
@@ -445,9 +527,15 @@ mod tests {
             .iter()
             .flat_map(|v| v.to_le_bytes())
             .collect();
-        assert_eq!(mix(s, &[(fl, src.clone())], 5), s16(&[16384, 32767, -32768, 0, 32767]));
+        assert_eq!(
+            mix(s, &[(fl, src.clone())], 5),
+            s16(&[16384, 32767, -32768, 0, 32767])
+        );
         let out = mix(fl, &[(fl, src)], 5);
-        let got: Vec<f32> = out.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+        let got: Vec<f32> = out
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect();
         assert_eq!(got, vec![0.5, 1.0, -1.0, 0.0, 1.0]);
     }
 
@@ -457,15 +545,23 @@ mod tests {
         let u8f = f(a::SND_PCM_FORMAT_U8);
         let be = f(a::SND_PCM_FORMAT_S16_BE);
         let s24_3be = f(a::SND_PCM_FORMAT_S24_3BE);
-        assert_eq!(mix(s, &[(u8f, vec![0x80, 0xff, 0x00])], 3), s16(&[0, 127 << 8, -32768]));
+        assert_eq!(
+            mix(s, &[(u8f, vec![0x80, 0xff, 0x00])], 3),
+            s16(&[0, 127 << 8, -32768])
+        );
         assert_eq!(mix(s, &[(be, vec![0x12, 0x34])], 1), s16(&[0x1234]));
-        assert_eq!(mix(s, &[(s24_3be, vec![0x12, 0x34, 0x56])], 1), s16(&[0x1234]));
+        assert_eq!(
+            mix(s, &[(s24_3be, vec![0x12, 0x34, 0x56])], 1),
+            s16(&[0x1234])
+        );
     }
 
     #[test]
     fn many_lanes_do_not_overflow_the_accumulator() {
         let s32f = f(a::SND_PCM_FORMAT_S32_LE);
-        let lanes: Vec<_> = (0..64).map(|_| (s32f, i32::MAX.to_le_bytes().to_vec())).collect();
+        let lanes: Vec<_> = (0..64)
+            .map(|_| (s32f, i32::MAX.to_le_bytes().to_vec()))
+            .collect();
         assert_eq!(mix(s32f, &lanes, 1), i32::MAX.to_le_bytes().to_vec());
         let s = f(a::SND_PCM_FORMAT_S16_LE);
         let lanes: Vec<_> = (0..64).map(|_| (s, s16(&[-32768]))).collect();

@@ -44,7 +44,8 @@ pub struct Engine {
 impl Engine {
     pub fn new(seg: Arc<Segment>) -> Result<Engine, String> {
         let dev = seg.device();
-        let fmt = Format::lookup(dev.format).ok_or_else(|| format!("unsupported slave format {}", dev.format))?;
+        let fmt = Format::lookup(dev.format)
+            .ok_or_else(|| format!("unsupported slave format {}", dev.format))?;
         let samples = dev.period_frames as usize * dev.channels as usize;
         Ok(Engine {
             seg,
@@ -81,18 +82,35 @@ impl Engine {
     }
 
     /// Accepts or refuses a client's hw_params. The lane is not mixed until this succeeds.
-    pub fn setup(&mut self, idx: usize, format: Format, channels: u32, rate: u32, buffer_frames: u64) -> Result<(), String> {
+    pub fn setup(
+        &mut self,
+        idx: usize,
+        format: Format,
+        channels: u32,
+        rate: u32,
+        buffer_frames: u64,
+    ) -> Result<(), String> {
         if channels != self.dev.channels {
-            return Err(format!("{channels} channels requested, the device runs {}", self.dev.channels));
+            return Err(format!(
+                "{channels} channels requested, the device runs {}",
+                self.dev.channels
+            ));
         }
         if rate != self.dev.rate {
-            return Err(format!("rate {rate} requested, the device runs {}", self.dev.rate));
+            return Err(format!(
+                "rate {rate} requested, the device runs {}",
+                self.dev.rate
+            ));
         }
         let frame_bytes = format.sample_bytes() * channels as usize;
         let geometry = usize::try_from(buffer_frames)
             .ok()
             .and_then(|b| Geometry::new(frame_bytes, b))
-            .ok_or_else(|| format!("a buffer of {buffer_frames} frames of {frame_bytes} bytes does not fit a lane"))?;
+            .ok_or_else(|| {
+                format!(
+                    "a buffer of {buffer_frames} frames of {frame_bytes} bytes does not fit a lane"
+                )
+            })?;
         let st = &mut self.lanes[idx];
         st.setup = Some(LaneSetup { format, geometry });
         Ok(())
@@ -113,8 +131,20 @@ impl Engine {
             // A slot with an impossible state tag is treated as stopped: it hurts only its owner.
             let Some(ctl) = Ctl::load(slot) else { continue };
             if ctl.epoch != st.epoch {
-                *st = LaneState { setup: Some(setup), epoch: ctl.epoch, ..LaneState::default() };
-                slot.hw.store(Word { epoch: st.epoch, tag: 0, pos: 0 }.pack(), Ordering::Release);
+                *st = LaneState {
+                    setup: Some(setup),
+                    epoch: ctl.epoch,
+                    ..LaneState::default()
+                };
+                slot.hw.store(
+                    Word {
+                        epoch: st.epoch,
+                        tag: 0,
+                        pos: 0,
+                    }
+                    .pack(),
+                    Ordering::Release,
+                );
             }
             if !matches!(ctl.state, State::Running | State::Draining) || st.drained {
                 continue;
@@ -137,7 +167,8 @@ impl Engine {
                 st.hw = pos_add(st.hw, n as i64);
                 st.drained = true;
                 tag = HW_DRAINED;
-                slot.drain_end.store(self.mix_pos + n as u64, Ordering::Relaxed);
+                slot.drain_end
+                    .store(self.mix_pos + n as u64, Ordering::Relaxed);
                 wake.push(idx);
             } else {
                 // The device clock moves on whether or not the client kept up, as on hardware.
@@ -147,7 +178,15 @@ impl Engine {
                 }
                 st.starved = (n as i64) < period;
             }
-            slot.hw.store(Word { epoch: st.epoch, tag, pos: st.hw }.pack(), Ordering::Release);
+            slot.hw.store(
+                Word {
+                    epoch: st.epoch,
+                    tag,
+                    pos: st.hw,
+                }
+                .pack(),
+                Ordering::Release,
+            );
             if tag == 0
                 && slot.wake_armed.load(Ordering::Acquire) != 0
                 && pos_diff(st.hw, slot.wake_at.load(Ordering::Acquire)) >= 0
@@ -235,7 +274,8 @@ impl<S: Slave> Pump<S> {
                 Err(e) => self.recover(e).map(|_| 0),
             };
         }
-        let played = self.anchor_frames + frames_in(now_ns.saturating_sub(self.anchor_ns), dev.rate);
+        let played =
+            self.anchor_frames + frames_in(now_ns.saturating_sub(self.anchor_ns), dev.rate);
         let mix_pos = self.engine.mix_pos;
         if played >= mix_pos {
             // Ran dry (or just started): restart the virtual device clock at the current position.
@@ -269,7 +309,8 @@ impl<S: Slave> Pump<S> {
                 dev.buffer_frames as u64 - queued.min(dev.buffer_frames as u64)
             };
             if room < period {
-                if self.paced && now_ns.saturating_sub(self.last_progress_ns) > stall_limit_ns(&dev) {
+                if self.paced && now_ns.saturating_sub(self.last_progress_ns) > stall_limit_ns(&dev)
+                {
                     return Err(-libc::EIO);
                 }
                 self.publish(now_ns, queued);
@@ -309,18 +350,30 @@ impl<S: Slave> Pump<S> {
     fn recover(&mut self, err: i32) -> Result<(), i32> {
         if err == -libc::EPIPE || err == -libc::ESTRPIPE || err == -libc::EINTR {
             self.stats.slave_xruns += 1;
-            self.engine.seg.header().slave_xruns.fetch_add(1, Ordering::Relaxed);
+            self.engine
+                .seg
+                .header()
+                .slave_xruns
+                .fetch_add(1, Ordering::Relaxed);
             return self.slave.recover(err);
         }
         Err(err)
     }
 
     fn publish(&self, now_ns: u64, queued: u64) {
-        self.engine.seg.publish_clock(Clock { mix_pos: self.engine.mix_pos, slave_delay: queued, tstamp_ns: now_ns });
+        self.engine.seg.publish_clock(Clock {
+            mix_pos: self.engine.mix_pos,
+            slave_delay: queued,
+            tstamp_ns: now_ns,
+        });
     }
 
     /// Marks the segment failed, so clients report the errno instead of waiting.
     pub fn fail(&self, err: i32) {
-        self.engine.seg.header().failed.store(err, Ordering::Release);
+        self.engine
+            .seg
+            .header()
+            .failed
+            .store(err, Ordering::Release);
     }
 }

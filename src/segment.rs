@@ -98,7 +98,7 @@ const _: () = {
     assert!(std::mem::offset_of!(Header, failed) == 152);
     assert!(std::mem::size_of::<Slot>() == SLOT_BYTES);
     assert!(std::mem::offset_of!(Slot, wake_armed) == 40);
-    assert!(LANE_BYTES % PAGE == 0);
+    assert!(LANE_BYTES.is_multiple_of(PAGE));
 };
 
 /// The device parameters a pump runs at, as published in the header.
@@ -152,7 +152,10 @@ impl std::fmt::Display for Invalid {
             Invalid::TooSmall(n) => write!(f, "segment is {n} bytes, smaller than its header"),
             Invalid::Magic(m) => write!(f, "segment magic {m:#010x} is not rdmix's"),
             Invalid::Version(v) => {
-                write!(f, "segment layout version {v}, this rdmix speaks {LAYOUT_VERSION}")
+                write!(
+                    f,
+                    "segment layout version {v}, this rdmix speaks {LAYOUT_VERSION}"
+                )
             }
             Invalid::Size(s) => write!(f, "segment claims {s} bytes, expected {SEGMENT_BYTES}"),
             Invalid::Geometry => write!(f, "segment header has impossible geometry"),
@@ -161,7 +164,10 @@ impl std::fmt::Display for Invalid {
 }
 
 pub fn now_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime writes into the timespec we own.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
@@ -169,7 +175,12 @@ pub fn now_ns() -> u64 {
 
 impl Segment {
     /// Creates a fresh, sealed memfd segment with its header filled in.
-    pub fn create(dev: &DeviceParams, chmap: &[u32], perm: u32, gid: Option<u32>) -> io::Result<(Segment, OwnedFd)> {
+    pub fn create(
+        dev: &DeviceParams,
+        chmap: &[u32],
+        perm: u32,
+        gid: Option<u32>,
+    ) -> io::Result<(Segment, OwnedFd)> {
         // SAFETY: memfd_create takes a NUL-terminated name and flags; it returns a new fd or -1.
         let fd = unsafe {
             libc::memfd_create(
@@ -211,7 +222,10 @@ impl Segment {
     /// Maps a segment received from a pump and checks that it is one this build understands.
     pub fn attach(fd: OwnedFd) -> Result<Segment, String> {
         let file = File::from(fd);
-        let len = file.metadata().map_err(|e| format!("cannot stat segment: {e}"))?.len();
+        let len = file
+            .metadata()
+            .map_err(|e| format!("cannot stat segment: {e}"))?
+            .len();
         if len < HEADER_BYTES as u64 {
             return Err(Invalid::TooSmall(len).to_string());
         }
@@ -243,16 +257,24 @@ impl Segment {
 
     fn map_file(file: &File) -> io::Result<Segment> {
         let len = file.metadata()?.len() as usize;
-        let map = MmapOptions::new().len(len.max(HEADER_BYTES)).map_raw(file)?;
+        let map = MmapOptions::new()
+            .len(len.max(HEADER_BYTES))
+            .map_raw(file)?;
         let base = map.as_mut_ptr();
-        Ok(Segment { base, _backing: Backing::Map(map) })
+        Ok(Segment {
+            base,
+            _backing: Backing::Map(map),
+        })
     }
 
     /// A private, heap-backed segment for in-process tests (and Miri, which cannot mmap).
     pub fn in_memory(dev: &DeviceParams) -> Segment {
         let mut heap = vec![0u64; SEGMENT_BYTES / 8].into_boxed_slice();
         let base = heap.as_mut_ptr() as *mut u8;
-        let seg = Segment { base, _backing: Backing::Heap(heap) };
+        let seg = Segment {
+            base,
+            _backing: Backing::Heap(heap),
+        };
         seg.init_header(dev, &[]);
         seg
     }
@@ -314,7 +336,11 @@ impl Segment {
         let n = src.len().min(LANE_BYTES.saturating_sub(off));
         // SAFETY: [off, off+n) lies inside lane i; the lane is plain bytes that the pump only copies out.
         unsafe {
-            std::ptr::copy_nonoverlapping(src.as_ptr(), self.base.add(LANES_OFFSET + i * LANE_BYTES + off), n)
+            std::ptr::copy_nonoverlapping(
+                src.as_ptr(),
+                self.base.add(LANES_OFFSET + i * LANE_BYTES + off),
+                n,
+            )
         };
     }
 
@@ -325,7 +351,11 @@ impl Segment {
         // SAFETY: [off, off+n) lies inside lane i. A client may be rewriting those bytes (a rewind
         // race); that garbles only its own samples, as on hardware, and never our control state.
         unsafe {
-            std::ptr::copy_nonoverlapping(self.base.add(LANES_OFFSET + i * LANE_BYTES + off), dst.as_mut_ptr(), n)
+            std::ptr::copy_nonoverlapping(
+                self.base.add(LANES_OFFSET + i * LANE_BYTES + off),
+                dst.as_mut_ptr(),
+                n,
+            )
         };
     }
 
@@ -383,7 +413,13 @@ mod tests {
     use super::*;
 
     fn dev() -> DeviceParams {
-        DeviceParams { format: 2, rate: 48000, channels: 2, period_frames: 256, buffer_frames: 1024 }
+        DeviceParams {
+            format: 2,
+            rate: 48000,
+            channels: 2,
+            period_frames: 256,
+            buffer_frames: 1024,
+        }
     }
 
     #[test]
@@ -420,13 +456,22 @@ mod tests {
         let raw = unsafe { libc::memfd_create(c"t".as_ptr(), 0) };
         // SAFETY: fresh descriptor.
         let empty = unsafe { OwnedFd::from_raw_fd(raw) };
-        assert!(Segment::attach(empty).err().unwrap().contains("smaller than its header"));
+        assert!(
+            Segment::attach(empty)
+                .err()
+                .unwrap()
+                .contains("smaller than its header")
+        );
     }
 
     #[test]
     fn clock_extrapolates_playback() {
         let seg = Segment::in_memory(&dev());
-        seg.publish_clock(Clock { mix_pos: 10_000, slave_delay: 960, tstamp_ns: 1_000_000_000 });
+        seg.publish_clock(Clock {
+            mix_pos: 10_000,
+            slave_delay: 960,
+            tstamp_ns: 1_000_000_000,
+        });
         let c = seg.clock().unwrap();
         assert_eq!(c.queued_at(1_000_000_000, 48000), 960);
         assert_eq!(c.queued_at(1_010_000_000, 48000), 480);

@@ -32,12 +32,14 @@ fn log(msg: &str) {
 
 /// Whether a peer may use this pump, following `ipc_perm` like file permissions.
 fn admitted(cfg: &Config, sock: &OwnedFd) -> Result<(i32, u32), String> {
-    let (pid, uid, gid) = sys::peer_cred(sock).map_err(|e| format!("cannot read peer credentials: {e}"))?;
+    let (pid, uid, gid) =
+        sys::peer_cred(sock).map_err(|e| format!("cannot read peer credentials: {e}"))?;
     let owner = sys::euid();
     let group = cfg.ipc_gid.unwrap_or_else(sys::egid);
     let ok = uid == owner
         || uid == 0
-        || (cfg.ipc_perm & 0o060 == 0o060 && (gid == group || sys::peer_groups(sock).contains(&group)))
+        || (cfg.ipc_perm & 0o060 == 0o060
+            && (gid == group || sys::peer_groups(sock).contains(&group)))
         || cfg.ipc_perm & 0o006 == 0o006;
     if ok {
         Ok((pid, uid))
@@ -82,7 +84,11 @@ fn relay_startup(r: OwnedFd) -> i32 {
     match s.split_once(' ') {
         Some((code, msg)) => {
             eprintln!("{msg}");
-            code.parse::<i32>().map(|c| c.abs()).ok().filter(|c| *c > 1).unwrap_or(1)
+            code.parse::<i32>()
+                .map(|c| c.abs())
+                .ok()
+                .filter(|c| *c > 1)
+                .unwrap_or(1)
         }
         None => {
             eprintln!("rdmix: pump died during start-up");
@@ -106,7 +112,14 @@ fn run(cfg: Config, report: OwnedFd) -> i32 {
             return 0;
         }
         Err(e) => {
-            say(&mut report, &format!("{} rdmix: ipc_key {:#x}: cannot listen: {e}", -libc::EIO, cfg.ipc_key));
+            say(
+                &mut report,
+                &format!(
+                    "{} rdmix: ipc_key {:#x}: cannot listen: {e}",
+                    -libc::EIO,
+                    cfg.ipc_key
+                ),
+            );
             return 1;
         }
     };
@@ -121,7 +134,10 @@ fn run(cfg: Config, report: OwnedFd) -> i32 {
         Ok(s) => s,
         Err(e) => {
             let errno = e.raw_os_error().unwrap_or(libc::EIO);
-            say(&mut report, &format!("-{errno} rdmix: ipc_perm/ipc_gid: cannot create the shared segment: {e}"));
+            say(
+                &mut report,
+                &format!("-{errno} rdmix: ipc_perm/ipc_gid: cannot create the shared segment: {e}"),
+            );
             return 1;
         }
     };
@@ -129,13 +145,24 @@ fn run(cfg: Config, report: OwnedFd) -> i32 {
     let engine = match Engine::new(seg.clone()) {
         Ok(e) => e,
         Err(e) => {
-            say(&mut report, &format!("{} rdmix: slave.pcm \"{}\": {e}", -libc::EINVAL, cfg.slave.pcm));
+            say(
+                &mut report,
+                &format!(
+                    "{} rdmix: slave.pcm \"{}\": {e}",
+                    -libc::EINVAL,
+                    cfg.slave.pcm
+                ),
+            );
             return 1;
         }
     };
     say(&mut report, "ok");
     drop(report);
-    sys::redirect_stdio(std::env::var_os("RDMIX_PUMP_LOG").as_deref().map(std::path::Path::new));
+    sys::redirect_stdio(
+        std::env::var_os("RDMIX_PUMP_LOG")
+            .as_deref()
+            .map(std::path::Path::new),
+    );
     log(&format!(
         "key {:#x}: slave \"{}\" ({}) at {} Hz, {} ch, {}, period {} / buffer {} frames",
         cfg.ipc_key,
@@ -143,14 +170,19 @@ fn run(cfg: Config, report: OwnedFd) -> i32 {
         slave.type_name(),
         dev.rate,
         dev.channels,
-        Format::lookup(dev.format).map(|f| f.name()).unwrap_or_default(),
+        Format::lookup(dev.format)
+            .map(|f| f.name())
+            .unwrap_or_default(),
         dev.period_frames,
         dev.buffer_frames
     ));
     sys::raise_priority();
     let mut pump = Pump::new(engine, slave, now_ns());
     let code = serve(&cfg, &listener, &seg_fd, &mut pump);
-    log(&format!("exiting ({code}) after {} periods, {} slave xruns", pump.stats.periods, pump.stats.slave_xruns));
+    log(&format!(
+        "exiting ({code}) after {} periods, {} slave xruns",
+        pump.stats.periods, pump.stats.slave_xruns
+    ));
     code
 }
 
@@ -167,7 +199,11 @@ fn serve(cfg: &Config, listener: &OwnedFd, seg_fd: &OwnedFd, pump: &mut Pump<Als
             match pump.service(now, &mut wake) {
                 Ok(next) => due = next,
                 Err(e) => {
-                    log(&format!("slave \"{}\" failed: {}", cfg.slave.pcm, crate::boundary::pcm::strerror(e)));
+                    log(&format!(
+                        "slave \"{}\" failed: {}",
+                        cfg.slave.pcm,
+                        crate::boundary::pcm::strerror(e)
+                    ));
                     pump.fail(e);
                     for w in wakers.iter().flatten() {
                         sys::eventfd_signal(w.as_fd());
@@ -191,8 +227,13 @@ fn serve(cfg: &Config, listener: &OwnedFd, seg_fd: &OwnedFd, pump: &mut Pump<Als
         }
         let mut fds: Vec<libc::pollfd> = Vec::with_capacity(peers.len() + 1);
         fds.push(sys::pollfd(listener.as_raw_fd(), libc::POLLIN));
-        fds.extend(peers.iter().map(|p| sys::pollfd(p.sock.as_raw_fd(), libc::POLLIN)));
-        let timeout_ms = (due.saturating_sub(now_ns()).div_ceil(1_000_000)).min(LINGER_NS / 1_000_000) as i32;
+        fds.extend(
+            peers
+                .iter()
+                .map(|p| sys::pollfd(p.sock.as_raw_fd(), libc::POLLIN)),
+        );
+        let timeout_ms =
+            (due.saturating_sub(now_ns()).div_ceil(1_000_000)).min(LINGER_NS / 1_000_000) as i32;
         if let Err(e) = sys::poll(&mut fds, timeout_ms) {
             log(&format!("poll: {e}"));
             return 1;
@@ -204,7 +245,7 @@ fn serve(cfg: &Config, listener: &OwnedFd, seg_fd: &OwnedFd, pump: &mut Pump<Als
             }
             let peer = &mut peers[i - 1];
             let keep = match control::recv(&peer.sock) {
-                Ok(Incoming::Msg(m, fd)) => handle(cfg, pump, seg_fd, peer, &mut wakers, m, fd),
+                Ok(Incoming::Msg(m, fd)) => handle(cfg, pump, seg_fd, peer, &mut wakers, *m, fd),
                 Ok(Incoming::Garbage) => false,
                 Ok(Incoming::Closed) => false,
                 Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
@@ -224,7 +265,11 @@ fn serve(cfg: &Config, listener: &OwnedFd, seg_fd: &OwnedFd, pump: &mut Pump<Als
         if fds[0].revents != 0 {
             while let Ok(Some(sock)) = sys::accept(listener) {
                 match admitted(cfg, &sock) {
-                    Ok((pid, _)) => peers.push(Peer { sock, slot: None, pid }),
+                    Ok((pid, _)) => peers.push(Peer {
+                        sock,
+                        slot: None,
+                        pid,
+                    }),
                     Err(msg) => {
                         let _ = control::send(&sock, Msg::error(REPLY, libc::EACCES, &msg), None);
                     }
@@ -267,7 +312,10 @@ fn handle(
             }
             let Some(ev) = fd else { return false };
             let Some(slot) = (0..MAX_LANES).find(|i| wakers[*i].is_none()) else {
-                let msg = format!("rdmix: ipc_key {:#x}: all {MAX_LANES} lanes are in use", cfg.ipc_key);
+                let msg = format!(
+                    "rdmix: ipc_key {:#x}: all {MAX_LANES} lanes are in use",
+                    cfg.ipc_key
+                );
                 let _ = control::send(&peer.sock, Msg::error(WELCOME, libc::EBUSY, &msg), None);
                 return false;
             };
@@ -285,7 +333,10 @@ fn handle(
                 .ok()
                 .and_then(Format::lookup)
                 .ok_or_else(|| format!("unsupported sample format {format}"))
-                .and_then(|f| pump.engine.setup(slot, f, channels as u32, rate as u32, buffer));
+                .and_then(|f| {
+                    pump.engine
+                        .setup(slot, f, channels as u32, rate as u32, buffer)
+                });
             let reply = match r {
                 Ok(()) => Msg::new(REPLY),
                 Err(e) => Msg::error(REPLY, libc::EINVAL, &format!("rdmix: hw_params: {e}")),

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use asound_module_pcm_rdmix as rdmix;
 use rdmix::lane::{Ctl, Geometry, HW_DRAINED, State, Word, pos_diff};
 use rdmix::mix::Format;
 use rdmix::pump::{Engine, Pump, Slave};
@@ -46,7 +47,11 @@ impl Slave for FakeSlave {
         if n == 0 || self.wedged {
             return Err(-libc::EAGAIN);
         }
-        self.record.extend(buf[..n * CH * 2].chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]])));
+        self.record.extend(
+            buf[..n * CH * 2]
+                .chunks_exact(2)
+                .map(|c| i16::from_le_bytes([c[0], c[1]])),
+        );
         self.written += n as u64;
         if self.start_ns.is_none() {
             self.start_ns = Some(self.now.load(Ordering::Relaxed));
@@ -85,7 +90,12 @@ struct Client {
 
 impl Client {
     fn publish(&self, seg: &Segment) {
-        Ctl { epoch: self.epoch, state: self.state, appl: self.appl }.store(seg.slot(self.idx));
+        Ctl {
+            epoch: self.epoch,
+            state: self.state,
+            appl: self.appl,
+        }
+        .store(seg.slot(self.idx));
     }
     fn hw(&self, seg: &Segment) -> u64 {
         let w = Word::unpack(seg.slot(self.idx).hw.load(Ordering::Acquire));
@@ -136,7 +146,13 @@ fn clients_starting_stopping_and_underrunning_mix_exactly() {
         .map(|idx| {
             engine.attach(idx);
             engine.setup(idx, s16, CH as u32, RATE, 2048).unwrap();
-            Client { idx, geom: Geometry::new(4, 2048).unwrap(), epoch: 0, state: State::Idle, appl: 0 }
+            Client {
+                idx,
+                geom: Geometry::new(4, 2048).unwrap(),
+                epoch: 0,
+                state: State::Idle,
+                appl: 0,
+            }
         })
         .collect();
     let now = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -195,7 +211,9 @@ fn clients_starting_stopping_and_underrunning_mix_exactly() {
         let to = pump.engine.mix_pos();
         for c in &clients {
             if matches!(c.state, State::Running | State::Draining) && to > from {
-                start_mix.entry((c.idx, c.epoch)).or_insert(seg.slot(c.idx).start_mix.load(Ordering::Relaxed));
+                start_mix
+                    .entry((c.idx, c.epoch))
+                    .or_insert(seg.slot(c.idx).start_mix.load(Ordering::Relaxed));
             }
         }
         if Word::unpack(seg.slot(3).hw.load(Ordering::Acquire)).tag == HW_DRAINED {
@@ -206,8 +224,15 @@ fn clients_starting_stopping_and_underrunning_mix_exactly() {
 
     let rec = &pump.slave.record;
     let total = pump.engine.mix_pos();
-    assert_eq!(rec.len() as u64, total * CH as u64, "the slave got every mixed frame");
-    assert!(total > 48000 * 14 / 10, "1.5 s of virtual time mixed only {total} frames");
+    assert_eq!(
+        rec.len() as u64,
+        total * CH as u64,
+        "the slave got every mixed frame"
+    );
+    assert!(
+        total > 48000 * 14 / 10,
+        "1.5 s of virtual time mixed only {total} frames"
+    );
     let (mut saturated_hi, mut saturated_lo, mut silent_checked) = (0, 0, 0);
     for m in &log {
         for pos in m.from..m.to {
@@ -229,9 +254,15 @@ fn clients_starting_stopping_and_underrunning_mix_exactly() {
             silent_checked += (m.view.iter().all(|v| v.0 != State::Running)) as u32;
         }
     }
-    assert!(saturated_hi > 100 && saturated_lo > 100, "both rails exercised: {saturated_hi} {saturated_lo}");
+    assert!(
+        saturated_hi > 100 && saturated_lo > 100,
+        "both rails exercised: {saturated_hi} {saturated_lo}"
+    );
     assert!(drained_seen, "client 3's drain completed");
-    assert!(seg.slot(2).underruns.load(Ordering::Relaxed) >= 1, "client 2's underrun was seen");
+    assert!(
+        seg.slot(2).underruns.load(Ordering::Relaxed) >= 1,
+        "client 2's underrun was seen"
+    );
     let _ = silent_checked;
 }
 
@@ -276,7 +307,11 @@ fn pump_paces_an_unpaced_slave_by_the_clock() {
         t = next;
     }
     let elapsed_frames = t * RATE as u64 / 1_000_000_000;
-    assert!(pump.slave.frames + 960 >= elapsed_frames, "kept up: {} of {elapsed_frames}", pump.slave.frames);
+    assert!(
+        pump.slave.frames + 960 >= elapsed_frames,
+        "kept up: {} of {elapsed_frames}",
+        pump.slave.frames
+    );
 }
 
 #[test]
@@ -297,9 +332,16 @@ fn hostile_positions_only_hurt_their_own_lane() {
     engine.setup(1, s16, 2, RATE, 128).unwrap();
     // Lane 0 plays a constant 1000.
     let g = Geometry::new(4, 128).unwrap();
-    let ones: Vec<u8> = (0..128).flat_map(|_| [1000i16.to_le_bytes(), 1000i16.to_le_bytes()].concat()).collect();
+    let ones: Vec<u8> = (0..128)
+        .flat_map(|_| [1000i16.to_le_bytes(), 1000i16.to_le_bytes()].concat())
+        .collect();
     g.write(&seg, 0, 0, &ones);
-    Ctl { epoch: 1, state: State::Running, appl: 128 }.store(seg.slot(0));
+    Ctl {
+        epoch: 1,
+        state: State::Running,
+        appl: 128,
+    }
+    .store(seg.slot(0));
     let mut wake = Vec::new();
     let mut x: u64 = 1;
     for round in 0..2000 {
@@ -308,13 +350,20 @@ fn hostile_positions_only_hurt_their_own_lane() {
         x ^= x >> 7;
         x ^= x << 17;
         seg.slot(1).ctl.store(x, Ordering::Release);
-        seg.slot(1).wake_at.store(x.rotate_left(7), Ordering::Release);
+        seg.slot(1)
+            .wake_at
+            .store(x.rotate_left(7), Ordering::Release);
         seg.slot(1).wake_armed.store(x as u32, Ordering::Release);
         let out = engine.mix_period(&mut wake).to_vec();
         // Keep lane 0 fed so it always plays 1000.
         let pos = (round + 1) * 64;
         g.write(&seg, 0, pos as u64 + 64, &ones[..64 * 4]);
-        Ctl { epoch: 1, state: State::Running, appl: pos as u64 + 128 }.store(seg.slot(0));
+        Ctl {
+            epoch: 1,
+            state: State::Running,
+            appl: pos as u64 + 128,
+        }
+        .store(seg.slot(0));
         for c in out.chunks_exact(2) {
             let v = i16::from_le_bytes([c[0], c[1]]);
             // Lane 1 can add anything in range, but lane 0's 1000 is always under it, and
@@ -323,7 +372,15 @@ fn hostile_positions_only_hurt_their_own_lane() {
         }
     }
     // Lane 0 alone, after lane 1 is stopped, is exact again.
-    Ctl { epoch: 7, state: State::Idle, appl: 0 }.store(seg.slot(1));
+    Ctl {
+        epoch: 7,
+        state: State::Idle,
+        appl: 0,
+    }
+    .store(seg.slot(1));
     let out = engine.mix_period(&mut wake).to_vec();
-    assert!(out.chunks_exact(2).all(|c| i16::from_le_bytes([c[0], c[1]]) == 1000));
+    assert!(
+        out.chunks_exact(2)
+            .all(|c| i16::from_le_bytes([c[0], c[1]]) == 1000)
+    );
 }

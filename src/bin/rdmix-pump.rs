@@ -2,5 +2,5 @@
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    std::process::exit(rdmix::server::main(&args));
+    std::process::exit(asound_module_pcm_rdmix::server::main(&args));
 }

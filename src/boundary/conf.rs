@@ -26,7 +26,10 @@ impl<'a> Conf<'a> {
     /// # Safety
     /// `ptr` must be a valid node that outlives `'a` (alsa-lib keeps the tree alive during open).
     pub unsafe fn from_raw(ptr: *mut a::snd_config_t) -> Option<Conf<'a>> {
-        (!ptr.is_null()).then_some(Conf { ptr, _life: PhantomData })
+        (!ptr.is_null()).then_some(Conf {
+            ptr,
+            _life: PhantomData,
+        })
     }
 
     pub fn id(&self) -> String {
@@ -109,7 +112,8 @@ impl<'a> Conf<'a> {
         let n = CString::new(name).ok()?;
         let mut out: *mut a::snd_config_t = std::ptr::null_mut();
         // SAFETY: self.ptr is a live root; on success alsa-lib hands us a node we must delete.
-        let r = unsafe { a::snd_config_search_definition(self.ptr, b.as_ptr(), n.as_ptr(), &mut out) };
+        let r =
+            unsafe { a::snd_config_search_definition(self.ptr, b.as_ptr(), n.as_ptr(), &mut out) };
         (r >= 0 && !out.is_null()).then_some(OwnedConf { ptr: out })
     }
 }
@@ -121,7 +125,10 @@ pub struct OwnedConf {
 
 impl OwnedConf {
     pub fn get(&self) -> Conf<'_> {
-        Conf { ptr: self.ptr, _life: PhantomData }
+        Conf {
+            ptr: self.ptr,
+            _life: PhantomData,
+        }
     }
 }
 
