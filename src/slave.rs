@@ -169,7 +169,9 @@ impl AlsaSlave {
             ));
         }
         // Start once the buffer is full; an underrun is a real xrun, which the pump recovers.
-        pcm.set_sw_params(got.buffer, got.buffer, got.period)
+        // The pump writes whole periods, so start at the last whole period that fits.
+        let start = got.buffer / got.period * got.period;
+        pcm.set_sw_params(start, got.buffer, got.period)
             .map_err(|e| (e, fail(name, "refuses the software parameters", e)))?;
         let chmap = pcm
             .chmap()

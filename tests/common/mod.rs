@@ -1,0 +1,196 @@
+//! Shared harness for the end-to-end tests: a private ALSA configuration that loads rdmix
+//! and the copy-only test device from the build tree, real programs, and WAV helpers.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// The directory holding the built plugin, pump and test device.
+pub fn build_dir() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let pump = PathBuf::from(env!("CARGO_BIN_EXE_rdmix-pump"));
+        let dir = pump.parent().unwrap().to_path_buf();
+        if !dir.join("libasound_module_pcm_rdmixfake.so").exists() || !dir.join("libasound_module_pcm_rdmix.so").exists() {
+            // `cargo test` alone does not build the test device (another workspace member).
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let st = Command::new(cargo)
+                .args(["build", "--workspace"])
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .status()
+                .expect("running cargo build");
+            assert!(st.success(), "cargo build --workspace failed");
+        }
+        dir
+    })
+    .clone()
+}
+
+pub fn have(program: &str) -> bool {
+    Command::new("sh").args(["-c", &format!("command -v {program}")]).output().is_ok_and(|o| o.status.success())
+}
+
+/// A private world: its own HOME with an .asoundrc, its own ipc_key, its own recording.
+pub struct World {
+    pub dir: PathBuf,
+    pub key: u32,
+}
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+impl World {
+    /// `extra` is appended to the .asoundrc; `{dir}` and `{key}` are substituted.
+    /// `pcm.card` is the copy-only test device recording to `{dir}/rec.wav`, and
+    /// `pcm.!default` is rdmix over it.
+    pub fn new(extra: &str) -> World {
+        let n = SEQ.fetch_add(1, Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("rdmix-e2e-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = 0x5000_0000 + (std::process::id() % 0x10000) * 0x100 + n;
+        let b = build_dir();
+        let rc = format!(
+            r#"pcm_type.rdmix {{ lib "{b}/libasound_module_pcm_rdmix.so" }}
+pcm_type.rdmixfake {{ lib "{b}/libasound_module_pcm_rdmixfake.so" }}
+pcm.card {{ type rdmixfake; file "{{dir}}/rec.wav"; log "{{dir}}/card.log" }}
+pcm.!default {{ type rdmix; ipc_key {{key}}; slave.pcm "card" }}
+{extra}
+"#,
+            b = b.display()
+        )
+        .replace("{dir}", &dir.display().to_string())
+        .replace("{key}", &key.to_string());
+        std::fs::write(dir.join(".asoundrc"), rc).unwrap();
+        World { dir, key }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// A command with this world's environment.
+    pub fn cmd(&self, program: &str) -> Command {
+        let mut c = Command::new(program);
+        c.env("HOME", &self.dir)
+            .env("RDMIX_PUMP_LOG", self.dir.join("pump.log"))
+            .env_remove("ALSA_CONFIG_PATH")
+            .current_dir(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c
+    }
+
+    pub fn spawn(&self, program: &str, args: &[&str]) -> Child {
+        self.cmd(program).args(args).spawn().unwrap_or_else(|e| panic!("{program}: {e}"))
+    }
+
+    pub fn run(&self, program: &str, args: &[&str]) -> Output {
+        self.cmd(program).args(args).output().unwrap_or_else(|e| panic!("{program}: {e}"))
+    }
+
+    pub fn pump_log(&self) -> String {
+        std::fs::read_to_string(self.path("pump.log")).unwrap_or_default()
+    }
+
+    /// Pids of live pumps serving this world's key.
+    pub fn pumps(&self) -> Vec<i32> {
+        pumps_for_key(self.key)
+    }
+
+    /// Waits until the pump has gone (it lingers briefly after the last client).
+    pub fn wait_pump_gone(&self, limit: Duration) {
+        wait_until(limit, || self.pumps().is_empty(), || format!("pump still running: {}", self.pump_log()));
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Live (not zombie) rdmix-pump processes whose command line names `key`.
+pub fn pumps_for_key(key: u32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else { continue };
+        let args: Vec<String> = cmd.split(|b| *b == 0).map(|s| String::from_utf8_lossy(s).into_owned()).collect();
+        if !args.first().is_some_and(|a| a.ends_with("rdmix-pump")) {
+            continue;
+        }
+        if args.windows(2).any(|w| w[0] == "--key" && w[1] == key.to_string()) {
+            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+            let state = stat.rsplit(')').next().unwrap_or("").trim().chars().next();
+            if state != Some('Z') {
+                out.push(pid);
+            }
+        }
+    }
+    out
+}
+
+/// Polls `cond` until it holds or `limit` passes (then panics with `why()`).
+pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool, why: impl Fn() -> String) {
+    let end = Instant::now() + limit;
+    while !cond() {
+        assert!(Instant::now() < end, "timed out after {limit:?}: {}", why());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Waits for a child with a deadline; kills it and panics if it overruns.
+pub fn wait_child(mut c: Child, limit: Duration, what: &str) -> Output {
+    let end = Instant::now() + limit;
+    loop {
+        if c.try_wait().unwrap().is_some() {
+            return c.wait_with_output().unwrap();
+        }
+        if Instant::now() > end {
+            let _ = c.kill();
+            let o = c.wait_with_output().unwrap();
+            panic!("{what} did not finish within {limit:?}: {}", String::from_utf8_lossy(&o.stderr));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Writes a 16-bit stereo WAV at `rate`.
+pub fn write_wav_s16(path: &Path, rate: u32, frames: &[[i16; 2]]) {
+    let data: Vec<u8> = frames.iter().flat_map(|f| [f[0].to_le_bytes(), f[1].to_le_bytes()].concat()).collect();
+    let mut h = Vec::with_capacity(44 + data.len());
+    h.extend_from_slice(b"RIFF");
+    h.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
+    h.extend_from_slice(b"WAVEfmt ");
+    h.extend_from_slice(&16u32.to_le_bytes());
+    h.extend_from_slice(&1u16.to_le_bytes());
+    h.extend_from_slice(&2u16.to_le_bytes());
+    h.extend_from_slice(&rate.to_le_bytes());
+    h.extend_from_slice(&(rate * 4).to_le_bytes());
+    h.extend_from_slice(&4u16.to_le_bytes());
+    h.extend_from_slice(&16u16.to_le_bytes());
+    h.extend_from_slice(b"data");
+    h.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    h.extend_from_slice(&data);
+    std::fs::write(path, h).unwrap();
+}
+
+/// Reads the test device's recording (16-bit stereo after a 44-byte header).
+pub fn read_rec_s16(path: &Path) -> Vec<[i16; 2]> {
+    let b = std::fs::read(path).unwrap_or_default();
+    if b.len() < 44 {
+        return Vec::new();
+    }
+    b[44..].chunks_exact(4).map(|c| [i16::from_le_bytes([c[0], c[1]]), i16::from_le_bytes([c[2], c[3]])]).collect()
+}
+
+/// Frames recorded so far, from the file size.
+pub fn rec_frames(path: &Path) -> usize {
+    std::fs::metadata(path).map(|m| (m.len().saturating_sub(44) / 4) as usize).unwrap_or(0)
+}

@@ -1,0 +1,371 @@
+//! `type rdmixfake`: the copy-only sound card rdmix's end-to-end tests play into.
+//!
+//! It behaves like a driver with no mmap: only RW_INTERLEAVED access, one fixed format,
+//! rate and channel count, and it consumes frames at the real rate from the moment it is
+//! started (CLOCK_MONOTONIC), reporting an underrun when it runs dry. Every frame written
+//! is appended to a WAV file, so the recording is exactly what the pump handed over.
+//!
+//! Options: `file` (WAV path, required), `format`, `rate`, `channels`, `log` (a text file
+//! that gets one line per hw_params with the access asked for), and fault injection:
+//! `fail_after` frames then `fail_errno` (default EIO) from every write; `wedge_after`
+//! frames then the device stops consuming for good; `mmap_only` to offer no RW access.
+
+use std::ffi::{c_char, c_int, c_uint, c_ushort, c_void};
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use alsa_sys as a;
+use asound_module_pcm_rdmix::boundary::conf::{Conf, Value};
+use asound_module_pcm_rdmix::boundary::ffi::*;
+use asound_module_pcm_rdmix::mix::Format;
+use libc::pollfd;
+
+struct Fake {
+    io: snd_pcm_ioplug_t,
+    wav: File,
+    log: Option<File>,
+    format: Format,
+    rate: u32,
+    channels: u32,
+    timer: c_int,
+    written: u64,
+    played_base: u64,
+    start_ns: Option<u64>,
+    boundary: u64,
+    data_bytes: u64,
+    fail_after: Option<u64>,
+    fail_errno: i32,
+    wedge_after: Option<u64>,
+}
+
+fn now_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: writes into our timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+impl Fake {
+    fn played(&self) -> u64 {
+        let Some(t0) = self.start_ns else { return self.played_base };
+        let mut p = self.played_base + ((now_ns() - t0) as u128 * self.rate as u128 / 1_000_000_000) as u64;
+        if let Some(w) = self.wedge_after {
+            p = p.min(w);
+        }
+        p.min(self.written)
+    }
+
+    fn wav_header(&self) -> [u8; 44] {
+        let bits = self.format.sample_bytes() as u16 * 8;
+        let block = bits / 8 * self.channels as u16;
+        let float = matches!(self.format.kind, asound_module_pcm_rdmix::mix::Kind::Float { .. });
+        let mut h = [0u8; 44];
+        h[0..4].copy_from_slice(b"RIFF");
+        h[4..8].copy_from_slice(&((36 + self.data_bytes) as u32).to_le_bytes());
+        h[8..16].copy_from_slice(b"WAVEfmt ");
+        h[16..20].copy_from_slice(&16u32.to_le_bytes());
+        h[20..22].copy_from_slice(&(if float { 3u16 } else { 1u16 }).to_le_bytes());
+        h[22..24].copy_from_slice(&(self.channels as u16).to_le_bytes());
+        h[24..28].copy_from_slice(&self.rate.to_le_bytes());
+        h[28..32].copy_from_slice(&(self.rate * block as u32).to_le_bytes());
+        h[32..34].copy_from_slice(&block.to_le_bytes());
+        h[34..36].copy_from_slice(&bits.to_le_bytes());
+        h[36..40].copy_from_slice(b"data");
+        h[40..44].copy_from_slice(&(self.data_bytes as u32).to_le_bytes());
+        h
+    }
+}
+
+unsafe fn fake<'a>(io: *mut snd_pcm_ioplug_t) -> &'a mut Fake {
+    // SAFETY: private_data is the Fake that contains io; ioplug serialises the callbacks.
+    unsafe { &mut *((*io).private_data as *mut Fake) }
+}
+
+fn guard<R>(fail: R, f: impl FnOnce() -> R) -> R {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or(fail)
+}
+
+unsafe extern "C" fn start(io: *mut snd_pcm_ioplug_t) -> c_int {
+    guard(-libc::EIO, || {
+        // SAFETY: see `fake`.
+        let f = unsafe { fake(io) };
+        f.start_ns = Some(now_ns());
+        let period_ns = (f.io.period_size as u64 * 1_000_000_000 / f.rate as u64) as i64;
+        let spec = libc::itimerspec {
+            it_interval: libc::timespec { tv_sec: 0, tv_nsec: period_ns },
+            it_value: libc::timespec { tv_sec: 0, tv_nsec: period_ns },
+        };
+        // SAFETY: arms our timerfd.
+        unsafe { libc::timerfd_settime(f.timer, 0, &spec, std::ptr::null_mut()) };
+        0
+    })
+}
+
+unsafe extern "C" fn stop(io: *mut snd_pcm_ioplug_t) -> c_int {
+    guard(-libc::EIO, || {
+        // SAFETY: see `fake`.
+        let f = unsafe { fake(io) };
+        f.played_base = f.played();
+        f.written = f.played_base;
+        f.start_ns = None;
+        0
+    })
+}
+
+unsafe extern "C" fn pointer(io: *mut snd_pcm_ioplug_t) -> a::snd_pcm_sframes_t {
+    guard(-libc::EIO as _, || {
+        // SAFETY: see `fake`.
+        let f = unsafe { fake(io) };
+        let p = f.played();
+        if f.start_ns.is_some() && p >= f.written && f.wedge_after.is_none_or(|w| p < w) {
+            return -libc::EPIPE as _; // ran dry: an underrun, as a driver reports it
+        }
+        (p % f.boundary.max(1)) as a::snd_pcm_sframes_t
+    })
+}
+
+unsafe extern "C" fn transfer(
+    io: *mut snd_pcm_ioplug_t,
+    areas: *const a::snd_pcm_channel_area_t,
+    offset: a::snd_pcm_uframes_t,
+    size: a::snd_pcm_uframes_t,
+) -> a::snd_pcm_sframes_t {
+    guard(-libc::EIO as _, || {
+        // SAFETY: see `fake`.
+        let f = unsafe { fake(io) };
+        if let Some(n) = f.fail_after
+            && f.written >= n
+        {
+            return -f.fail_errno as _;
+        }
+        let fb = f.format.sample_bytes() * f.channels as usize;
+        // SAFETY: RW_INTERLEAVED: one area, frames contiguous from `offset`.
+        let data = unsafe {
+            let ar = &*areas;
+            std::slice::from_raw_parts((ar.addr as *const u8).add(ar.first as usize / 8 + offset as usize * fb), size as usize * fb)
+        };
+        if f.wav.write_all(data).is_err() {
+            return -libc::EIO as _;
+        }
+        f.data_bytes += data.len() as u64;
+        let _ = f.wav.write_all_at(&f.wav_header(), 0);
+        f.written += size as u64;
+        size as a::snd_pcm_sframes_t
+    })
+}
+
+unsafe extern "C" fn close(io: *mut snd_pcm_ioplug_t) -> c_int {
+    guard(-libc::EIO, || {
+        // SAFETY: reclaims the Box made in open; the last callback.
+        let f = unsafe { Box::from_raw((*io).private_data as *mut Fake) };
+        let _ = f.wav.write_all_at(&f.wav_header(), 0);
+        // SAFETY: our timerfd.
+        unsafe { libc::close(f.timer) };
+        0
+    })
+}
+
+unsafe extern "C" fn hw_params(io: *mut snd_pcm_ioplug_t, _p: *mut a::snd_pcm_hw_params_t) -> c_int {
+    guard(-libc::EIO, || {
+        // SAFETY: see `fake`.
+        let f = unsafe { fake(io) };
+        if let Some(log) = &mut f.log {
+            let access = match f.io.access {
+                a::SND_PCM_ACCESS_RW_INTERLEAVED => "RW_INTERLEAVED",
+                a::SND_PCM_ACCESS_MMAP_INTERLEAVED => "MMAP_INTERLEAVED",
+                _ => "OTHER",
+            };
+            let _ = writeln!(
+                log,
+                "hw_params access={access} format={} rate={} channels={} period={} buffer={}",
+                f.format.name(),
+                f.rate,
+                f.channels,
+                f.io.period_size,
+                f.io.buffer_size
+            );
+        }
+        0
+    })
+}
+
+unsafe extern "C" fn sw_params(io: *mut snd_pcm_ioplug_t, p: *mut a::snd_pcm_sw_params_t) -> c_int {
+    guard(-libc::EIO, || {
+        // SAFETY: see `fake`; the getter writes our local.
+        let f = unsafe { fake(io) };
+        let mut b = 0;
+        // SAFETY: p is the live sw_params being installed.
+        unsafe { a::snd_pcm_sw_params_get_boundary(p, &mut b) };
+        f.boundary = b as u64;
+        0
+    })
+}
+
+unsafe extern "C" fn prepare(io: *mut snd_pcm_ioplug_t) -> c_int {
+    guard(-libc::EIO, || {
+        // SAFETY: see `fake`.
+        let f = unsafe { fake(io) };
+        f.written = 0;
+        f.played_base = 0;
+        f.start_ns = None;
+        0
+    })
+}
+
+unsafe extern "C" fn poll_revents(
+    io: *mut snd_pcm_ioplug_t,
+    pfd: *mut pollfd,
+    _n: c_uint,
+    revents: *mut c_ushort,
+) -> c_int {
+    guard(-libc::EIO, || {
+        // SAFETY: see `fake`; reads the timerfd to clear it, writes alsa-lib's output.
+        unsafe {
+            let f = fake(io);
+            let mut v = 0u64;
+            libc::read(f.timer, &mut v as *mut u64 as *mut c_void, 8);
+            let avail = f.io.buffer_size as u64 - (f.written - f.played());
+            *revents = if (*pfd).revents != 0 && avail >= f.io.period_size as u64 { libc::POLLOUT as c_ushort } else { 0 };
+        }
+        0
+    })
+}
+
+static CALLBACKS: snd_pcm_ioplug_callback_t = snd_pcm_ioplug_callback {
+    start: Some(start),
+    stop: Some(stop),
+    pointer: Some(pointer),
+    transfer: Some(transfer),
+    close: Some(close),
+    hw_params: Some(hw_params),
+    hw_free: None,
+    sw_params: Some(sw_params),
+    prepare: Some(prepare),
+    drain: None,
+    pause: None,
+    resume: None,
+    poll_descriptors_count: None,
+    poll_descriptors: None,
+    poll_revents: Some(poll_revents),
+    dump: None,
+    delay: None,
+    query_chmaps: None,
+    get_chmap: None,
+    set_chmap: None,
+};
+
+fn err(msg: &str) -> c_int {
+    eprintln!("rdmixfake: {msg}");
+    -libc::EINVAL
+}
+
+fn open(pcmp: *mut *mut a::snd_pcm_t, name: *const c_char, conf: *mut a::snd_config_t, stream: a::snd_pcm_stream_t, mode: c_int) -> c_int {
+    // SAFETY: alsa-lib keeps the node alive during open.
+    let Some(node) = (unsafe { Conf::from_raw(conf) }) else { return err("no config") };
+    let (mut file, mut log, mut format, mut rate, mut channels) = (None, None, "S16_LE".to_string(), 48000u32, 2u32);
+    let (mut fail_after, mut fail_errno, mut wedge_after) = (None, libc::EIO, None);
+    let mut mmap_only = false;
+    for c in node.children() {
+        let int = || match c.value() {
+            Value::Integer(i) => Some(i),
+            _ => None,
+        };
+        let s = || match c.value() {
+            Value::Str(s) => Some(s),
+            _ => None,
+        };
+        match c.id().as_str() {
+            "type" | "comment" | "hint" => {}
+            "file" => file = s(),
+            "log" => log = s(),
+            "format" => format = s().unwrap_or_default(),
+            "rate" => rate = int().unwrap_or(0) as u32,
+            "channels" => channels = int().unwrap_or(0) as u32,
+            "fail_after" => fail_after = int().map(|v| v as u64),
+            "fail_errno" => fail_errno = int().unwrap_or(libc::EIO as i64) as i32,
+            "wedge_after" => wedge_after = int().map(|v| v as u64),
+            // Pretend to be an mmap-only driver, to test that rdmix refuses it cleanly.
+            "mmap_only" => mmap_only = c.boolean().unwrap_or(false),
+            other => return err(&format!("unknown option {other}")),
+        }
+    }
+    let Some(file) = file else { return err("file is required") };
+    let Some(fmt) = Format::by_name(&format) else { return err("bad format") };
+    if stream != a::SND_PCM_STREAM_PLAYBACK || rate == 0 || channels == 0 {
+        return err("playback only, with a rate and channels");
+    }
+    let wav = match OpenOptions::new().create(true).write(true).truncate(true).open(&file) {
+        Ok(f) => f,
+        Err(e) => return err(&format!("{file}: {e}")),
+    };
+    let log = log.and_then(|l| OpenOptions::new().create(true).append(true).open(l).ok());
+    // SAFETY: timerfd_create returns a new descriptor or -1.
+    let timer = unsafe { libc::timerfd_create(libc::CLOCK_MONOTONIC, libc::TFD_CLOEXEC | libc::TFD_NONBLOCK) };
+    let f = Box::into_raw(Box::new(Fake {
+        // SAFETY: all-zero is the documented starting state of snd_pcm_ioplug_t.
+        io: unsafe { std::mem::zeroed() },
+        wav,
+        log,
+        format: fmt,
+        rate,
+        channels,
+        timer,
+        written: 0,
+        played_base: 0,
+        start_ns: None,
+        boundary: u64::MAX,
+        data_bytes: 0,
+        fail_after,
+        fail_errno,
+        wedge_after,
+    }));
+    // SAFETY: f is ours until create succeeds, then ioplug's (freed in `close`).
+    unsafe {
+        let _ = (*f).wav.write_all(&(*f).wav_header());
+        let io = &mut (*f).io;
+        io.version = SND_PCM_IOPLUG_VERSION;
+        io.name = c"rdmix test device (copy-only)".as_ptr();
+        io.flags = SND_PCM_IOPLUG_FLAG_MONOTONIC | SND_PCM_IOPLUG_FLAG_BOUNDARY_WA;
+        io.poll_fd = timer;
+        io.poll_events = libc::POLLIN as c_uint;
+        io.callback = &CALLBACKS;
+        io.private_data = f as *mut c_void;
+        let r = snd_pcm_ioplug_create(io, name, stream, mode);
+        if r < 0 {
+            drop(Box::from_raw(f));
+            return r;
+        }
+        io.nonblock = (mode & a::SND_PCM_NONBLOCK as c_int != 0) as c_int;
+        let access =
+            [if mmap_only { a::SND_PCM_ACCESS_MMAP_INTERLEAVED } else { a::SND_PCM_ACCESS_RW_INTERLEAVED } as c_uint];
+        let formats = [fmt.id as c_uint];
+        let fb = (fmt.sample_bytes() as u32) * channels;
+        snd_pcm_ioplug_set_param_list(io, SND_PCM_IOPLUG_HW_ACCESS as c_int, 1, access.as_ptr());
+        snd_pcm_ioplug_set_param_list(io, SND_PCM_IOPLUG_HW_FORMAT as c_int, 1, formats.as_ptr());
+        snd_pcm_ioplug_set_param_minmax(io, SND_PCM_IOPLUG_HW_CHANNELS as c_int, channels, channels);
+        snd_pcm_ioplug_set_param_minmax(io, SND_PCM_IOPLUG_HW_RATE as c_int, rate, rate);
+        snd_pcm_ioplug_set_param_minmax(io, SND_PCM_IOPLUG_HW_PERIOD_BYTES as c_int, 16 * fb, 65536 * fb);
+        snd_pcm_ioplug_set_param_minmax(io, SND_PCM_IOPLUG_HW_PERIODS as c_int, 2, 64);
+        *pcmp = io.pcm;
+    }
+    0
+}
+
+/// # Safety
+/// Called by alsa-lib as a PCM plugin open function.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn _snd_pcm_rdmixfake_open(
+    pcmp: *mut *mut a::snd_pcm_t,
+    name: *const c_char,
+    _root: *mut a::snd_config_t,
+    conf: *mut a::snd_config_t,
+    stream: a::snd_pcm_stream_t,
+    mode: c_int,
+) -> c_int {
+    guard(-libc::EIO, || open(pcmp, name, conf, stream, mode))
+}
+
+#[unsafe(no_mangle)]
+pub static __snd_pcm_rdmixfake_open_dlsym_pcm_001: c_char = 0;
