@@ -46,7 +46,14 @@ impl AlsaSlave {
     /// Opens and configures the slave; the error is one line naming the option and the cause.
     pub fn open(req: &SlaveRequest) -> Result<(AlsaSlave, DeviceParams, Vec<u32>), (i32, String)> {
         let name = &req.pcm;
-        let pcm = Pcm::open(name).map_err(|e| (e, fail(name, "cannot open", e)))?;
+        let pcm = Pcm::open(name).map_err(|e| match e {
+            // The nested rdmix refused to open inside a pump (see boundary::ioplug::open).
+            e if e == -libc::ELOOP => (
+                e,
+                format!("rdmix: slave.pcm \"{name}\": leads back to rdmix itself; name a device or plugin chain"),
+            ),
+            e => (e, fail(name, "cannot open", e)),
+        })?;
         let mut hw = pcm
             .hw_params()
             .map_err(|e| (e, fail(name, "cannot read its parameters", e)))?;
