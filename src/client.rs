@@ -61,12 +61,8 @@ const STALE_NS: u64 = 40_000_000;
 impl Client {
     /// Attaches to (or starts) the pump for `cfg`.
     pub fn open(cfg: Config) -> Result<Client, Failure> {
-        let ev = sys::eventfd().map_err(|e| {
-            Failure::new(
-                e.raw_os_error().unwrap_or(libc::EMFILE),
-                format!("rdmix: eventfd: {e}"),
-            )
-        })?;
+        let ev = sys::eventfd()
+            .map_err(|e| Failure::new(e.raw_os_error().unwrap_or(libc::EMFILE), format!("rdmix: eventfd: {e}")))?;
         let att = control::attach(&cfg, &ev)?;
         let dev = att.seg.device();
         if Format::lookup(dev.format).is_none() {
@@ -108,12 +104,9 @@ impl Client {
     }
 
     fn att(&self) -> Result<&Attachment, Failure> {
-        self.att.as_ref().ok_or_else(|| {
-            Failure::new(
-                libc::ENODEV,
-                "rdmix: the pump is gone; prepare to reconnect",
-            )
-        })
+        self.att
+            .as_ref()
+            .ok_or_else(|| Failure::new(libc::ENODEV, "rdmix: the pump is gone; prepare to reconnect"))
     }
 
     /// Whether the pump is still there. Cheap while its clock is fresh.
@@ -205,10 +198,7 @@ impl Client {
             .ok_or_else(|| {
                 Failure::new(
                     libc::EINVAL,
-                    format!(
-                        "rdmix: hw_params: a buffer of {} frames does not fit a lane",
-                        hw.buffer
-                    ),
+                    format!("rdmix: hw_params: a buffer of {} frames does not fit a lane", hw.buffer),
                 )
             })?;
         self.state = State::Idle;
@@ -222,25 +212,13 @@ impl Client {
     fn send_setup(&self, hw: &HwSetup) -> Result<(), Failure> {
         let att = self.att()?;
         let mut m = Msg::new(SETUP);
-        m.args = [
-            hw.format.id as u64,
-            hw.channels as u64,
-            hw.rate as u64,
-            hw.buffer,
-        ];
-        control::send(&att.sock, m, None).map_err(|e| {
-            Failure::new(
-                libc::EPIPE,
-                format!("rdmix: hw_params: the pump is gone: {e}"),
-            )
-        })?;
+        m.args = [hw.format.id as u64, hw.channels as u64, hw.rate as u64, hw.buffer];
+        control::send(&att.sock, m, None)
+            .map_err(|e| Failure::new(libc::EPIPE, format!("rdmix: hw_params: the pump is gone: {e}")))?;
         match control::recv_until(&att.sock, Instant::now() + Duration::from_secs(2)) {
             Ok(Incoming::Msg(r, _)) if r.kind == REPLY && r.status == 0 => Ok(()),
             Ok(Incoming::Msg(r, _)) if r.status < 0 => Err(Failure::new(r.status, r.text())),
-            Ok(_) => Err(Failure::new(
-                libc::EPIPE,
-                "rdmix: hw_params: the pump hung up",
-            )),
+            Ok(_) => Err(Failure::new(libc::EPIPE, "rdmix: hw_params: the pump hung up")),
             Err(e) => Err(Failure::new(
                 libc::ETIMEDOUT,
                 format!("rdmix: hw_params: the pump did not answer: {e}"),
@@ -326,9 +304,7 @@ impl Client {
         if self.state == State::Running {
             let buffer = self.hw.map(|h| h.buffer).unwrap_or(0) as i64;
             // As on hardware: an xrun is avail reaching stop_threshold, unless that is the boundary.
-            if self.stop_threshold < self.boundary
-                && buffer - self.queued() >= self.stop_threshold as i64
-            {
+            if self.stop_threshold < self.boundary && buffer - self.queued() >= self.stop_threshold as i64 {
                 return Err(-libc::EPIPE);
             }
         }
@@ -351,8 +327,7 @@ impl Client {
     }
 
     pub fn frame_bytes(&self) -> Option<usize> {
-        self.hw
-            .map(|h| h.format.sample_bytes() * h.channels as usize)
+        self.hw.map(|h| h.format.sample_bytes() * h.channels as usize)
     }
 
     /// Frames queued in the lane plus frames queued in the slave.
@@ -387,9 +362,7 @@ impl Client {
         self.sync_appl(io);
         let ready = |c: &Client| match io.state {
             alsa_sys::SND_PCM_STATE_XRUN => true,
-            alsa_sys::SND_PCM_STATE_DRAINING => {
-                drained && c.drain_remaining_ns().is_some_and(|r| r == 0)
-            }
+            alsa_sys::SND_PCM_STATE_DRAINING => drained && c.drain_remaining_ns().is_some_and(|r| r == 0),
             _ => {
                 let buffer = c.hw.map(|h| h.buffer).unwrap_or(0) as i64;
                 buffer - c.queued() >= c.avail_min as i64
@@ -456,8 +429,7 @@ impl Client {
             Some(ns) => Ok(Some((self.ev.as_raw_fd(), self.sock_fd(), ns))),
             None => {
                 self.arm_wake_drained();
-                let period_ns =
-                    self.dev.period_frames as u64 * 1_000_000_000 / self.dev.rate as u64;
+                let period_ns = self.dev.period_frames as u64 * 1_000_000_000 / self.dev.rate as u64;
                 Ok(Some((self.ev.as_raw_fd(), self.sock_fd(), period_ns)))
             }
         }
@@ -474,18 +446,13 @@ impl Client {
     /// The longest a drain may take before rdmix reports the device stuck.
     pub fn drain_deadline(&self) -> Instant {
         let queued = self.queued().max(0) as u64 + self.dev.buffer_frames as u64;
-        Instant::now()
-            + Duration::from_nanos(queued * 1_000_000_000 / self.dev.rate as u64)
-            + Duration::from_secs(2)
+        Instant::now() + Duration::from_nanos(queued * 1_000_000_000 / self.dev.rate as u64) + Duration::from_secs(2)
     }
 }
 
 /// Sleeps until the eventfd or the socket wakes, or `ns` pass.
 pub fn drain_wait(ev: i32, sock: i32, ns: u64) {
-    let mut p = [
-        sys::pollfd(ev, libc::POLLIN),
-        sys::pollfd(sock, libc::POLLIN),
-    ];
+    let mut p = [sys::pollfd(ev, libc::POLLIN), sys::pollfd(sock, libc::POLLIN)];
     let ms = ns.div_ceil(1_000_000).clamp(1, 200) as i32;
     let _ = sys::poll(&mut p, ms);
 }

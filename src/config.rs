@@ -200,10 +200,7 @@ impl Config {
                     v => {
                         return err(
                             "slave",
-                            format!(
-                                "expected a compound or a pcm_slave name, got {}",
-                                describe(&v)
-                            ),
+                            format!("expected a compound or a pcm_slave name, got {}", describe(&v)),
                         );
                     }
                 },
@@ -219,10 +216,7 @@ impl Config {
                 "pump" => {
                     let p = PathBuf::from(string("pump", &c)?);
                     if !p.is_absolute() {
-                        return err(
-                            "pump",
-                            format!("\"{}\" is not an absolute path", p.display()),
-                        );
+                        return err("pump", format!("\"{}\" is not an absolute path", p.display()));
                     }
                     pump = Some(p);
                 }
@@ -293,19 +287,11 @@ impl Config {
         let mut it = args.iter();
         while let Some(k) = it.next() {
             let v = it.next().ok_or_else(|| format!("{k} needs a value"))?;
-            let num = || {
-                v.parse::<i64>()
-                    .map_err(|_| format!("{k}: \"{v}\" is not a number"))
-            };
-            let u = || {
-                num().and_then(|n| u32::try_from(n).map_err(|_| format!("{k}: {n} out of range")))
-            };
+            let num = || v.parse::<i64>().map_err(|_| format!("{k}: \"{v}\" is not a number"));
+            let u = || num().and_then(|n| u32::try_from(n).map_err(|_| format!("{k}: {n} out of range")));
             match k.as_str() {
                 "--key" => c.ipc_key = u()?,
-                "--perm" => {
-                    c.ipc_perm =
-                        u32::from_str_radix(v, 8).map_err(|_| format!("--perm: bad mode {v}"))?
-                }
+                "--perm" => c.ipc_perm = u32::from_str_radix(v, 8).map_err(|_| format!("--perm: bad mode {v}"))?,
                 "--gid" => c.ipc_gid = Some(u()?),
                 "--slave" => c.slave.pcm = v.clone(),
                 "--format" => c.slave.format = Some(num()? as i32),

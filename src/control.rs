@@ -169,12 +169,8 @@ fn pump_path(cfg: &Config) -> Result<PathBuf, Failure> {
     if let Some(p) = &cfg.pump {
         return Ok(p.clone());
     }
-    let dir = sys::own_object_dir().ok_or_else(|| {
-        Failure::new(
-            libc::ENOENT,
-            "rdmix: pump: cannot locate the plugin's own directory",
-        )
-    })?;
+    let dir = sys::own_object_dir()
+        .ok_or_else(|| Failure::new(libc::ENOENT, "rdmix: pump: cannot locate the plugin's own directory"))?;
     Ok(dir.join("rdmix-pump"))
 }
 
@@ -204,10 +200,7 @@ pub fn attach(cfg: &Config, eventfd: &OwnedFd) -> Result<Attachment, Failure> {
                 if spawns >= 3 {
                     return Err(Failure::new(
                         libc::EIO,
-                        format!(
-                            "rdmix: ipc_key {:#x}: pump started but nobody listens",
-                            cfg.ipc_key
-                        ),
+                        format!("rdmix: ipc_key {:#x}: pump started but nobody listens", cfg.ipc_key),
                     ));
                 }
                 spawns += 1;
@@ -217,10 +210,7 @@ pub fn attach(cfg: &Config, eventfd: &OwnedFd) -> Result<Attachment, Failure> {
             Err(e) => {
                 return Err(Failure::new(
                     e.raw_os_error().unwrap_or(libc::EIO),
-                    format!(
-                        "rdmix: ipc_key {:#x}: cannot reach the pump: {e}",
-                        cfg.ipc_key
-                    ),
+                    format!("rdmix: ipc_key {:#x}: cannot reach the pump: {e}", cfg.ipc_key),
                 ));
             }
         };
@@ -262,10 +252,7 @@ pub fn attach(cfg: &Config, eventfd: &OwnedFd) -> Result<Attachment, Failure> {
             Err(e) => {
                 return Err(Failure::new(
                     libc::ETIMEDOUT,
-                    format!(
-                        "rdmix: ipc_key {:#x}: pump did not answer: {e}",
-                        cfg.ipc_key
-                    ),
+                    format!("rdmix: ipc_key {:#x}: pump did not answer: {e}", cfg.ipc_key),
                 ));
             }
         }
@@ -368,10 +355,7 @@ mod tests {
     fn descriptors_travel_with_messages() {
         let name = format!("rdmix-test-{}", sys::pid());
         let l = sys::listen(&name).unwrap();
-        assert_eq!(
-            sys::listen(&name).unwrap_err().raw_os_error(),
-            Some(libc::EADDRINUSE)
-        );
+        assert_eq!(sys::listen(&name).unwrap_err().raw_os_error(), Some(libc::EADDRINUSE));
         let c = sys::connect(&name).unwrap();
         let s = loop {
             if let Some(s) = sys::accept(&l).unwrap() {
@@ -380,9 +364,7 @@ mod tests {
         };
         let ev = sys::eventfd().unwrap();
         send(&c, Msg::new(HELLO), Some(ev.as_fd())).unwrap();
-        let Incoming::Msg(m, Some(fd)) =
-            recv_until(&s, Instant::now() + Duration::from_secs(5)).unwrap()
-        else {
+        let Incoming::Msg(m, Some(fd)) = recv_until(&s, Instant::now() + Duration::from_secs(5)).unwrap() else {
             panic!("expected a message with a descriptor")
         };
         assert_eq!(m.kind, HELLO);

@@ -53,9 +53,7 @@ pub struct Word {
 
 impl Word {
     pub fn pack(self) -> u64 {
-        ((self.epoch as u64) << EPOCH_SHIFT)
-            | (((self.tag & 0xf) as u64) << TAG_SHIFT)
-            | (self.pos & POS_MASK)
+        ((self.epoch as u64) << EPOCH_SHIFT) | (((self.tag & 0xf) as u64) << TAG_SHIFT) | (self.pos & POS_MASK)
     }
     pub fn unpack(w: u64) -> Word {
         Word {
@@ -121,10 +119,7 @@ pub struct Geometry {
 impl Geometry {
     /// `None` unless a whole buffer of such frames fits in a lane.
     pub fn new(frame_bytes: usize, buffer_frames: usize) -> Option<Geometry> {
-        if frame_bytes == 0
-            || buffer_frames == 0
-            || frame_bytes.checked_mul(buffer_frames)? > LANE_BYTES
-        {
+        if frame_bytes == 0 || buffer_frames == 0 || frame_bytes.checked_mul(buffer_frames)? > LANE_BYTES {
             return None;
         }
         Some(Geometry {
@@ -259,9 +254,7 @@ mod tests {
                         std::thread::yield_now();
                         continue;
                     }
-                    let bytes: Vec<u8> = (next..next + n as u32)
-                        .flat_map(|v| v.to_le_bytes())
-                        .collect();
+                    let bytes: Vec<u8> = (next..next + n as u32).flat_map(|v| v.to_le_bytes()).collect();
                     g.write(&s, 2, appl, &bytes);
                     appl = pos_add(appl, n);
                     next += n as u32;

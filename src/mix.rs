@@ -95,9 +95,7 @@ impl Format {
             return format!("format {}", self.id);
         }
         // SAFETY: non-NULL results are NUL-terminated static strings.
-        unsafe { std::ffi::CStr::from_ptr(p) }
-            .to_string_lossy()
-            .into_owned()
+        unsafe { std::ffi::CStr::from_ptr(p) }.to_string_lossy().into_owned()
     }
     /// Looks a format up by ALSA name (`S16_LE`, `FLOAT`, ...), case-insensitively.
     pub fn by_name(name: &str) -> Option<Format> {
@@ -171,16 +169,10 @@ impl Acc for f64 {
     }
     fn sat_s32(self) -> i32 {
         // `as` saturates and maps NaN to 0.
-        (self * S32_SCALE)
-            .round()
-            .clamp(i32::MIN as f64, i32::MAX as f64) as i32
+        (self * S32_SCALE).round().clamp(i32::MIN as f64, i32::MAX as f64) as i32
     }
     fn clamp_f64(self) -> f64 {
-        if self.is_nan() {
-            0.0
-        } else {
-            self.clamp(-1.0, 1.0)
-        }
+        if self.is_nan() { 0.0 } else { self.clamp(-1.0, 1.0) }
     }
 }
 
@@ -196,9 +188,7 @@ fn load_int<const BYTES: usize, const BIG: bool>(b: &[u8]) -> u32 {
 
 /// Decodes a stored integer sample to 32-bit scale.
 #[inline(always)]
-fn int_to_s32<const BYTES: usize, const BITS: u32, const UNSIGNED: bool, const BIG: bool>(
-    b: &[u8],
-) -> i32 {
+fn int_to_s32<const BYTES: usize, const BITS: u32, const UNSIGNED: bool, const BIG: bool>(b: &[u8]) -> i32 {
     let raw = load_int::<BYTES, BIG>(b);
     let v = (raw << (32 - BITS)) as i32;
     if UNSIGNED { v ^ i32::MIN } else { v }
@@ -255,14 +245,8 @@ pub fn accumulate<A: Acc>(fmt: Format, src: &[u8], acc: &mut [A]) {
             (4, 32, true, true) => add_ints::<A, 4, 32, true, true>(src, acc),
             _ => unreachable!("format table holds no other integer layout"),
         },
-        Kind::Float {
-            bytes: 4,
-            big: false,
-        } => add_floats::<A, 4, false>(src, acc),
-        Kind::Float {
-            bytes: 4,
-            big: true,
-        } => add_floats::<A, 4, true>(src, acc),
+        Kind::Float { bytes: 4, big: false } => add_floats::<A, 4, false>(src, acc),
+        Kind::Float { bytes: 4, big: true } => add_floats::<A, 4, true>(src, acc),
         Kind::Float { big: false, .. } => add_floats::<A, 8, false>(src, acc),
         Kind::Float { big: true, .. } => add_floats::<A, 8, true>(src, acc),
     }
@@ -434,11 +418,7 @@ mod tests {
     #[test]
     fn saturation_is_applied_to_the_sum_not_per_lane() {
         let s = f(a::SND_PCM_FORMAT_S16_LE);
-        let out = mix(
-            s,
-            &[(s, s16(&[30000])), (s, s16(&[30000])), (s, s16(&[-30000]))],
-            1,
-        );
+        let out = mix(s, &[(s, s16(&[30000])), (s, s16(&[30000])), (s, s16(&[-30000]))], 1);
         assert_eq!(out, s16(&[30000]));
     }
 
@@ -449,11 +429,7 @@ mod tests {
             let mut expect = vec![0u8; 4 * fmt.sample_bytes()];
             store(&[0i64; 4], *fmt, &mut expect);
             assert_eq!(out, expect, "{}", fmt.name());
-            if let Kind::Int {
-                unsigned: false, ..
-            }
-            | Kind::Float { .. } = fmt.kind
-            {
+            if let Kind::Int { unsigned: false, .. } | Kind::Float { .. } = fmt.kind {
                 assert!(out.iter().all(|b| *b == 0), "{}", fmt.name());
             }
         }
@@ -527,10 +503,7 @@ mod tests {
             .iter()
             .flat_map(|v| v.to_le_bytes())
             .collect();
-        assert_eq!(
-            mix(s, &[(fl, src.clone())], 5),
-            s16(&[16384, 32767, -32768, 0, 32767])
-        );
+        assert_eq!(mix(s, &[(fl, src.clone())], 5), s16(&[16384, 32767, -32768, 0, 32767]));
         let out = mix(fl, &[(fl, src)], 5);
         let got: Vec<f32> = out
             .chunks_exact(4)
@@ -545,23 +518,15 @@ mod tests {
         let u8f = f(a::SND_PCM_FORMAT_U8);
         let be = f(a::SND_PCM_FORMAT_S16_BE);
         let s24_3be = f(a::SND_PCM_FORMAT_S24_3BE);
-        assert_eq!(
-            mix(s, &[(u8f, vec![0x80, 0xff, 0x00])], 3),
-            s16(&[0, 127 << 8, -32768])
-        );
+        assert_eq!(mix(s, &[(u8f, vec![0x80, 0xff, 0x00])], 3), s16(&[0, 127 << 8, -32768]));
         assert_eq!(mix(s, &[(be, vec![0x12, 0x34])], 1), s16(&[0x1234]));
-        assert_eq!(
-            mix(s, &[(s24_3be, vec![0x12, 0x34, 0x56])], 1),
-            s16(&[0x1234])
-        );
+        assert_eq!(mix(s, &[(s24_3be, vec![0x12, 0x34, 0x56])], 1), s16(&[0x1234]));
     }
 
     #[test]
     fn many_lanes_do_not_overflow_the_accumulator() {
         let s32f = f(a::SND_PCM_FORMAT_S32_LE);
-        let lanes: Vec<_> = (0..64)
-            .map(|_| (s32f, i32::MAX.to_le_bytes().to_vec()))
-            .collect();
+        let lanes: Vec<_> = (0..64).map(|_| (s32f, i32::MAX.to_le_bytes().to_vec())).collect();
         assert_eq!(mix(s32f, &lanes, 1), i32::MAX.to_le_bytes().to_vec());
         let s = f(a::SND_PCM_FORMAT_S16_LE);
         let lanes: Vec<_> = (0..64).map(|_| (s, s16(&[-32768]))).collect();

@@ -44,8 +44,7 @@ pub struct Engine {
 impl Engine {
     pub fn new(seg: Arc<Segment>) -> Result<Engine, String> {
         let dev = seg.device();
-        let fmt = Format::lookup(dev.format)
-            .ok_or_else(|| format!("unsupported slave format {}", dev.format))?;
+        let fmt = Format::lookup(dev.format).ok_or_else(|| format!("unsupported slave format {}", dev.format))?;
         let samples = dev.period_frames as usize * dev.channels as usize;
         Ok(Engine {
             seg,
@@ -97,20 +96,13 @@ impl Engine {
             ));
         }
         if rate != self.dev.rate {
-            return Err(format!(
-                "rate {rate} requested, the device runs {}",
-                self.dev.rate
-            ));
+            return Err(format!("rate {rate} requested, the device runs {}", self.dev.rate));
         }
         let frame_bytes = format.sample_bytes() * channels as usize;
         let geometry = usize::try_from(buffer_frames)
             .ok()
             .and_then(|b| Geometry::new(frame_bytes, b))
-            .ok_or_else(|| {
-                format!(
-                    "a buffer of {buffer_frames} frames of {frame_bytes} bytes does not fit a lane"
-                )
-            })?;
+            .ok_or_else(|| format!("a buffer of {buffer_frames} frames of {frame_bytes} bytes does not fit a lane"))?;
         let st = &mut self.lanes[idx];
         st.setup = Some(LaneSetup { format, geometry });
         Ok(())
@@ -167,8 +159,7 @@ impl Engine {
                 st.hw = pos_add(st.hw, n as i64);
                 st.drained = true;
                 tag = HW_DRAINED;
-                slot.drain_end
-                    .store(self.mix_pos + n as u64, Ordering::Relaxed);
+                slot.drain_end.store(self.mix_pos + n as u64, Ordering::Relaxed);
                 wake.push(idx);
             } else {
                 // The device clock moves on whether or not the client kept up, as on hardware.
@@ -274,8 +265,7 @@ impl<S: Slave> Pump<S> {
                 Err(e) => self.recover(e).map(|_| 0),
             };
         }
-        let played =
-            self.anchor_frames + frames_in(now_ns.saturating_sub(self.anchor_ns), dev.rate);
+        let played = self.anchor_frames + frames_in(now_ns.saturating_sub(self.anchor_ns), dev.rate);
         let mix_pos = self.engine.mix_pos;
         if played >= mix_pos {
             // Ran dry (or just started): restart the virtual device clock at the current position.
@@ -309,8 +299,7 @@ impl<S: Slave> Pump<S> {
                 dev.buffer_frames as u64 - queued.min(dev.buffer_frames as u64)
             };
             if room < period {
-                if self.paced && now_ns.saturating_sub(self.last_progress_ns) > stall_limit_ns(&dev)
-                {
+                if self.paced && now_ns.saturating_sub(self.last_progress_ns) > stall_limit_ns(&dev) {
                     return Err(-libc::EIO);
                 }
                 self.publish(now_ns, queued);
@@ -350,11 +339,7 @@ impl<S: Slave> Pump<S> {
     fn recover(&mut self, err: i32) -> Result<(), i32> {
         if err == -libc::EPIPE || err == -libc::ESTRPIPE || err == -libc::EINTR {
             self.stats.slave_xruns += 1;
-            self.engine
-                .seg
-                .header()
-                .slave_xruns
-                .fetch_add(1, Ordering::Relaxed);
+            self.engine.seg.header().slave_xruns.fetch_add(1, Ordering::Relaxed);
             return self.slave.recover(err);
         }
         Err(err)
@@ -370,10 +355,6 @@ impl<S: Slave> Pump<S> {
 
     /// Marks the segment failed, so clients report the errno instead of waiting.
     pub fn fail(&self, err: i32) {
-        self.engine
-            .seg
-            .header()
-            .failed
-            .store(err, Ordering::Release);
+        self.engine.seg.header().failed.store(err, Ordering::Release);
     }
 }

@@ -152,10 +152,7 @@ impl std::fmt::Display for Invalid {
             Invalid::TooSmall(n) => write!(f, "segment is {n} bytes, smaller than its header"),
             Invalid::Magic(m) => write!(f, "segment magic {m:#010x} is not rdmix's"),
             Invalid::Version(v) => {
-                write!(
-                    f,
-                    "segment layout version {v}, this rdmix speaks {LAYOUT_VERSION}"
-                )
+                write!(f, "segment layout version {v}, this rdmix speaks {LAYOUT_VERSION}")
             }
             Invalid::Size(s) => write!(f, "segment claims {s} bytes, expected {SEGMENT_BYTES}"),
             Invalid::Geometry => write!(f, "segment header has impossible geometry"),
@@ -164,10 +161,7 @@ impl std::fmt::Display for Invalid {
 }
 
 pub fn now_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: clock_gettime writes into the timespec we own.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
@@ -175,19 +169,9 @@ pub fn now_ns() -> u64 {
 
 impl Segment {
     /// Creates a fresh, sealed memfd segment with its header filled in.
-    pub fn create(
-        dev: &DeviceParams,
-        chmap: &[u32],
-        perm: u32,
-        gid: Option<u32>,
-    ) -> io::Result<(Segment, OwnedFd)> {
+    pub fn create(dev: &DeviceParams, chmap: &[u32], perm: u32, gid: Option<u32>) -> io::Result<(Segment, OwnedFd)> {
         // SAFETY: memfd_create takes a NUL-terminated name and flags; it returns a new fd or -1.
-        let fd = unsafe {
-            libc::memfd_create(
-                c"rdmix-segment".as_ptr(),
-                libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
-            )
-        };
+        let fd = unsafe { libc::memfd_create(c"rdmix-segment".as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
         if fd < 0 {
             return Err(io::Error::last_os_error());
         }
@@ -222,10 +206,7 @@ impl Segment {
     /// Maps a segment received from a pump and checks that it is one this build understands.
     pub fn attach(fd: OwnedFd) -> Result<Segment, String> {
         let file = File::from(fd);
-        let len = file
-            .metadata()
-            .map_err(|e| format!("cannot stat segment: {e}"))?
-            .len();
+        let len = file.metadata().map_err(|e| format!("cannot stat segment: {e}"))?.len();
         if len < HEADER_BYTES as u64 {
             return Err(Invalid::TooSmall(len).to_string());
         }
@@ -257,9 +238,7 @@ impl Segment {
 
     fn map_file(file: &File) -> io::Result<Segment> {
         let len = file.metadata()?.len() as usize;
-        let map = MmapOptions::new()
-            .len(len.max(HEADER_BYTES))
-            .map_raw(file)?;
+        let map = MmapOptions::new().len(len.max(HEADER_BYTES)).map_raw(file)?;
         let base = map.as_mut_ptr();
         Ok(Segment {
             base,
@@ -335,13 +314,7 @@ impl Segment {
         assert!(i < MAX_LANES, "lane index {i} out of range");
         let n = src.len().min(LANE_BYTES.saturating_sub(off));
         // SAFETY: [off, off+n) lies inside lane i; the lane is plain bytes that the pump only copies out.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                src.as_ptr(),
-                self.base.add(LANES_OFFSET + i * LANE_BYTES + off),
-                n,
-            )
-        };
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.base.add(LANES_OFFSET + i * LANE_BYTES + off), n) };
     }
 
     /// Copies bytes of lane `i` from offset `off` into `dst`. Out-of-range requests are clipped.
@@ -351,11 +324,7 @@ impl Segment {
         // SAFETY: [off, off+n) lies inside lane i. A client may be rewriting those bytes (a rewind
         // race); that garbles only its own samples, as on hardware, and never our control state.
         unsafe {
-            std::ptr::copy_nonoverlapping(
-                self.base.add(LANES_OFFSET + i * LANE_BYTES + off),
-                dst.as_mut_ptr(),
-                n,
-            )
+            std::ptr::copy_nonoverlapping(self.base.add(LANES_OFFSET + i * LANE_BYTES + off), dst.as_mut_ptr(), n)
         };
     }
 

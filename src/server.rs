@@ -32,14 +32,12 @@ fn log(msg: &str) {
 
 /// Whether a peer may use this pump, following `ipc_perm` like file permissions.
 fn admitted(cfg: &Config, sock: &OwnedFd) -> Result<(i32, u32), String> {
-    let (pid, uid, gid) =
-        sys::peer_cred(sock).map_err(|e| format!("cannot read peer credentials: {e}"))?;
+    let (pid, uid, gid) = sys::peer_cred(sock).map_err(|e| format!("cannot read peer credentials: {e}"))?;
     let owner = sys::euid();
     let group = cfg.ipc_gid.unwrap_or_else(sys::egid);
     let ok = uid == owner
         || uid == 0
-        || (cfg.ipc_perm & 0o060 == 0o060
-            && (gid == group || sys::peer_groups(sock).contains(&group)))
+        || (cfg.ipc_perm & 0o060 == 0o060 && (gid == group || sys::peer_groups(sock).contains(&group)))
         || cfg.ipc_perm & 0o006 == 0o006;
     if ok {
         Ok((pid, uid))
@@ -114,11 +112,7 @@ fn run(cfg: Config, report: OwnedFd) -> i32 {
         Err(e) => {
             say(
                 &mut report,
-                &format!(
-                    "{} rdmix: ipc_key {:#x}: cannot listen: {e}",
-                    -libc::EIO,
-                    cfg.ipc_key
-                ),
+                &format!("{} rdmix: ipc_key {:#x}: cannot listen: {e}", -libc::EIO, cfg.ipc_key),
             );
             return 1;
         }
@@ -147,22 +141,14 @@ fn run(cfg: Config, report: OwnedFd) -> i32 {
         Err(e) => {
             say(
                 &mut report,
-                &format!(
-                    "{} rdmix: slave.pcm \"{}\": {e}",
-                    -libc::EINVAL,
-                    cfg.slave.pcm
-                ),
+                &format!("{} rdmix: slave.pcm \"{}\": {e}", -libc::EINVAL, cfg.slave.pcm),
             );
             return 1;
         }
     };
     say(&mut report, "ok");
     drop(report);
-    sys::redirect_stdio(
-        std::env::var_os("RDMIX_PUMP_LOG")
-            .as_deref()
-            .map(std::path::Path::new),
-    );
+    sys::redirect_stdio(std::env::var_os("RDMIX_PUMP_LOG").as_deref().map(std::path::Path::new));
     log(&format!(
         "key {:#x}: slave \"{}\" ({}) at {} Hz, {} ch, {}, period {} / buffer {} frames",
         cfg.ipc_key,
@@ -170,9 +156,7 @@ fn run(cfg: Config, report: OwnedFd) -> i32 {
         slave.type_name(),
         dev.rate,
         dev.channels,
-        Format::lookup(dev.format)
-            .map(|f| f.name())
-            .unwrap_or_default(),
+        Format::lookup(dev.format).map(|f| f.name()).unwrap_or_default(),
         dev.period_frames,
         dev.buffer_frames
     ));
@@ -227,13 +211,8 @@ fn serve(cfg: &Config, listener: &OwnedFd, seg_fd: &OwnedFd, pump: &mut Pump<Als
         }
         let mut fds: Vec<libc::pollfd> = Vec::with_capacity(peers.len() + 1);
         fds.push(sys::pollfd(listener.as_raw_fd(), libc::POLLIN));
-        fds.extend(
-            peers
-                .iter()
-                .map(|p| sys::pollfd(p.sock.as_raw_fd(), libc::POLLIN)),
-        );
-        let timeout_ms =
-            (due.saturating_sub(now_ns()).div_ceil(1_000_000)).min(LINGER_NS / 1_000_000) as i32;
+        fds.extend(peers.iter().map(|p| sys::pollfd(p.sock.as_raw_fd(), libc::POLLIN)));
+        let timeout_ms = (due.saturating_sub(now_ns()).div_ceil(1_000_000)).min(LINGER_NS / 1_000_000) as i32;
         if let Err(e) = sys::poll(&mut fds, timeout_ms) {
             log(&format!("poll: {e}"));
             return 1;
@@ -265,11 +244,7 @@ fn serve(cfg: &Config, listener: &OwnedFd, seg_fd: &OwnedFd, pump: &mut Pump<Als
         if fds[0].revents != 0 {
             while let Ok(Some(sock)) = sys::accept(listener) {
                 match admitted(cfg, &sock) {
-                    Ok((pid, _)) => peers.push(Peer {
-                        sock,
-                        slot: None,
-                        pid,
-                    }),
+                    Ok((pid, _)) => peers.push(Peer { sock, slot: None, pid }),
                     Err(msg) => {
                         let _ = control::send(&sock, Msg::error(REPLY, libc::EACCES, &msg), None);
                     }
@@ -312,10 +287,7 @@ fn handle(
             }
             let Some(ev) = fd else { return false };
             let Some(slot) = (0..MAX_LANES).find(|i| wakers[*i].is_none()) else {
-                let msg = format!(
-                    "rdmix: ipc_key {:#x}: all {MAX_LANES} lanes are in use",
-                    cfg.ipc_key
-                );
+                let msg = format!("rdmix: ipc_key {:#x}: all {MAX_LANES} lanes are in use", cfg.ipc_key);
                 let _ = control::send(&peer.sock, Msg::error(WELCOME, libc::EBUSY, &msg), None);
                 return false;
             };
@@ -333,10 +305,7 @@ fn handle(
                 .ok()
                 .and_then(Format::lookup)
                 .ok_or_else(|| format!("unsupported sample format {format}"))
-                .and_then(|f| {
-                    pump.engine
-                        .setup(slot, f, channels as u32, rate as u32, buffer)
-                });
+                .and_then(|f| pump.engine.setup(slot, f, channels as u32, rate as u32, buffer));
             let reply = match r {
                 Ok(()) => Msg::new(REPLY),
                 Err(e) => Msg::error(REPLY, libc::EINVAL, &format!("rdmix: hw_params: {e}")),

@@ -71,17 +71,12 @@ impl AlsaSlave {
                 )
             })?,
             None => {
-                let f = FORMATS
-                    .iter()
-                    .find(|f| hw.test_format(f.id))
-                    .ok_or_else(|| {
-                        (
-                            -libc::EINVAL,
-                            format!(
-                                "rdmix: slave.pcm \"{name}\": offers no sample format rdmix can mix"
-                            ),
-                        )
-                    })?;
+                let f = FORMATS.iter().find(|f| hw.test_format(f.id)).ok_or_else(|| {
+                    (
+                        -libc::EINVAL,
+                        format!("rdmix: slave.pcm \"{name}\": offers no sample format rdmix can mix"),
+                    )
+                })?;
                 hw.set_format(f.id)
                     .map_err(|e| (e, fail(name, "cannot set its format", e)))?;
             }
@@ -143,8 +138,7 @@ impl AlsaSlave {
                 .map_err(|e| refused("buffer_time", t as u64, e))?;
         } else {
             let n = req.periods.unwrap_or(DEFAULT_PERIODS);
-            hw.set_periods_near(n)
-                .map_err(|e| refused("periods", n as u64, e))?;
+            hw.set_periods_near(n).map_err(|e| refused("periods", n as u64, e))?;
         }
         hw.apply()
             .map_err(|e| (e, fail(name, "refuses the asked parameters", e)))?;

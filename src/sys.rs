@@ -6,11 +6,7 @@ use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r)
-    }
+    if r < 0 { Err(io::Error::last_os_error()) } else { Ok(r) }
 }
 
 /// An abstract-namespace unix address: nothing on the filesystem, gone with its listener.
@@ -28,8 +24,7 @@ fn abstract_addr(name: &str) -> (libc::sockaddr_un, libc::socklen_t) {
 }
 
 fn seqpacket(nonblock: bool) -> io::Result<OwnedFd> {
-    let flags =
-        libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC | if nonblock { libc::SOCK_NONBLOCK } else { 0 };
+    let flags = libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC | if nonblock { libc::SOCK_NONBLOCK } else { 0 };
     // SAFETY: socket() returns a new descriptor or -1.
     let fd = cvt(unsafe { libc::socket(libc::AF_UNIX, flags, 0) })?;
     // SAFETY: fd is fresh and ours.
@@ -41,13 +36,7 @@ pub fn listen(name: &str) -> io::Result<OwnedFd> {
     let fd = seqpacket(true)?;
     let (addr, len) = abstract_addr(name);
     // SAFETY: addr/len describe a valid sockaddr_un.
-    cvt(unsafe {
-        libc::bind(
-            fd.as_raw_fd(),
-            &addr as *const _ as *const libc::sockaddr,
-            len,
-        )
-    })?;
+    cvt(unsafe { libc::bind(fd.as_raw_fd(), &addr as *const _ as *const libc::sockaddr, len) })?;
     // SAFETY: plain listen on our socket.
     cvt(unsafe { libc::listen(fd.as_raw_fd(), 64) })?;
     Ok(fd)
@@ -59,13 +48,7 @@ pub fn connect(name: &str) -> io::Result<OwnedFd> {
     let (addr, len) = abstract_addr(name);
     loop {
         // SAFETY: addr/len describe a valid sockaddr_un.
-        let r = unsafe {
-            libc::connect(
-                fd.as_raw_fd(),
-                &addr as *const _ as *const libc::sockaddr,
-                len,
-            )
-        };
+        let r = unsafe { libc::connect(fd.as_raw_fd(), &addr as *const _ as *const libc::sockaddr, len) };
         match cvt(r) {
             Ok(_) => return Ok(fd),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -166,8 +149,7 @@ pub fn recv(sock: &OwnedFd, buf: &mut [u8]) -> io::Result<(usize, Option<OwnedFd
         while !c.is_null() {
             if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
                 let data = libc::CMSG_DATA(c) as *const RawFd;
-                let count = ((*c).cmsg_len as usize - libc::CMSG_LEN(0) as usize)
-                    / std::mem::size_of::<RawFd>();
+                let count = ((*c).cmsg_len as usize - libc::CMSG_LEN(0) as usize) / std::mem::size_of::<RawFd>();
                 for i in 0..count {
                     let fd = OwnedFd::from_raw_fd(std::ptr::read_unaligned(data.add(i)));
                     if got.is_none() {
@@ -183,11 +165,7 @@ pub fn recv(sock: &OwnedFd, buf: &mut [u8]) -> io::Result<(usize, Option<OwnedFd
 
 /// The peer's pid, uid and gid, as the kernel recorded them at connect.
 pub fn peer_cred(sock: &OwnedFd) -> io::Result<(i32, u32, u32)> {
-    let mut cred = libc::ucred {
-        pid: 0,
-        uid: 0,
-        gid: 0,
-    };
+    let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
     let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
     // SAFETY: getsockopt writes at most len bytes into cred.
     cvt(unsafe {
@@ -260,11 +238,7 @@ pub fn poll(fds: &mut [libc::pollfd], timeout_ms: i32) -> io::Result<usize> {
 }
 
 pub fn pollfd(fd: RawFd, events: i16) -> libc::pollfd {
-    libc::pollfd {
-        fd,
-        events,
-        revents: 0,
-    }
+    libc::pollfd { fd, events, revents: 0 }
 }
 
 pub fn group_by_name(name: &str) -> Option<u32> {
@@ -273,8 +247,7 @@ pub fn group_by_name(name: &str) -> Option<u32> {
     let mut buf = vec![0 as libc::c_char; 16384];
     let mut out: *mut libc::group = std::ptr::null_mut();
     // SAFETY: getgrnam_r writes into grp and buf, which outlive the call.
-    let r =
-        unsafe { libc::getgrnam_r(c.as_ptr(), &mut grp, buf.as_mut_ptr(), buf.len(), &mut out) };
+    let r = unsafe { libc::getgrnam_r(c.as_ptr(), &mut grp, buf.as_mut_ptr(), buf.len(), &mut out) };
     (r == 0 && !out.is_null()).then_some(grp.gr_gid)
 }
 
@@ -301,9 +274,7 @@ pub fn pid() -> i32 {
 /// Whether process `pid` exists (it may belong to another user).
 pub fn process_alive(pid: i32) -> bool {
     // SAFETY: signal 0 only checks for existence and permission.
-    pid > 0
-        && (unsafe { libc::kill(pid, 0) } == 0
-            || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM))
+    pid > 0 && (unsafe { libc::kill(pid, 0) } == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM))
 }
 
 /// Asks for real-time scheduling, then for a higher nice level; silently keeps what it gets.
@@ -328,19 +299,14 @@ pub fn own_object_dir() -> Option<std::path::PathBuf> {
     // SAFETY: dladdr only reads loader tables for an address inside this object.
     let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
     // SAFETY: as above; the function address is valid for the life of the object.
-    if unsafe { libc::dladdr(own_object_dir as *const libc::c_void, &mut info) } == 0
-        || info.dli_fname.is_null()
-    {
+    if unsafe { libc::dladdr(own_object_dir as *const libc::c_void, &mut info) } == 0 || info.dli_fname.is_null() {
         return None;
     }
     // SAFETY: dli_fname is a NUL-terminated path owned by the loader.
     let path = unsafe { std::ffi::CStr::from_ptr(info.dli_fname) }
         .to_string_lossy()
         .into_owned();
-    std::fs::canonicalize(path)
-        .ok()?
-        .parent()
-        .map(|p| p.to_path_buf())
+    std::fs::canonicalize(path).ok()?.parent().map(|p| p.to_path_buf())
 }
 
 /// The two halves of a detached start-up.
@@ -384,28 +350,14 @@ pub fn daemonize() -> io::Result<Forked> {
 
 /// Points stdin/stdout at /dev/null and stderr at `log` (or /dev/null).
 pub fn redirect_stdio(log: Option<&std::path::Path>) {
-    let null = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/null");
-    let err = log.and_then(|p| {
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(p)
-            .ok()
-    });
+    let null = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null");
+    let err = log.and_then(|p| std::fs::OpenOptions::new().create(true).append(true).open(p).ok());
     if let Ok(null) = null {
         // SAFETY: dup2 onto the standard descriptors; the sources stay open until the end of scope.
         unsafe {
             libc::dup2(null.as_raw_fd(), 0);
             libc::dup2(null.as_raw_fd(), 1);
-            libc::dup2(
-                err.as_ref()
-                    .map(|f| f.as_raw_fd())
-                    .unwrap_or(null.as_raw_fd()),
-                2,
-            );
+            libc::dup2(err.as_ref().map(|f| f.as_raw_fd()).unwrap_or(null.as_raw_fd()), 2);
         }
     }
 }

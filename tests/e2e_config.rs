@@ -9,27 +9,84 @@ use common::*;
 
 /// (PCM definition body, what the error line must say)
 const CASES: &[(&str, &str)] = &[
-    (r#"type rdmix; ipc_key {k}; slave.pcm "card"; bogus 1"#, "rdmix: bogus: unknown option"),
-    (r#"type rdmix; ipc_key {k}; slave { pcm "card"; rate "fast" }"#, "rdmix: slave.rate: expected an integer"),
-    (r#"type rdmix; ipc_key {k}; slave { pcm "card"; channels 0 }"#, "rdmix: slave.channels: 0 is out of range"),
-    (r#"type rdmix; ipc_key {k}; slave { pcm "card"; period_size -5 }"#, "rdmix: slave.period_size: -5 is out of range"),
-    (r#"type rdmix; ipc_key {k}; slave { pcm "card"; format "S17_LE" }"#, "rdmix: slave.format: unknown"),
-    (r#"type rdmix; ipc_key {k}; slave { pcm "card"; surprise 3 }"#, "rdmix: slave.surprise: unknown option"),
+    (
+        r#"type rdmix; ipc_key {k}; slave.pcm "card"; bogus 1"#,
+        "rdmix: bogus: unknown option",
+    ),
+    (
+        r#"type rdmix; ipc_key {k}; slave { pcm "card"; rate "fast" }"#,
+        "rdmix: slave.rate: expected an integer",
+    ),
+    (
+        r#"type rdmix; ipc_key {k}; slave { pcm "card"; channels 0 }"#,
+        "rdmix: slave.channels: 0 is out of range",
+    ),
+    (
+        r#"type rdmix; ipc_key {k}; slave { pcm "card"; period_size -5 }"#,
+        "rdmix: slave.period_size: -5 is out of range",
+    ),
+    (
+        r#"type rdmix; ipc_key {k}; slave { pcm "card"; format "S17_LE" }"#,
+        "rdmix: slave.format: unknown",
+    ),
+    (
+        r#"type rdmix; ipc_key {k}; slave { pcm "card"; surprise 3 }"#,
+        "rdmix: slave.surprise: unknown option",
+    ),
     (r#"type rdmix; ipc_key {k}"#, "rdmix: slave.pcm: missing"),
-    (r#"type rdmix; ipc_key {k}; slave.pcm """#, "rdmix: slave.pcm: must not be empty"),
-    (r#"type rdmix; ipc_key {k}; slave.pcm 42"#, "rdmix: slave.pcm: expected a string"),
-    (r#"type rdmix; ipc_key 0; slave.pcm "card""#, "rdmix: ipc_key: 0 is out of range"),
-    (r#"type rdmix; ipc_key {k}; ipc_perm 0400; slave.pcm "card""#, "rdmix: ipc_perm"),
-    (r#"type rdmix; ipc_key {k}; ipc_gid "no-such-group-rdmix"; slave.pcm "card""#, "rdmix: ipc_gid: no such group"),
-    (r#"type rdmix; ipc_key {k}; ipc_key_add_uid "maybe"; slave.pcm "card""#, "rdmix: ipc_key_add_uid: expected a boolean"),
-    (r#"type rdmix; ipc_key {k}; pump "relative/path"; slave.pcm "card""#, "rdmix: pump"),
-    (r#"type rdmix; ipc_key {k}; slave.pcm "nosuchpcm""#, "rdmix: slave.pcm \"nosuchpcm\": cannot open"),
-    (r#"type rdmix; ipc_key {k}; slave.pcm "mmaponly""#, "refuses RW_INTERLEAVED access"),
-    (r#"type rdmix; ipc_key {k}; slave { pcm "card"; rate 44100 }"#, "rdmix: slave.rate 44100: refused"),
-    (r#"type rdmix; ipc_key {k}; slave { pcm "card"; channels 6 }"#, "rdmix: slave.channels 6: refused"),
-    (r#"type rdmix; ipc_key {k}; slave { pcm "card"; format "S32_LE" }"#, "rdmix: slave.format S32_LE: refused"),
+    (
+        r#"type rdmix; ipc_key {k}; slave.pcm """#,
+        "rdmix: slave.pcm: must not be empty",
+    ),
+    (
+        r#"type rdmix; ipc_key {k}; slave.pcm 42"#,
+        "rdmix: slave.pcm: expected a string",
+    ),
+    (
+        r#"type rdmix; ipc_key 0; slave.pcm "card""#,
+        "rdmix: ipc_key: 0 is out of range",
+    ),
+    (
+        r#"type rdmix; ipc_key {k}; ipc_perm 0400; slave.pcm "card""#,
+        "rdmix: ipc_perm",
+    ),
+    (
+        r#"type rdmix; ipc_key {k}; ipc_gid "no-such-group-rdmix"; slave.pcm "card""#,
+        "rdmix: ipc_gid: no such group",
+    ),
+    (
+        r#"type rdmix; ipc_key {k}; ipc_key_add_uid "maybe"; slave.pcm "card""#,
+        "rdmix: ipc_key_add_uid: expected a boolean",
+    ),
+    (
+        r#"type rdmix; ipc_key {k}; pump "relative/path"; slave.pcm "card""#,
+        "rdmix: pump",
+    ),
+    (
+        r#"type rdmix; ipc_key {k}; slave.pcm "nosuchpcm""#,
+        "rdmix: slave.pcm \"nosuchpcm\": cannot open",
+    ),
+    (
+        r#"type rdmix; ipc_key {k}; slave.pcm "mmaponly""#,
+        "refuses RW_INTERLEAVED access",
+    ),
+    (
+        r#"type rdmix; ipc_key {k}; slave { pcm "card"; rate 44100 }"#,
+        "rdmix: slave.rate 44100: refused",
+    ),
+    (
+        r#"type rdmix; ipc_key {k}; slave { pcm "card"; channels 6 }"#,
+        "rdmix: slave.channels 6: refused",
+    ),
+    (
+        r#"type rdmix; ipc_key {k}; slave { pcm "card"; format "S32_LE" }"#,
+        "rdmix: slave.format S32_LE: refused",
+    ),
     (r#"type rdmix; ipc_key {k}; slave.pcm "bad""#, "leads back to rdmix"),
-    (r#"type rdmix; ipc_key {k}; pump "/nonexistent/rdmix-pump"; slave.pcm "card""#, "rdmix: pump: cannot start /nonexistent/rdmix-pump"),
+    (
+        r#"type rdmix; ipc_key {k}; pump "/nonexistent/rdmix-pump"; slave.pcm "card""#,
+        "rdmix: pump: cannot start /nonexistent/rdmix-pump",
+    ),
 ];
 
 #[test]
@@ -57,6 +114,10 @@ fn bad_configs_fail_with_one_clear_line() {
         assert_eq!(lines.len(), 1, "case {i}: exactly one rdmix line:\n{err}");
     }
     for k in keys {
-        wait_until(Duration::from_secs(5), || pumps_for_key(k).is_empty(), || format!("pump left for key {k:#x}"));
+        wait_until(
+            Duration::from_secs(5),
+            || pumps_for_key(k).is_empty(),
+            || format!("pump left for key {k:#x}"),
+        );
     }
 }

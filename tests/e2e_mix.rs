@@ -15,7 +15,7 @@ use common::*;
 const MODULI: [u64; 3] = [31, 29, 23];
 
 fn value(stream: usize, k: u64) -> i16 {
-    ((((k % MODULI[stream]) + 1) as i16) << (5 * stream)) as i16
+    (((k % MODULI[stream]) + 1) as i16) << (5 * stream)
 }
 
 fn field(v: i16, stream: usize) -> u64 {
@@ -53,7 +53,10 @@ fn check_exact(rec: &[[i16; 2]], spans: &[(usize, usize)]) {
 
 fn require_programs() {
     for p in ["aplay", "sox"] {
-        assert!(have(p), "{p} is required: run the README's test command, which installs alsa-utils and sox");
+        assert!(
+            have(p),
+            "{p} is required: run the README's test command, which installs alsa-utils and sox"
+        );
     }
 }
 
@@ -77,7 +80,9 @@ fn three_programs_mix_sample_exactly() {
     }
     w.wait_pump_gone(Duration::from_secs(10));
     let rec = read_rec_s16(&w.path("rec.wav"));
-    let spans: Vec<(usize, usize)> = (0..3).map(|i| locate(&rec, i).unwrap_or_else(|| panic!("stream {i} missing"))).collect();
+    let spans: Vec<(usize, usize)> = (0..3)
+        .map(|i| locate(&rec, i).unwrap_or_else(|| panic!("stream {i} missing")))
+        .collect();
     for (i, &(start, len)) in spans.iter().enumerate() {
         assert_eq!(len as u64, n, "stream {i} (start {start}) is complete and contiguous");
         assert_eq!(field(rec[start][0], i), 1, "stream {i} starts at its first frame");
@@ -85,7 +90,10 @@ fn three_programs_mix_sample_exactly() {
     check_exact(&rec, &spans);
     // The device was only ever asked for read/write access.
     let log = std::fs::read_to_string(w.path("card.log")).unwrap();
-    assert!(!log.is_empty() && log.lines().all(|l| l.contains("access=RW_INTERLEAVED")), "{log}");
+    assert!(
+        !log.is_empty() && log.lines().all(|l| l.contains("access=RW_INTERLEAVED")),
+        "{log}"
+    );
 }
 
 #[test]
@@ -110,14 +118,21 @@ fn killing_one_player_leaves_the_others_exact() {
     let _ = wait_child(victim, Duration::from_secs(5), "killed player");
     for (i, c) in kids.into_iter().enumerate() {
         let o = wait_child(c, Duration::from_secs(60), &format!("survivor {i}"));
-        assert!(o.status.success(), "survivor {i}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "survivor {i}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
     }
     w.wait_pump_gone(Duration::from_secs(10));
     let rec = read_rec_s16(&rec_path);
     let spans: Vec<(usize, usize)> = (0..3).map(|i| locate(&rec, i).unwrap()).collect();
     assert_eq!(spans[0].1 as u64, n, "aplay's stream is complete");
     assert_eq!(spans[2].1 as u64, n, "sox's stream is complete");
-    assert!((spans[1].1 as u64) >= n / 2 && (spans[1].1 as u64) < n, "the killed stream stops part-way: {spans:?}");
+    assert!(
+        (spans[1].1 as u64) >= n / 2 && (spans[1].1 as u64) < n,
+        "the killed stream stops part-way: {spans:?}"
+    );
     // Nothing of the killed stream appears after it stopped.
     assert!(rec[spans[1].0 + spans[1].1..].iter().all(|f| field(f[0], 1) == 0));
     check_exact(&rec, &spans);

@@ -224,11 +224,7 @@ fn clients_starting_stopping_and_underrunning_mix_exactly() {
 
     let rec = &pump.slave.record;
     let total = pump.engine.mix_pos();
-    assert_eq!(
-        rec.len() as u64,
-        total * CH as u64,
-        "the slave got every mixed frame"
-    );
+    assert_eq!(rec.len() as u64, total * CH as u64, "the slave got every mixed frame");
     assert!(
         total > 48000 * 14 / 10,
         "1.5 s of virtual time mixed only {total} frames"
@@ -350,9 +346,7 @@ fn hostile_positions_only_hurt_their_own_lane() {
         x ^= x >> 7;
         x ^= x << 17;
         seg.slot(1).ctl.store(x, Ordering::Release);
-        seg.slot(1)
-            .wake_at
-            .store(x.rotate_left(7), Ordering::Release);
+        seg.slot(1).wake_at.store(x.rotate_left(7), Ordering::Release);
         seg.slot(1).wake_armed.store(x as u32, Ordering::Release);
         let out = engine.mix_period(&mut wake).to_vec();
         // Keep lane 0 fed so it always plays 1000.
@@ -379,8 +373,5 @@ fn hostile_positions_only_hurt_their_own_lane() {
     }
     .store(seg.slot(1));
     let out = engine.mix_period(&mut wake).to_vec();
-    assert!(
-        out.chunks_exact(2)
-            .all(|c| i16::from_le_bytes([c[0], c[1]]) == 1000)
-    );
+    assert!(out.chunks_exact(2).all(|c| i16::from_le_bytes([c[0], c[1]]) == 1000));
 }

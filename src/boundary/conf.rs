@@ -112,8 +112,7 @@ impl<'a> Conf<'a> {
         let n = CString::new(name).ok()?;
         let mut out: *mut a::snd_config_t = std::ptr::null_mut();
         // SAFETY: self.ptr is a live root; on success alsa-lib hands us a node we must delete.
-        let r =
-            unsafe { a::snd_config_search_definition(self.ptr, b.as_ptr(), n.as_ptr(), &mut out) };
+        let r = unsafe { a::snd_config_search_definition(self.ptr, b.as_ptr(), n.as_ptr(), &mut out) };
         (r >= 0 && !out.is_null()).then_some(OwnedConf { ptr: out })
     }
 }

@@ -29,14 +29,7 @@ pub fn snderr(func: &CStr, msg: &str) {
     // we pass a "%s" format and one NUL-terminated string argument.
     unsafe {
         if let Some(handler) = snd_lib_error {
-            handler(
-                c"pcm_rdmix".as_ptr(),
-                0,
-                func.as_ptr(),
-                0,
-                c"%s".as_ptr(),
-                msg.as_ptr(),
-            );
+            handler(c"pcm_rdmix".as_ptr(), 0, func.as_ptr(), 0, c"%s".as_ptr(), msg.as_ptr());
         }
     }
 }
@@ -51,10 +44,7 @@ fn guarded<R: From<i32>>(func: &CStr, f: impl FnOnce() -> R) -> R {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(r) => r,
         Err(_) => {
-            snderr(
-                func,
-                "rdmix: internal error (a bug in rdmix); the call failed with EIO",
-            );
+            snderr(func, "rdmix: internal error (a bug in rdmix); the call failed with EIO");
             R::from(-libc::EIO)
         }
     }
@@ -180,10 +170,7 @@ unsafe extern "C" fn cb_transfer(
         let data: &[u8] = if interleaved && first.first == 0 {
             // SAFETY: contiguous interleaved frames starting at frame `offset`.
             unsafe {
-                std::slice::from_raw_parts(
-                    (first.addr as *const u8).add(offset as usize * fb),
-                    size as usize * fb,
-                )
+                std::slice::from_raw_parts((first.addr as *const u8).add(offset as usize * fb), size as usize * fb)
             }
         } else {
             // SAFETY: as above, gathered sample by sample.
@@ -207,10 +194,7 @@ unsafe extern "C" fn cb_close(io: *mut snd_pcm_ioplug_t) -> c_int {
     })
 }
 
-unsafe extern "C" fn cb_hw_params(
-    io: *mut snd_pcm_ioplug_t,
-    _params: *mut a::snd_pcm_hw_params_t,
-) -> c_int {
+unsafe extern "C" fn cb_hw_params(io: *mut snd_pcm_ioplug_t, _params: *mut a::snd_pcm_hw_params_t) -> c_int {
     with_client!(c"hw_params", io, |c, _v| {
         // SAFETY: ioplug filled these fields from the chosen params just before calling us.
         let (format, channels, rate, period, buffer) = unsafe {
@@ -249,10 +233,7 @@ unsafe extern "C" fn cb_hw_free(io: *mut snd_pcm_ioplug_t) -> c_int {
     })
 }
 
-unsafe extern "C" fn cb_sw_params(
-    io: *mut snd_pcm_ioplug_t,
-    params: *mut a::snd_pcm_sw_params_t,
-) -> c_int {
+unsafe extern "C" fn cb_sw_params(io: *mut snd_pcm_ioplug_t, params: *mut a::snd_pcm_sw_params_t) -> c_int {
     with_client!(c"sw_params", io, |c, _v| {
         let (mut boundary, mut avail_min, mut stop) = (0, 0, 0);
         // SAFETY: params is the live sw_params being installed; getters write our locals.
@@ -288,8 +269,7 @@ unsafe extern "C" fn cb_drain(io: *mut snd_pcm_ioplug_t) -> c_int {
                 Ok(None) => return 0,
                 Ok(Some((ev, sock, ns))) => {
                     // SAFETY: see `io_view`.
-                    let (v, nonblock) =
-                        unsafe { (io_view(io), std::ptr::read_volatile(&(*io).nonblock)) };
+                    let (v, nonblock) = unsafe { (io_view(io), std::ptr::read_volatile(&(*io).nonblock)) };
                     if v.state != a::SND_PCM_STATE_DRAINING {
                         return 0; // dropped by another thread
                     }
@@ -297,10 +277,7 @@ unsafe extern "C" fn cb_drain(io: *mut snd_pcm_ioplug_t) -> c_int {
                         return -libc::EAGAIN;
                     }
                     if std::time::Instant::now() > deadline {
-                        snderr(
-                            c"drain",
-                            "rdmix: drain: the device stopped consuming; giving up",
-                        );
+                        snderr(c"drain", "rdmix: drain: the device stopped consuming; giving up");
                         return -libc::EIO;
                     }
                     drain_wait(ev, sock, ns);
@@ -322,11 +299,7 @@ unsafe extern "C" fn cb_poll_count(_io: *mut snd_pcm_ioplug_t) -> c_int {
     2
 }
 
-unsafe extern "C" fn cb_poll_descriptors(
-    io: *mut snd_pcm_ioplug_t,
-    pfd: *mut pollfd,
-    space: c_uint,
-) -> c_int {
+unsafe extern "C" fn cb_poll_descriptors(io: *mut snd_pcm_ioplug_t, pfd: *mut pollfd, space: c_uint) -> c_int {
     with_client!(c"poll_descriptors", io, |c, _v| {
         if space < 2 {
             return -libc::EINVAL;
@@ -361,10 +334,7 @@ unsafe extern "C" fn cb_poll_revents(
     })
 }
 
-unsafe extern "C" fn cb_delay(
-    io: *mut snd_pcm_ioplug_t,
-    delayp: *mut a::snd_pcm_sframes_t,
-) -> c_int {
+unsafe extern "C" fn cb_delay(io: *mut snd_pcm_ioplug_t, delayp: *mut a::snd_pcm_sframes_t) -> c_int {
     with_client!(c"delay", io, |c, _v| match c.delay() {
         Ok(d) => {
             // SAFETY: delayp points at alsa-lib's output variable.
@@ -379,9 +349,7 @@ fn chmap_of(c: &Client) -> Vec<u32> {
     c.chmap.clone()
 }
 
-unsafe extern "C" fn cb_query_chmaps(
-    io: *mut snd_pcm_ioplug_t,
-) -> *mut *mut a::snd_pcm_chmap_query_t {
+unsafe extern "C" fn cb_query_chmaps(io: *mut snd_pcm_ioplug_t) -> *mut *mut a::snd_pcm_chmap_query_t {
     guarded_ptr(|| {
         // SAFETY: see `plugin`.
         let map = chmap_of(&unsafe { plugin(io) }.client.lock());
@@ -412,8 +380,7 @@ unsafe extern "C" fn cb_get_chmap(io: *mut snd_pcm_ioplug_t) -> *mut a::snd_pcm_
         let map = chmap_of(&unsafe { plugin(io) }.client.lock());
         // SAFETY: malloc'd for alsa-lib to free; header plus one position per channel.
         unsafe {
-            let m = libc::malloc(std::mem::size_of::<a::snd_pcm_chmap_t>() + 4 * map.len())
-                as *mut a::snd_pcm_chmap_t;
+            let m = libc::malloc(std::mem::size_of::<a::snd_pcm_chmap_t>() + 4 * map.len()) as *mut a::snd_pcm_chmap_t;
             if m.is_null() {
                 return m;
             }
@@ -434,12 +401,7 @@ unsafe extern "C" fn cb_dump(io: *mut snd_pcm_ioplug_t, out: *mut a::snd_output_
         let c = unsafe { plugin(io) }.client.lock();
         let text = format!(
             "rdmix PCM: slave \"{}\", ipc_key {:#x}, device {} Hz, {} ch, period {} / buffer {} frames\n",
-            c.cfg.slave.pcm,
-            c.cfg.ipc_key,
-            c.dev.rate,
-            c.dev.channels,
-            c.dev.period_frames,
-            c.dev.buffer_frames
+            c.cfg.slave.pcm, c.cfg.ipc_key, c.dev.rate, c.dev.channels, c.dev.period_frames, c.dev.buffer_frames
         );
         let t = CString::new(text).unwrap_or_default();
         // SAFETY: out is alsa-lib's live output; "%s" with one string argument.
@@ -543,10 +505,7 @@ fn open(
     mode: c_int,
 ) -> c_int {
     if stream != a::SND_PCM_STREAM_PLAYBACK {
-        snderr(
-            c"open",
-            "rdmix: only playback is supported; capture is not mixed",
-        );
+        snderr(c"open", "rdmix: only playback is supported; capture is not mixed");
         return -libc::EINVAL;
     }
     if std::env::var_os("RDMIX_PUMP").is_some() {
@@ -604,10 +563,7 @@ fn open(
         if let Err(r) = constrain(io, &(*plugin).client.lock()) {
             snderr(
                 c"open",
-                &format!(
-                    "rdmix: cannot set hw constraints: {}",
-                    super::pcm::strerror(r)
-                ),
+                &format!("rdmix: cannot set hw constraints: {}", super::pcm::strerror(r)),
             );
             snd_pcm_ioplug_delete(io); // closes, which frees the plugin
             return r;

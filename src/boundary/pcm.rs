@@ -42,9 +42,7 @@ impl Drop for HwParams<'_> {
 impl HwParams<'_> {
     pub fn set_access_rw_interleaved(&mut self) -> Result<(), i32> {
         // SAFETY: live pcm and params.
-        check(unsafe {
-            a::snd_pcm_hw_params_set_access(self.pcm.pcm, self.hw, a::SND_PCM_ACCESS_RW_INTERLEAVED)
-        })
+        check(unsafe { a::snd_pcm_hw_params_set_access(self.pcm.pcm, self.hw, a::SND_PCM_ACCESS_RW_INTERLEAVED) })
     }
     pub fn test_format(&self, f: a::snd_pcm_format_t) -> bool {
         // SAFETY: live pcm and params.
@@ -61,8 +59,7 @@ impl HwParams<'_> {
     pub fn set_channels_near(&mut self, c: u32) -> Result<u32, i32> {
         let mut v = c;
         // SAFETY: live pcm and params; v is ours.
-        check(unsafe { a::snd_pcm_hw_params_set_channels_near(self.pcm.pcm, self.hw, &mut v) })
-            .map(|_| v)
+        check(unsafe { a::snd_pcm_hw_params_set_channels_near(self.pcm.pcm, self.hw, &mut v) }).map(|_| v)
     }
     pub fn set_rate(&mut self, r: u32) -> Result<(), i32> {
         // SAFETY: live pcm and params.
@@ -71,52 +68,38 @@ impl HwParams<'_> {
     pub fn set_rate_near(&mut self, r: u32) -> Result<u32, i32> {
         let mut v = r;
         // SAFETY: live pcm and params; v is ours.
-        check(unsafe {
-            a::snd_pcm_hw_params_set_rate_near(self.pcm.pcm, self.hw, &mut v, std::ptr::null_mut())
-        })
-        .map(|_| v)
+        check(unsafe { a::snd_pcm_hw_params_set_rate_near(self.pcm.pcm, self.hw, &mut v, std::ptr::null_mut()) })
+            .map(|_| v)
     }
     pub fn set_period_size_near(&mut self, f: u64) -> Result<u64, i32> {
         let mut v = f as a::snd_pcm_uframes_t;
         let mut dir = 0;
         // SAFETY: live pcm and params; v and dir are ours.
-        check(unsafe {
-            a::snd_pcm_hw_params_set_period_size_near(self.pcm.pcm, self.hw, &mut v, &mut dir)
-        })
-        .map(|_| v as u64)
+        check(unsafe { a::snd_pcm_hw_params_set_period_size_near(self.pcm.pcm, self.hw, &mut v, &mut dir) })
+            .map(|_| v as u64)
     }
     pub fn set_period_time_near(&mut self, us: u32) -> Result<u32, i32> {
         let mut v = us;
         let mut dir = 0;
         // SAFETY: live pcm and params; v and dir are ours.
-        check(unsafe {
-            a::snd_pcm_hw_params_set_period_time_near(self.pcm.pcm, self.hw, &mut v, &mut dir)
-        })
-        .map(|_| v)
+        check(unsafe { a::snd_pcm_hw_params_set_period_time_near(self.pcm.pcm, self.hw, &mut v, &mut dir) }).map(|_| v)
     }
     pub fn set_buffer_size_near(&mut self, f: u64) -> Result<u64, i32> {
         let mut v = f as a::snd_pcm_uframes_t;
         // SAFETY: live pcm and params; v is ours.
-        check(unsafe { a::snd_pcm_hw_params_set_buffer_size_near(self.pcm.pcm, self.hw, &mut v) })
-            .map(|_| v as u64)
+        check(unsafe { a::snd_pcm_hw_params_set_buffer_size_near(self.pcm.pcm, self.hw, &mut v) }).map(|_| v as u64)
     }
     pub fn set_buffer_time_near(&mut self, us: u32) -> Result<u32, i32> {
         let mut v = us;
         let mut dir = 0;
         // SAFETY: live pcm and params; v and dir are ours.
-        check(unsafe {
-            a::snd_pcm_hw_params_set_buffer_time_near(self.pcm.pcm, self.hw, &mut v, &mut dir)
-        })
-        .map(|_| v)
+        check(unsafe { a::snd_pcm_hw_params_set_buffer_time_near(self.pcm.pcm, self.hw, &mut v, &mut dir) }).map(|_| v)
     }
     pub fn set_periods_near(&mut self, n: u32) -> Result<u32, i32> {
         let mut v = n;
         let mut dir = 0;
         // SAFETY: live pcm and params; v and dir are ours.
-        check(unsafe {
-            a::snd_pcm_hw_params_set_periods_near(self.pcm.pcm, self.hw, &mut v, &mut dir)
-        })
-        .map(|_| v)
+        check(unsafe { a::snd_pcm_hw_params_set_periods_near(self.pcm.pcm, self.hw, &mut v, &mut dir) }).map(|_| v)
     }
     /// Installs the parameters on the PCM.
     pub fn apply(self) -> Result<(), i32> {
@@ -181,11 +164,7 @@ impl Pcm {
             check(a::snd_pcm_hw_params_get_format(p.hw, &mut n.format))?;
             check(a::snd_pcm_hw_params_get_channels(p.hw, &mut n.channels))?;
             check(a::snd_pcm_hw_params_get_rate(p.hw, &mut n.rate, &mut dir))?;
-            check(a::snd_pcm_hw_params_get_period_size(
-                p.hw,
-                &mut period,
-                &mut dir,
-            ))?;
+            check(a::snd_pcm_hw_params_get_period_size(p.hw, &mut period, &mut dir))?;
             check(a::snd_pcm_hw_params_get_buffer_size(p.hw, &mut buffer))?;
             n.period = period as u64;
             n.buffer = buffer as u64;
@@ -201,17 +180,9 @@ impl Pcm {
             check(a::snd_pcm_sw_params_malloc(&mut sw))?;
             let r = (|| {
                 check(a::snd_pcm_sw_params_current(self.pcm, sw))?;
-                check(a::snd_pcm_sw_params_set_start_threshold(
-                    self.pcm, sw, start as _,
-                ))?;
-                check(a::snd_pcm_sw_params_set_stop_threshold(
-                    self.pcm, sw, stop as _,
-                ))?;
-                check(a::snd_pcm_sw_params_set_avail_min(
-                    self.pcm,
-                    sw,
-                    avail_min as _,
-                ))?;
+                check(a::snd_pcm_sw_params_set_start_threshold(self.pcm, sw, start as _))?;
+                check(a::snd_pcm_sw_params_set_stop_threshold(self.pcm, sw, stop as _))?;
+                check(a::snd_pcm_sw_params_set_avail_min(self.pcm, sw, avail_min as _))?;
                 check(a::snd_pcm_sw_params(self.pcm, sw))
             })();
             a::snd_pcm_sw_params_free(sw);
@@ -236,9 +207,7 @@ impl Pcm {
 
     pub fn writei(&self, buf: &[u8], frames: usize) -> Result<usize, i32> {
         // SAFETY: buf holds at least `frames` frames (the caller sizes it from the negotiated format).
-        let r = unsafe {
-            a::snd_pcm_writei(self.pcm, buf.as_ptr() as *const libc::c_void, frames as _)
-        };
+        let r = unsafe { a::snd_pcm_writei(self.pcm, buf.as_ptr() as *const libc::c_void, frames as _) };
         if r < 0 { Err(r as i32) } else { Ok(r as usize) }
     }
 

@@ -14,7 +14,9 @@ pub fn build_dir() -> PathBuf {
     DIR.get_or_init(|| {
         let pump = PathBuf::from(env!("CARGO_BIN_EXE_rdmix-pump"));
         let dir = pump.parent().unwrap().to_path_buf();
-        if !dir.join("libasound_module_pcm_rdmixfake.so").exists() || !dir.join("libasound_module_pcm_rdmix.so").exists() {
+        if !dir.join("libasound_module_pcm_rdmixfake.so").exists()
+            || !dir.join("libasound_module_pcm_rdmix.so").exists()
+        {
             // `cargo test` alone does not build the test device (another workspace member).
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             let st = Command::new(cargo)
@@ -30,7 +32,10 @@ pub fn build_dir() -> PathBuf {
 }
 
 pub fn have(program: &str) -> bool {
-    Command::new("sh").args(["-c", &format!("command -v {program}")]).output().is_ok_and(|o| o.status.success())
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 /// A private world: its own HOME with an .asoundrc, its own ipc_key, its own recording.
@@ -85,11 +90,17 @@ pcm.!default {{ type rdmix; ipc_key {{key}}; slave.pcm "card" }}
     }
 
     pub fn spawn(&self, program: &str, args: &[&str]) -> Child {
-        self.cmd(program).args(args).spawn().unwrap_or_else(|e| panic!("{program}: {e}"))
+        self.cmd(program)
+            .args(args)
+            .spawn()
+            .unwrap_or_else(|e| panic!("{program}: {e}"))
     }
 
     pub fn run(&self, program: &str, args: &[&str]) -> Output {
-        self.cmd(program).args(args).output().unwrap_or_else(|e| panic!("{program}: {e}"))
+        self.cmd(program)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("{program}: {e}"))
     }
 
     pub fn pump_log(&self) -> String {
@@ -103,7 +114,11 @@ pcm.!default {{ type rdmix; ipc_key {{key}}; slave.pcm "card" }}
 
     /// Waits until the pump has gone (it lingers briefly after the last client).
     pub fn wait_pump_gone(&self, limit: Duration) {
-        wait_until(limit, || self.pumps().is_empty(), || format!("pump still running: {}", self.pump_log()));
+        wait_until(
+            limit,
+            || self.pumps().is_empty(),
+            || format!("pump still running: {}", self.pump_log()),
+        );
     }
 }
 
@@ -119,9 +134,16 @@ impl Drop for World {
 pub fn pumps_for_key(key: u32) -> Vec<i32> {
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
-        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else { continue };
-        let args: Vec<String> = cmd.split(|b| *b == 0).map(|s| String::from_utf8_lossy(s).into_owned()).collect();
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmd
+            .split(|b| *b == 0)
+            .map(|s| String::from_utf8_lossy(s).into_owned())
+            .collect();
         if !args.first().is_some_and(|a| a.ends_with("rdmix-pump")) {
             continue;
         }
@@ -155,7 +177,10 @@ pub fn wait_child(mut c: Child, limit: Duration, what: &str) -> Output {
         if Instant::now() > end {
             let _ = c.kill();
             let o = c.wait_with_output().unwrap();
-            panic!("{what} did not finish within {limit:?}: {}", String::from_utf8_lossy(&o.stderr));
+            panic!(
+                "{what} did not finish within {limit:?}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
         }
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -163,7 +188,10 @@ pub fn wait_child(mut c: Child, limit: Duration, what: &str) -> Output {
 
 /// Writes a 16-bit stereo WAV at `rate`.
 pub fn write_wav_s16(path: &Path, rate: u32, frames: &[[i16; 2]]) {
-    let data: Vec<u8> = frames.iter().flat_map(|f| [f[0].to_le_bytes(), f[1].to_le_bytes()].concat()).collect();
+    let data: Vec<u8> = frames
+        .iter()
+        .flat_map(|f| [f[0].to_le_bytes(), f[1].to_le_bytes()].concat())
+        .collect();
     let mut h = Vec::with_capacity(44 + data.len());
     h.extend_from_slice(b"RIFF");
     h.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
@@ -187,10 +215,15 @@ pub fn read_rec_s16(path: &Path) -> Vec<[i16; 2]> {
     if b.len() < 44 {
         return Vec::new();
     }
-    b[44..].chunks_exact(4).map(|c| [i16::from_le_bytes([c[0], c[1]]), i16::from_le_bytes([c[2], c[3]])]).collect()
+    b[44..]
+        .chunks_exact(4)
+        .map(|c| [i16::from_le_bytes([c[0], c[1]]), i16::from_le_bytes([c[2], c[3]])])
+        .collect()
 }
 
 /// Frames recorded so far, from the file size.
 pub fn rec_frames(path: &Path) -> usize {
-    std::fs::metadata(path).map(|m| (m.len().saturating_sub(44) / 4) as usize).unwrap_or(0)
+    std::fs::metadata(path)
+        .map(|m| (m.len().saturating_sub(44) / 4) as usize)
+        .unwrap_or(0)
 }

@@ -10,6 +10,9 @@
 //! `fail_after` frames then `fail_errno` (default EIO) from every write; `wedge_after`
 //! frames then the device stops consuming for good; `mmap_only` to offer no RW access.
 
+// snd_pcm_uframes_t is 32 bits on 32-bit targets: the casts to u64 are not no-ops there.
+#![allow(clippy::unnecessary_cast)]
+
 use std::ffi::{c_char, c_int, c_uint, c_ushort, c_void};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -49,7 +52,9 @@ fn now_ns() -> u64 {
 
 impl Fake {
     fn played(&self) -> u64 {
-        let Some(t0) = self.start_ns else { return self.played_base };
+        let Some(t0) = self.start_ns else {
+            return self.played_base;
+        };
         let mut p = self.played_base + ((now_ns() - t0) as u128 * self.rate as u128 / 1_000_000_000) as u64;
         if let Some(w) = self.wedge_after {
             p = p.min(w);
@@ -94,8 +99,14 @@ unsafe extern "C" fn start(io: *mut snd_pcm_ioplug_t) -> c_int {
         f.start_ns = Some(now_ns());
         let period_ns = (f.io.period_size as u64 * 1_000_000_000 / f.rate as u64) as i64;
         let spec = libc::itimerspec {
-            it_interval: libc::timespec { tv_sec: 0, tv_nsec: period_ns },
-            it_value: libc::timespec { tv_sec: 0, tv_nsec: period_ns },
+            it_interval: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: period_ns,
+            },
+            it_value: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: period_ns,
+            },
         };
         // SAFETY: arms our timerfd.
         unsafe { libc::timerfd_settime(f.timer, 0, &spec, std::ptr::null_mut()) };
@@ -144,7 +155,10 @@ unsafe extern "C" fn transfer(
         // SAFETY: RW_INTERLEAVED: one area, frames contiguous from `offset`.
         let data = unsafe {
             let ar = &*areas;
-            std::slice::from_raw_parts((ar.addr as *const u8).add(ar.first as usize / 8 + offset as usize * fb), size as usize * fb)
+            std::slice::from_raw_parts(
+                (ar.addr as *const u8).add(ar.first as usize / 8 + offset as usize * fb),
+                size as usize * fb,
+            )
         };
         if f.wav.write_all(data).is_err() {
             return -libc::EIO as _;
@@ -227,7 +241,11 @@ unsafe extern "C" fn poll_revents(
             let mut v = 0u64;
             libc::read(f.timer, &mut v as *mut u64 as *mut c_void, 8);
             let avail = f.io.buffer_size as u64 - (f.written - f.played());
-            *revents = if (*pfd).revents != 0 && avail >= f.io.period_size as u64 { libc::POLLOUT as c_ushort } else { 0 };
+            *revents = if (*pfd).revents != 0 && avail >= f.io.period_size as u64 {
+                libc::POLLOUT as c_ushort
+            } else {
+                0
+            };
         }
         0
     })
@@ -261,9 +279,17 @@ fn err(msg: &str) -> c_int {
     -libc::EINVAL
 }
 
-fn open(pcmp: *mut *mut a::snd_pcm_t, name: *const c_char, conf: *mut a::snd_config_t, stream: a::snd_pcm_stream_t, mode: c_int) -> c_int {
+fn open(
+    pcmp: *mut *mut a::snd_pcm_t,
+    name: *const c_char,
+    conf: *mut a::snd_config_t,
+    stream: a::snd_pcm_stream_t,
+    mode: c_int,
+) -> c_int {
     // SAFETY: alsa-lib keeps the node alive during open.
-    let Some(node) = (unsafe { Conf::from_raw(conf) }) else { return err("no config") };
+    let Some(node) = (unsafe { Conf::from_raw(conf) }) else {
+        return err("no config");
+    };
     let (mut file, mut log, mut format, mut rate, mut channels) = (None, None, "S16_LE".to_string(), 48000u32, 2u32);
     let (mut fail_after, mut fail_errno, mut wedge_after) = (None, libc::EIO, None);
     let mut mmap_only = false;
@@ -291,8 +317,12 @@ fn open(pcmp: *mut *mut a::snd_pcm_t, name: *const c_char, conf: *mut a::snd_con
             other => return err(&format!("unknown option {other}")),
         }
     }
-    let Some(file) = file else { return err("file is required") };
-    let Some(fmt) = Format::by_name(&format) else { return err("bad format") };
+    let Some(file) = file else {
+        return err("file is required");
+    };
+    let Some(fmt) = Format::by_name(&format) else {
+        return err("bad format");
+    };
     if stream != a::SND_PCM_STREAM_PLAYBACK || rate == 0 || channels == 0 {
         return err("playback only, with a rate and channels");
     }
@@ -338,8 +368,11 @@ fn open(pcmp: *mut *mut a::snd_pcm_t, name: *const c_char, conf: *mut a::snd_con
             return r;
         }
         io.nonblock = (mode & a::SND_PCM_NONBLOCK as c_int != 0) as c_int;
-        let access =
-            [if mmap_only { a::SND_PCM_ACCESS_MMAP_INTERLEAVED } else { a::SND_PCM_ACCESS_RW_INTERLEAVED } as c_uint];
+        let access = [if mmap_only {
+            a::SND_PCM_ACCESS_MMAP_INTERLEAVED
+        } else {
+            a::SND_PCM_ACCESS_RW_INTERLEAVED
+        } as c_uint];
         let formats = [fmt.id as c_uint];
         let fb = (fmt.sample_bytes() as u32) * channels;
         snd_pcm_ioplug_set_param_list(io, SND_PCM_IOPLUG_HW_ACCESS as c_int, 1, access.as_ptr());
