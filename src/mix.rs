@@ -108,6 +108,17 @@ impl Format {
 
 const S32_SCALE: f64 = 2147483648.0;
 
+/// Round to nearest (ties to even) without a libm call: adding 1.5 * 2^52 leaves no
+/// fraction bits. Inputs are clamped first so the trick holds; NaN stays NaN (and `as`
+/// turns it into 0).
+#[inline(always)]
+fn round(x: f64) -> f64 {
+    const MAGIC: f64 = 6755399441055744.0;
+    const LIMIT: f64 = (1u64 << 50) as f64;
+    let x = x.clamp(-LIMIT, LIMIT);
+    (x + MAGIC) - MAGIC
+}
+
 /// An accumulator for one slave sample.
 pub trait Acc: Copy + Default + Send + 'static {
     /// Adds an integer sample given at 32-bit scale.
@@ -127,7 +138,7 @@ impl Acc for i32 {
     }
     #[inline(always)]
     fn add_f64(&mut self, v: f64) {
-        *self = self.saturating_add((v * 32768.0).round() as i32);
+        *self = self.saturating_add(round(v * 32768.0) as i32);
     }
     #[inline(always)]
     fn sat_s32(self) -> i32 {
@@ -145,7 +156,7 @@ impl Acc for i64 {
     }
     #[inline(always)]
     fn add_f64(&mut self, v: f64) {
-        *self = self.saturating_add((v * S32_SCALE).round() as i64);
+        *self = self.saturating_add(round(v * S32_SCALE) as i64);
     }
     #[inline(always)]
     fn sat_s32(self) -> i32 {
@@ -169,7 +180,7 @@ impl Acc for f64 {
     }
     fn sat_s32(self) -> i32 {
         // `as` saturates and maps NaN to 0.
-        (self * S32_SCALE).round().clamp(i32::MIN as f64, i32::MAX as f64) as i32
+        round(self * S32_SCALE).clamp(i32::MIN as f64, i32::MAX as f64) as i32
     }
     fn clamp_f64(self) -> f64 {
         if self.is_nan() { 0.0 } else { self.clamp(-1.0, 1.0) }
@@ -178,6 +189,13 @@ impl Acc for f64 {
 
 #[inline(always)]
 fn load_int<const BYTES: usize, const BIG: bool>(b: &[u8]) -> u32 {
+    // The common widths as whole-word loads, which the compiler vectorises.
+    match (BYTES, BIG) {
+        (2, false) => return u16::from_le_bytes([b[0], b[1]]) as u32,
+        (4, false) => return u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+        (4, true) => return u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
+        _ => {}
+    }
     let mut v = 0u32;
     for i in 0..BYTES {
         let byte = if BIG { b[i] } else { b[BYTES - 1 - i] };
