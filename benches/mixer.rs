@@ -25,10 +25,26 @@ fn lanes(fmt: Format, n: usize) -> Vec<Vec<u8>> {
 
 fn bench(c: &mut Criterion) {
     let cases = [
-        ("S16_LE into S16_LE", alsa_sys::SND_PCM_FORMAT_S16_LE, alsa_sys::SND_PCM_FORMAT_S16_LE),
-        ("S32_LE into S32_LE", alsa_sys::SND_PCM_FORMAT_S32_LE, alsa_sys::SND_PCM_FORMAT_S32_LE),
-        ("FLOAT_LE into FLOAT_LE", alsa_sys::SND_PCM_FORMAT_FLOAT_LE, alsa_sys::SND_PCM_FORMAT_FLOAT_LE),
-        ("FLOAT_LE into S16_LE", alsa_sys::SND_PCM_FORMAT_FLOAT_LE, alsa_sys::SND_PCM_FORMAT_S16_LE),
+        (
+            "S16_LE into S16_LE",
+            alsa_sys::SND_PCM_FORMAT_S16_LE,
+            alsa_sys::SND_PCM_FORMAT_S16_LE,
+        ),
+        (
+            "S32_LE into S32_LE",
+            alsa_sys::SND_PCM_FORMAT_S32_LE,
+            alsa_sys::SND_PCM_FORMAT_S32_LE,
+        ),
+        (
+            "FLOAT_LE into FLOAT_LE",
+            alsa_sys::SND_PCM_FORMAT_FLOAT_LE,
+            alsa_sys::SND_PCM_FORMAT_FLOAT_LE,
+        ),
+        (
+            "FLOAT_LE into S16_LE",
+            alsa_sys::SND_PCM_FORMAT_FLOAT_LE,
+            alsa_sys::SND_PCM_FORMAT_S16_LE,
+        ),
     ];
     for (name, lane_fmt, out_fmt) in cases {
         let lane_fmt = Format::lookup(lane_fmt).unwrap();

@@ -2,6 +2,8 @@
 //! and the copy-only test device from the build tree, real programs, and WAV helpers.
 #![allow(dead_code)]
 
+pub mod alsa;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;

@@ -1,0 +1,247 @@
+//! rdmix through the ALSA C API, in process: constraints, every access type, format
+//! conversion, drain and poll. Each test uses its own `pcm.mixN` (own pump, own recording).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use alsa_sys as a;
+use common::alsa::{Params, Pcm, rec_path, world};
+use common::*;
+
+fn s16(frames: &[[i16; 2]]) -> Vec<u8> {
+    frames
+        .iter()
+        .flat_map(|f| [f[0].to_le_bytes(), f[1].to_le_bytes()].concat())
+        .collect()
+}
+
+/// The recording of set `n` from its first non-silent frame, once its pump has exited.
+fn recorded(n: u32, key_hint: &str) -> Vec<[i16; 2]> {
+    let path = rec_path(n);
+    let pump_gone = || pumps_for_key_name(key_hint).is_empty();
+    wait_until(Duration::from_secs(10), pump_gone, || {
+        format!("pump for {key_hint} still running")
+    });
+    let rec = read_rec_s16(&path);
+    let start = rec.iter().position(|f| *f != [0, 0]).unwrap_or(rec.len());
+    rec[start..].to_vec()
+}
+
+/// Pumps serving the slave named `card` (each set has its own).
+fn pumps_for_key_name(card: &str) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
+        let is_pump = args.first().is_some_and(|a| a.ends_with(b"rdmix-pump"));
+        let home = std::fs::read(e.path().join("environ")).unwrap_or_default();
+        let ours = home
+            .windows(world().dir.as_os_str().len())
+            .any(|w| w == world().dir.as_os_str().as_encoded_bytes());
+        if is_pump && ours && args.iter().any(|a| *a == card.as_bytes()) {
+            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+            if !stat.rsplit(')').next().unwrap_or("").trim().starts_with('Z') {
+                out.push(e.file_name().to_string_lossy().parse().unwrap_or(0));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn constraints_tell_the_truth() {
+    let p = Pcm::open("mix0", false).unwrap();
+    assert!(p.test_rate(48000));
+    assert!(!p.test_rate(44100), "the segment runs at 48000 Hz");
+    assert!(p.test_channels(2));
+    assert!(!p.test_channels(1) && !p.test_channels(6));
+    for acc in [
+        a::SND_PCM_ACCESS_RW_INTERLEAVED,
+        a::SND_PCM_ACCESS_RW_NONINTERLEAVED,
+        a::SND_PCM_ACCESS_MMAP_INTERLEAVED,
+        a::SND_PCM_ACCESS_MMAP_NONINTERLEAVED,
+    ] {
+        assert!(p.test_access(acc), "access {acc}");
+    }
+    for f in [
+        a::SND_PCM_FORMAT_S16_LE,
+        a::SND_PCM_FORMAT_S32_LE,
+        a::SND_PCM_FORMAT_FLOAT_LE,
+        a::SND_PCM_FORMAT_S24_3LE,
+    ] {
+        assert!(p.test_format(f), "format {f}");
+    }
+    assert!(!p.test_format(a::SND_PCM_FORMAT_MU_LAW));
+    assert!(p.test_buffer_size(4096));
+    assert!(
+        !p.test_buffer_size(1 << 20),
+        "a buffer larger than a lane is refused at refine time"
+    );
+    // What refine allows actually installs.
+    let (period, buffer) = p
+        .set_params(Params {
+            period: 333,
+            buffer: 1332,
+            ..Params::default()
+        })
+        .unwrap();
+    assert_eq!((period, buffer), (333, 1332));
+}
+
+fn play_and_drain(p: &Pcm, data: &[u8], frames: u64) {
+    let mut off = 0u64;
+    let fb = data.len() as u64 / frames;
+    while off < frames {
+        let n = p.writei(&data[(off * fb) as usize..], frames - off);
+        assert!(n > 0, "writei: {n}");
+        off += n as u64;
+    }
+    assert_eq!(p.drain(), 0);
+    assert_eq!(p.state(), a::SND_PCM_STATE_SETUP);
+}
+
+#[test]
+fn s32_and_float_clients_convert_into_an_s16_device() {
+    let n = 4800u64;
+    // S32: the top 16 bits reach the device.
+    let p = Pcm::open("mix1", false).unwrap();
+    p.set_params(Params {
+        format: a::SND_PCM_FORMAT_S32_LE,
+        ..Params::default()
+    })
+    .unwrap();
+    let vals: Vec<[i32; 2]> = (0..n as i32)
+        .map(|k| [(k + 1) << 16 | 0x7fff, -((k + 1) << 16)])
+        .collect();
+    let data: Vec<u8> = vals
+        .iter()
+        .flat_map(|f| [f[0].to_le_bytes(), f[1].to_le_bytes()].concat())
+        .collect();
+    play_and_drain(&p, &data, n);
+    drop(p);
+    let rec = recorded(1, "card1");
+    assert!(rec.len() >= n as usize);
+    for (k, f) in rec[..n as usize].iter().enumerate() {
+        assert_eq!(*f, [(k + 1) as i16, -((k + 1) as i16)], "frame {k}");
+    }
+
+    // FLOAT: full scale is 32768, out-of-range values saturate.
+    let p = Pcm::open("mix2", false).unwrap();
+    p.set_params(Params {
+        format: a::SND_PCM_FORMAT_FLOAT_LE,
+        ..Params::default()
+    })
+    .unwrap();
+    let vals: Vec<[f32; 2]> = (0..n).map(|k| [0.25 + k as f32 / 65536.0, -2.0]).collect();
+    let data: Vec<u8> = vals
+        .iter()
+        .flat_map(|f| [f[0].to_le_bytes(), f[1].to_le_bytes()].concat())
+        .collect();
+    play_and_drain(&p, &data, n);
+    drop(p);
+    let rec = recorded(2, "card2");
+    for (k, f) in rec[..n as usize].iter().enumerate() {
+        let want = (vals[k][0] as f64 * 32768.0).round_ties_even() as i16;
+        assert_eq!(*f, [want, -32768], "frame {k}");
+    }
+}
+
+#[test]
+fn noninterleaved_access_is_interleaved_into_the_lane() {
+    let n = 4800u64;
+    let left: Vec<i16> = (0..n as i16).map(|k| k + 1).collect();
+    let right: Vec<i16> = (0..n as i16).map(|k| -(k + 1)).collect();
+    let lb: Vec<u8> = left.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let rb: Vec<u8> = right.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let p = Pcm::open("mix3", false).unwrap();
+    p.set_params(Params {
+        access: a::SND_PCM_ACCESS_RW_NONINTERLEAVED,
+        ..Params::default()
+    })
+    .unwrap();
+    let mut off = 0u64;
+    while off < n {
+        let w = p.writen(&[&lb[off as usize * 2..], &rb[off as usize * 2..]], n - off);
+        assert!(w > 0, "writen: {w}");
+        off += w as u64;
+    }
+    assert_eq!(p.drain(), 0);
+    drop(p);
+    let rec = recorded(3, "card3");
+    for k in 0..n as usize {
+        assert_eq!(rec[k], [left[k], right[k]], "frame {k}");
+    }
+}
+
+#[test]
+fn drain_returns_after_the_last_frame_reached_the_device() {
+    let p = Pcm::open("mix4", false).unwrap();
+    p.set_params(Params::default()).unwrap();
+    let n = 24_000u64; // 0.5 s
+    let frames: Vec<[i16; 2]> = (0..n).map(|k| [(k % 1000 + 1) as i16, 7]).collect();
+    let t0 = Instant::now();
+    play_and_drain(&p, &s16(&frames), n);
+    let took = t0.elapsed();
+    // Every frame is in the device's recording the moment drain returns...
+    let rec = read_rec_s16(&rec_path(4));
+    let start = rec.iter().position(|f| *f != [0, 0]).expect("something recorded");
+    assert!(
+        rec.len() >= start + n as usize,
+        "drain returned before the device had every frame"
+    );
+    assert_eq!(&rec[start..start + n as usize], &frames[..]);
+    // ...and drain took at least the audio's own duration (it waits for the device).
+    assert!(took >= Duration::from_millis(480), "drain returned after {took:?}");
+}
+
+#[test]
+fn nonblocking_writes_and_poll_wake_on_avail_min() {
+    let p = Pcm::open("mix5", true).unwrap();
+    let (period, buffer) = p
+        .set_params(Params {
+            period: 480,
+            buffer: 1920,
+            ..Params::default()
+        })
+        .unwrap();
+    p.set_sw(buffer, Some(buffer), period).unwrap();
+    let data = s16(&vec![[100, -100]; buffer as usize]);
+    // Fill to the brim: the next write says EAGAIN.
+    let mut written = 0;
+    loop {
+        let r = p.writei(&data, buffer);
+        if r == -(libc::EAGAIN as i64) {
+            break;
+        }
+        assert!(r > 0, "writei: {r}");
+        written += r;
+        assert!(written <= 10 * buffer as i64, "never got EAGAIN");
+    }
+    assert_eq!(p.state(), a::SND_PCM_STATE_RUNNING);
+    // Poll until the PCM says POLLOUT; then avail must really be >= avail_min.
+    let mut wakes = 0;
+    let end = Instant::now() + Duration::from_secs(10);
+    while wakes < 20 {
+        let mut fds = p.poll_fds();
+        assert!(!fds.is_empty());
+        // SAFETY: fds is a live pollfd array.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as _, 2000) };
+        assert!(n > 0, "poll timed out");
+        let rev = p.poll_revents(&mut fds);
+        if rev & libc::POLLOUT as u16 != 0 {
+            let avail = p.avail();
+            assert!(
+                avail >= period as i64,
+                "POLLOUT with avail {avail} < avail_min {period}"
+            );
+            let w = p.writei(&data, avail as u64);
+            assert_eq!(w, avail);
+            wakes += 1;
+        }
+        assert!(Instant::now() < end, "poll did not keep waking");
+    }
+    p.drop_();
+}

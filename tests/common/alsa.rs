@@ -1,0 +1,277 @@
+//! A small safe wrapper over the ALSA C API for tests that drive rdmix in process.
+#![allow(dead_code)]
+
+use std::ffi::CString;
+use std::sync::OnceLock;
+
+use alsa_sys as a;
+
+use super::World;
+
+/// Independent device sets in the shared world: `pcm.mixN` is rdmix (its own pump) over
+/// `pcm.cardN`, which records to `recN.wav`. Each test uses its own N.
+pub const SETS: u32 = 24;
+
+/// The recording of set `n`.
+pub fn rec_path(n: u32) -> std::path::PathBuf {
+    world().dir.join(format!("rec{n}.wav"))
+}
+
+/// One private world for the whole test binary: alsa-lib reads its configuration once per
+/// process, so every in-process test shares this HOME (each test still uses its own PCM).
+pub fn world() -> &'static World {
+    static W: OnceLock<World> = OnceLock::new();
+    W.get_or_init(|| {
+        let mut defs = String::new();
+        for n in 0..SETS {
+            defs += &format!(
+                "pcm.card{n} {{ type rdmixfake; file \"{{dir}}/rec{n}.wav\"; log \"{{dir}}/card{n}.log\" }}\n\
+                 pcm.mix{n} {{ type rdmix; ipc_key {{key{n}}}; slave.pcm \"card{n}\" }}\n"
+            );
+        }
+        let key = |n: u32| (std::process::id() % 0x10000) * 0x100 + 0x3000_0000 + n;
+        for n in 0..SETS {
+            defs = defs.replace(&format!("{{key{n}}}"), &key(n).to_string());
+        }
+        let w = World::new(&defs);
+        // SAFETY: runs once, before any test thread touches alsa-lib or the environment
+        // (every test calls world() first, and OnceLock makes the others wait).
+        unsafe {
+            std::env::set_var("HOME", &w.dir);
+            std::env::set_var("RDMIX_PUMP_LOG", w.dir.join("pump.log"));
+            std::env::remove_var("ALSA_CONFIG_PATH");
+        }
+        w
+    })
+}
+
+pub struct Pcm(pub *mut a::snd_pcm_t);
+
+// SAFETY: alsa-lib PCM handles are thread-safe by default (it locks internally).
+unsafe impl Send for Pcm {}
+// SAFETY: as above.
+unsafe impl Sync for Pcm {}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Params {
+    pub access: a::snd_pcm_access_t,
+    pub format: a::snd_pcm_format_t,
+    pub channels: u32,
+    pub rate: u32,
+    pub period: u64,
+    pub buffer: u64,
+}
+
+impl Default for Params {
+    fn default() -> Params {
+        Params {
+            access: a::SND_PCM_ACCESS_RW_INTERLEAVED,
+            format: a::SND_PCM_FORMAT_S16_LE,
+            channels: 2,
+            rate: 48000,
+            period: 480,
+            buffer: 1920,
+        }
+    }
+}
+
+fn check(r: i32) -> Result<(), i32> {
+    if r < 0 { Err(r) } else { Ok(()) }
+}
+
+impl Pcm {
+    pub fn open(name: &str, nonblock: bool) -> Result<Pcm, i32> {
+        world();
+        let c = CString::new(name).unwrap();
+        let mut p = std::ptr::null_mut();
+        let mode = if nonblock { a::SND_PCM_NONBLOCK as i32 } else { 0 };
+        // SAFETY: standard open with a NUL-terminated name.
+        check(unsafe { a::snd_pcm_open(&mut p, c.as_ptr(), a::SND_PCM_STREAM_PLAYBACK, mode) })?;
+        Ok(Pcm(p))
+    }
+
+    /// Runs `f` over a fresh hw_params space (refined by `any`).
+    pub fn with_space<R>(&self, f: impl FnOnce(*mut a::snd_pcm_hw_params_t) -> R) -> R {
+        let mut hw = std::ptr::null_mut();
+        // SAFETY: allocate, fill with the full space, use, free.
+        unsafe {
+            a::snd_pcm_hw_params_malloc(&mut hw);
+            a::snd_pcm_hw_params_any(self.0, hw);
+            let r = f(hw);
+            a::snd_pcm_hw_params_free(hw);
+            r
+        }
+    }
+
+    pub fn test_rate(&self, rate: u32) -> bool {
+        // SAFETY: live PCM and params.
+        self.with_space(|hw| unsafe { a::snd_pcm_hw_params_test_rate(self.0, hw, rate, 0) } == 0)
+    }
+    pub fn test_channels(&self, ch: u32) -> bool {
+        // SAFETY: live PCM and params.
+        self.with_space(|hw| unsafe { a::snd_pcm_hw_params_test_channels(self.0, hw, ch) } == 0)
+    }
+    pub fn test_format(&self, f: a::snd_pcm_format_t) -> bool {
+        // SAFETY: live PCM and params.
+        self.with_space(|hw| unsafe { a::snd_pcm_hw_params_test_format(self.0, hw, f) } == 0)
+    }
+    pub fn test_access(&self, acc: a::snd_pcm_access_t) -> bool {
+        // SAFETY: live PCM and params.
+        self.with_space(|hw| unsafe { a::snd_pcm_hw_params_test_access(self.0, hw, acc) } == 0)
+    }
+    pub fn test_buffer_size(&self, frames: u64) -> bool {
+        // SAFETY: live PCM and params.
+        self.with_space(|hw| unsafe { a::snd_pcm_hw_params_test_buffer_size(self.0, hw, frames as _) } == 0)
+    }
+
+    /// Installs exactly these parameters; returns the period and buffer alsa-lib settled on.
+    pub fn set_params(&self, p: Params) -> Result<(u64, u64), i32> {
+        self.with_space(|hw| {
+            // SAFETY: live PCM and params; out-parameters are our locals.
+            unsafe {
+                check(a::snd_pcm_hw_params_set_access(self.0, hw, p.access))?;
+                check(a::snd_pcm_hw_params_set_format(self.0, hw, p.format))?;
+                check(a::snd_pcm_hw_params_set_channels(self.0, hw, p.channels))?;
+                check(a::snd_pcm_hw_params_set_rate(self.0, hw, p.rate, 0))?;
+                let mut period = p.period as a::snd_pcm_uframes_t;
+                let mut dir = 0;
+                check(a::snd_pcm_hw_params_set_period_size_near(
+                    self.0,
+                    hw,
+                    &mut period,
+                    &mut dir,
+                ))?;
+                let mut buffer = p.buffer as a::snd_pcm_uframes_t;
+                check(a::snd_pcm_hw_params_set_buffer_size_near(self.0, hw, &mut buffer))?;
+                check(a::snd_pcm_hw_params(self.0, hw))?;
+                Ok((period as u64, buffer as u64))
+            }
+        })
+    }
+
+    /// Sets start_threshold, stop_threshold (None = boundary) and avail_min.
+    pub fn set_sw(&self, start: u64, stop: Option<u64>, avail_min: u64) -> Result<(), i32> {
+        let mut sw = std::ptr::null_mut();
+        // SAFETY: allocate, configure, install, free an sw_params container.
+        unsafe {
+            a::snd_pcm_sw_params_malloc(&mut sw);
+            a::snd_pcm_sw_params_current(self.0, sw);
+            let mut boundary = 0;
+            a::snd_pcm_sw_params_get_boundary(sw, &mut boundary);
+            a::snd_pcm_sw_params_set_start_threshold(self.0, sw, start as _);
+            a::snd_pcm_sw_params_set_stop_threshold(self.0, sw, stop.map(|s| s as _).unwrap_or(boundary));
+            a::snd_pcm_sw_params_set_avail_min(self.0, sw, avail_min as _);
+            let r = a::snd_pcm_sw_params(self.0, sw);
+            a::snd_pcm_sw_params_free(sw);
+            check(r)
+        }
+    }
+
+    pub fn writei(&self, data: &[u8], frames: u64) -> i64 {
+        // SAFETY: data holds `frames` frames of the installed format.
+        unsafe { a::snd_pcm_writei(self.0, data.as_ptr() as *const _, frames as _) as i64 }
+    }
+
+    pub fn writen(&self, bufs: &[&[u8]], frames: u64) -> i64 {
+        let mut ptrs: Vec<*mut std::ffi::c_void> = bufs.iter().map(|b| b.as_ptr() as *mut _).collect();
+        // SAFETY: one buffer per channel, each holding `frames` samples.
+        unsafe { a::snd_pcm_writen(self.0, ptrs.as_mut_ptr(), frames as _) as i64 }
+    }
+
+    pub fn state(&self) -> a::snd_pcm_state_t {
+        // SAFETY: live PCM.
+        unsafe { a::snd_pcm_state(self.0) }
+    }
+    pub fn prepare(&self) -> i32 {
+        // SAFETY: live PCM.
+        unsafe { a::snd_pcm_prepare(self.0) }
+    }
+    pub fn start(&self) -> i32 {
+        // SAFETY: live PCM.
+        unsafe { a::snd_pcm_start(self.0) }
+    }
+    pub fn drain(&self) -> i32 {
+        // SAFETY: live PCM.
+        unsafe { a::snd_pcm_drain(self.0) }
+    }
+    pub fn drop_(&self) -> i32 {
+        // SAFETY: live PCM.
+        unsafe { a::snd_pcm_drop(self.0) }
+    }
+    pub fn pause(&self, on: bool) -> i32 {
+        // SAFETY: live PCM.
+        unsafe { a::snd_pcm_pause(self.0, on as i32) }
+    }
+    pub fn avail(&self) -> i64 {
+        // SAFETY: live PCM.
+        unsafe { a::snd_pcm_avail(self.0) as i64 }
+    }
+    pub fn delay(&self) -> Result<i64, i32> {
+        let mut d = 0;
+        // SAFETY: live PCM; d is ours.
+        check(unsafe { a::snd_pcm_delay(self.0, &mut d) })?;
+        Ok(d as i64)
+    }
+    pub fn rewindable(&self) -> i64 {
+        // SAFETY: live PCM.
+        unsafe { a::snd_pcm_rewindable(self.0) as i64 }
+    }
+    pub fn rewind(&self, frames: u64) -> i64 {
+        // SAFETY: live PCM.
+        unsafe { a::snd_pcm_rewind(self.0, frames as _) as i64 }
+    }
+    pub fn recover(&self, err: i32) -> i32 {
+        // SAFETY: live PCM.
+        unsafe { a::snd_pcm_recover(self.0, err, 1) }
+    }
+    pub fn wait(&self, ms: i32) -> i32 {
+        // SAFETY: live PCM.
+        unsafe { a::snd_pcm_wait(self.0, ms) }
+    }
+    pub fn nonblock(&self, on: bool) -> i32 {
+        // SAFETY: live PCM.
+        unsafe { a::snd_pcm_nonblock(self.0, on as i32) }
+    }
+    pub fn poll_fds(&self) -> Vec<libc::pollfd> {
+        // SAFETY: sized by poll_descriptors_count, filled by poll_descriptors.
+        unsafe {
+            let n = a::snd_pcm_poll_descriptors_count(self.0).max(0) as usize;
+            let mut v = vec![
+                libc::pollfd {
+                    fd: -1,
+                    events: 0,
+                    revents: 0
+                };
+                n
+            ];
+            let got = a::snd_pcm_poll_descriptors(self.0, v.as_mut_ptr(), n as u32).max(0) as usize;
+            v.truncate(got);
+            v
+        }
+    }
+    pub fn poll_revents(&self, fds: &mut [libc::pollfd]) -> u16 {
+        let mut r: u16 = 0;
+        // SAFETY: fds came from poll_descriptors.
+        unsafe { a::snd_pcm_poll_descriptors_revents(self.0, fds.as_mut_ptr(), fds.len() as u32, &mut r) };
+        r
+    }
+    pub fn chmap(&self) -> Option<Vec<u32>> {
+        // SAFETY: returns a malloc'd map or NULL; copied and freed.
+        unsafe {
+            let m = a::snd_pcm_get_chmap(self.0);
+            if m.is_null() {
+                return None;
+            }
+            let v = std::slice::from_raw_parts((*m).pos.as_ptr(), (*m).channels as usize).to_vec();
+            libc::free(m as *mut _);
+            Some(v)
+        }
+    }
+}
+
+impl Drop for Pcm {
+    fn drop(&mut self) {
+        // SAFETY: we own the handle.
+        unsafe { a::snd_pcm_close(self.0) };
+    }
+}
