@@ -41,7 +41,7 @@ fn pumps_for_key_name(card: &str) -> Vec<i32> {
         let ours = home
             .windows(world().dir.as_os_str().len())
             .any(|w| w == world().dir.as_os_str().as_encoded_bytes());
-        if is_pump && ours && args.iter().any(|a| *a == card.as_bytes()) {
+        if is_pump && ours && args.contains(&card.as_bytes()) {
             let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
             if !stat.rsplit(')').next().unwrap_or("").trim().starts_with('Z') {
                 out.push(e.file_name().to_string_lossy().parse().unwrap_or(0));
