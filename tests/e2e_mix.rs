@@ -137,3 +137,87 @@ fn killing_one_player_leaves_the_others_exact() {
     assert!(rec[spans[1].0 + spans[1].1..].iter().all(|f| field(f[0], 1) == 0));
     check_exact(&rec, &spans);
 }
+
+fn shm_entries() -> Vec<String> {
+    std::fs::read_dir("/dev/shm")
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn thirty_two_clients_share_one_pump_and_every_frame_is_heard() {
+    assert!(have("aplay"), "aplay is required");
+    let w = World::new("");
+    let shm_before = shm_entries();
+    let n = 48_000usize;
+    write_wav_s16(&w.path("one.wav"), 48000, &vec![[1, -1]; n]);
+    let kids: Vec<_> = (0..32).map(|_| w.spawn("aplay", &["-q", "one.wav"])).collect();
+    for (i, c) in kids.into_iter().enumerate() {
+        let o = wait_child(c, Duration::from_secs(120), &format!("client {i}"));
+        assert!(o.status.success(), "client {i}: {}", String::from_utf8_lossy(&o.stderr));
+    }
+    w.wait_pump_gone(Duration::from_secs(10));
+    let rec = read_rec_s16(&w.path("rec.wav"));
+    let left: i64 = rec.iter().map(|f| f[0] as i64).sum();
+    let right: i64 = rec.iter().map(|f| f[1] as i64).sum();
+    assert_eq!(
+        (left, right),
+        (32 * n as i64, -32 * n as i64),
+        "each client's every frame mixed exactly once"
+    );
+    let log = w.pump_log();
+    assert_eq!(log.matches(" took lane ").count(), 32, "{log}");
+    let pumps: std::collections::HashSet<&str> = log.lines().filter_map(|l| l.split(']').next()).collect();
+    assert_eq!(pumps.len(), 1, "one pump served all 32: {pumps:?}");
+    // Nothing was left in /dev/shm (the segment is a memfd) or anywhere else.
+    let new: Vec<String> = shm_entries().into_iter().filter(|e| !shm_before.contains(e)).collect();
+    assert!(new.iter().all(|e| !e.contains("rdmix")), "{new:?}");
+}
+
+#[test]
+fn a_slave_underrun_is_recovered_and_the_stream_stays_exact() {
+    assert!(have("aplay"), "aplay is required");
+    let w = World::new("");
+    let n: u64 = 3 * 48_000;
+    let name = write_stream(&w, 0, n);
+    let player = w.spawn("aplay", &["-q", &name]);
+    let rec_path = w.path("rec.wav");
+    wait_until(
+        Duration::from_secs(20),
+        || locate(&read_rec_s16(&rec_path), 0).is_some_and(|(_, len)| len > 48_000),
+        || "stream never started".into(),
+    );
+    // Freeze the pump long enough for the device to run dry, then let it go on.
+    let pump = w.pumps()[0];
+    // SAFETY: signalling a process by pid.
+    unsafe { libc::kill(pump, libc::SIGSTOP) };
+    let frozen_at = std::time::Instant::now();
+    wait_until(
+        Duration::from_secs(5),
+        || frozen_at.elapsed() > Duration::from_millis(300),
+        String::new,
+    );
+    // SAFETY: as above.
+    unsafe { libc::kill(pump, libc::SIGCONT) };
+    let o = wait_child(player, Duration::from_secs(30), "player");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    w.wait_pump_gone(Duration::from_secs(10));
+    let rec = read_rec_s16(&rec_path);
+    let span = locate(&rec, 0).unwrap();
+    assert_eq!(span.1 as u64, n, "the whole stream, once, in order");
+    check_exact(&rec, &[span]);
+    let xruns: u32 = w
+        .pump_log()
+        .lines()
+        .find_map(|l| l.split(" periods, ").nth(1)?.split(' ').next()?.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        xruns >= 1,
+        "the device underran and the pump recovered it: {}",
+        w.pump_log()
+    );
+}
