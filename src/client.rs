@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::control::{self, Attachment, Failure, Incoming, Msg, REPLY, SETUP};
-use crate::lane::{Ctl, Geometry, HW_DRAINED, POS_MASK, State, Word, pos_diff};
+use crate::lane::{Ctl, Geometry, HW_DRAINED, HW_RUNNING, POS_MASK, State, Word, pos_diff};
 use crate::mix::Format;
 use crate::segment::{DeviceParams, now_ns};
 use crate::sys;
@@ -37,6 +37,8 @@ pub struct Client {
     pub dev: DeviceParams,
     pub chmap: Vec<u32>,
     ev: OwnedFd,
+    /// Wakes a poller while a drained stream plays out (the pump has nothing more to say).
+    timer: OwnedFd,
     att: Option<Attachment>,
     hw: Option<HwSetup>,
     geom: Option<Geometry>,
@@ -63,6 +65,8 @@ impl Client {
     pub fn open(cfg: Config) -> Result<Client, Failure> {
         let ev = sys::eventfd()
             .map_err(|e| Failure::new(e.raw_os_error().unwrap_or(libc::EMFILE), format!("rdmix: eventfd: {e}")))?;
+        let timer = sys::timerfd()
+            .map_err(|e| Failure::new(e.raw_os_error().unwrap_or(libc::EMFILE), format!("rdmix: timerfd: {e}")))?;
         let att = control::attach(&cfg, &ev)?;
         let dev = att.seg.device();
         if Format::lookup(dev.format).is_none() {
@@ -77,6 +81,7 @@ impl Client {
             dev,
             chmap,
             ev,
+            timer,
             att: Some(att),
             hw: None,
             geom: None,
@@ -94,6 +99,10 @@ impl Client {
 
     pub fn poll_fd(&self) -> i32 {
         self.ev.as_raw_fd()
+    }
+
+    pub fn timer_fd(&self) -> i32 {
+        self.timer.as_raw_fd()
     }
 
     pub fn sock_fd(&self) -> i32 {
@@ -156,7 +165,7 @@ impl Client {
         if d > 0 {
             self.hw_pos += d as u64;
         }
-        w.tag == HW_DRAINED
+        w.tag & HW_DRAINED != 0
     }
 
     /// Brings `appl` in line with ioplug's appl_ptr (which rewind/forward move silently).
@@ -281,6 +290,8 @@ impl Client {
     pub fn stop(&mut self) {
         self.state = State::Idle;
         self.publish();
+        // A drain waiting in another thread wakes and sees the stream dropped.
+        sys::eventfd_signal(self.ev.as_fd());
     }
 
     pub fn pause(&mut self, enable: bool) -> Result<(), Failure> {
@@ -340,20 +351,27 @@ impl Client {
         }
         self.refresh_hw();
         let att = self.att()?;
-        let slave = match self.state {
-            State::Running | State::Draining => att
-                .seg
-                .clock()
-                .map(|c| c.queued_at(now_ns(), self.dev.rate) as i64)
-                .unwrap_or(0),
-            _ => 0,
+        if !matches!(self.state, State::Running | State::Draining) {
+            return Ok(self.queued());
+        }
+        let slot = att.seg.slot(att.slot);
+        let clock = att.seg.clock().unwrap_or_default();
+        let played = clock.played_at(now_ns(), self.dev.rate);
+        let w = Word::unpack(slot.hw.load(Ordering::Acquire));
+        // Where our last written frame sits in the device stream, minus what the device has
+        // played. Until the pump has mixed us, the lane starts at the current mix position.
+        let start = if w.epoch == self.epoch && w.tag & HW_RUNNING != 0 {
+            slot.start_mix.load(Ordering::Relaxed)
+        } else {
+            clock.mix_pos.wrapping_sub(self.hw_pos)
         };
-        Ok(self.queued() + slave)
+        Ok(start.wrapping_add(self.appl) as i64 - played as i64)
     }
 
     /// Wakes pending since the last poll; returns POLLOUT/POLLERR for ioplug.
     pub fn poll_revents(&mut self, io: &Io, sock_revents: i16) -> i16 {
         sys::eventfd_clear(self.ev.as_fd());
+        sys::eventfd_clear(self.timer.as_fd()); // a timerfd reads like an eventfd
         if sock_revents != 0 || !self.pump_alive() {
             self.att = None;
             return libc::POLLOUT | libc::POLLERR;
@@ -371,9 +389,11 @@ impl Client {
         if ready(self) {
             return libc::POLLOUT;
         }
-        if io.state == alsa_sys::SND_PCM_STATE_DRAINING && drained {
+        if io.state == alsa_sys::SND_PCM_STATE_DRAINING
+            && let Some(ns) = self.drain_remaining_ns()
+        {
             // Everything is mixed; the device is still playing it out. Wake when it should be done.
-            sys::eventfd_signal(self.ev.as_fd());
+            sys::timerfd_arm(self.timer.as_fd(), ns.max(1));
             return 0;
         }
         self.arm_wake();
@@ -400,7 +420,7 @@ impl Client {
         let att = self.att.as_ref()?;
         let slot = att.seg.slot(att.slot);
         let w = Word::unpack(slot.hw.load(Ordering::Acquire));
-        if w.epoch != self.epoch || w.tag != HW_DRAINED {
+        if w.epoch != self.epoch || w.tag & HW_DRAINED == 0 {
             return None;
         }
         let end = slot.drain_end.load(Ordering::Relaxed);

@@ -42,6 +42,8 @@ impl State {
 
 /// Pump flag in the `hw` word: every frame of a draining lane has been mixed.
 pub const HW_DRAINED: u8 = 1;
+/// Pump flag in the `hw` word: the lane is being mixed in this epoch (`start_mix` is valid).
+pub const HW_RUNNING: u8 = 2;
 
 /// `epoch:16 | tag:4 | pos:44`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

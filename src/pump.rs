@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use crate::lane::{Ctl, Geometry, HW_DRAINED, State, Word, pos_add, pos_diff};
+use crate::lane::{Ctl, Geometry, HW_DRAINED, HW_RUNNING, State, Word, pos_add, pos_diff};
 use crate::mix::{Format, Mixer};
 use crate::segment::{Clock, DeviceParams, MAX_LANES, Segment};
 
@@ -25,7 +25,6 @@ struct LaneState {
     setup: Option<LaneSetup>,
     epoch: u16,
     hw: u64,
-    started: bool,
     drained: bool,
     starved: bool,
 }
@@ -141,10 +140,7 @@ impl Engine {
             if !matches!(ctl.state, State::Running | State::Draining) || st.drained {
                 continue;
             }
-            if !st.started {
-                st.started = true;
-                slot.start_mix.store(self.mix_pos, Ordering::Relaxed);
-            }
+            slot.start_mix.store(self.mix_pos.wrapping_sub(st.hw), Ordering::Relaxed);
             let g = setup.geometry;
             // Never trust the client's position: clamp it to what its ring can hold.
             let queued = pos_diff(ctl.appl, st.hw).clamp(0, g.buffer_frames as i64);
@@ -154,11 +150,11 @@ impl Engine {
                 g.read(&self.seg, idx, st.hw, &mut self.scratch);
                 self.mixer.add(setup.format, &self.scratch);
             }
-            let mut tag = 0;
+            let mut tag = HW_RUNNING;
             if ctl.state == State::Draining && queued <= period {
                 st.hw = pos_add(st.hw, n as i64);
                 st.drained = true;
-                tag = HW_DRAINED;
+                tag = HW_DRAINED | HW_RUNNING;
                 slot.drain_end.store(self.mix_pos + n as u64, Ordering::Relaxed);
                 wake.push(idx);
             } else {
@@ -178,7 +174,7 @@ impl Engine {
                 .pack(),
                 Ordering::Release,
             );
-            if tag == 0
+            if tag & HW_DRAINED == 0
                 && slot.wake_armed.load(Ordering::Acquire) != 0
                 && pos_diff(st.hw, slot.wake_at.load(Ordering::Acquire)) >= 0
                 && slot.wake_armed.swap(0, Ordering::AcqRel) != 0

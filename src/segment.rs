@@ -81,7 +81,8 @@ pub struct Slot {
     pub hw: AtomicU64,
     /// Pump: mix position just past the last frame of a drained lane.
     pub drain_end: AtomicU64,
-    /// Pump: mix position at which frame 0 of the current epoch was mixed.
+    /// Pump: the mix position of lane frame 0 as the lane currently runs (`mix_pos - hw`):
+    /// fixed while it runs, underruns included; a pause shifts it.
     pub start_mix: AtomicU64,
     /// Client sets 1 when it wants a wake-up at `wake_at`; the pump clears it when it signals.
     pub wake_armed: AtomicU32,

@@ -223,6 +223,24 @@ pub fn eventfd_clear(fd: BorrowedFd) -> bool {
     unsafe { libc::read(fd.as_raw_fd(), &mut v as *mut u64 as *mut libc::c_void, 8) == 8 }
 }
 
+/// A non-blocking CLOCK_MONOTONIC timerfd.
+pub fn timerfd() -> io::Result<OwnedFd> {
+    // SAFETY: timerfd_create returns a new descriptor or -1.
+    let fd = cvt(unsafe { libc::timerfd_create(libc::CLOCK_MONOTONIC, libc::TFD_CLOEXEC | libc::TFD_NONBLOCK) })?;
+    // SAFETY: fd is fresh and ours.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Arms a one-shot timer `ns` from now (0 disarms it).
+pub fn timerfd_arm(fd: BorrowedFd, ns: u64) {
+    let spec = libc::itimerspec {
+        it_interval: libc::timespec { tv_sec: 0, tv_nsec: 0 },
+        it_value: libc::timespec { tv_sec: (ns / 1_000_000_000) as _, tv_nsec: (ns % 1_000_000_000) as _ },
+    };
+    // SAFETY: arms our timer with a valid itimerspec.
+    unsafe { libc::timerfd_settime(fd.as_raw_fd(), 0, &spec, std::ptr::null_mut()) };
+}
+
 /// poll(2), retried on EINTR as a zero-event wake-up.
 pub fn poll(fds: &mut [libc::pollfd], timeout_ms: i32) -> io::Result<usize> {
     // SAFETY: fds is a live slice of pollfd.

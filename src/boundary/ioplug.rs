@@ -295,21 +295,26 @@ unsafe extern "C" fn cb_pause(io: *mut snd_pcm_ioplug_t, enable: c_int) -> c_int
     })
 }
 
+/// The eventfd the pump signals, the control socket (hang-up = pump gone), and a timer for
+/// the play-out at the end of a drain.
+const POLL_FDS: usize = 3;
+
 unsafe extern "C" fn cb_poll_count(_io: *mut snd_pcm_ioplug_t) -> c_int {
-    2
+    POLL_FDS as c_int
 }
 
 unsafe extern "C" fn cb_poll_descriptors(io: *mut snd_pcm_ioplug_t, pfd: *mut pollfd, space: c_uint) -> c_int {
     with_client!(c"poll_descriptors", io, |c, _v| {
-        if space < 2 {
+        if (space as usize) < POLL_FDS {
             return -libc::EINVAL;
         }
-        // SAFETY: alsa-lib gives room for `space` (>= 2) descriptors.
+        // SAFETY: alsa-lib gives room for `space` (>= POLL_FDS) descriptors.
         unsafe {
             *pfd = sys::pollfd(c.poll_fd(), libc::POLLIN);
             *pfd.add(1) = sys::pollfd(c.sock_fd(), libc::POLLIN);
+            *pfd.add(2) = sys::pollfd(c.timer_fd(), libc::POLLIN);
         }
-        2
+        POLL_FDS as c_int
     })
 }
 
