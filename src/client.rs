@@ -294,9 +294,9 @@ impl Client {
         sys::eventfd_signal(self.ev.as_fd());
     }
 
-    pub fn pause(&mut self, enable: bool) -> Result<(), Failure> {
+    pub fn pause(&mut self, io: &Io, enable: bool) -> Result<(), Failure> {
         if enable {
-            self.paused_delay = self.delay().unwrap_or(0);
+            self.paused_delay = self.delay(io).unwrap_or(0);
             self.state = State::Paused;
         } else {
             self.state = State::Running;
@@ -342,7 +342,10 @@ impl Client {
     }
 
     /// Frames queued in the lane plus frames queued in the slave.
-    pub fn delay(&mut self) -> Result<i64, Failure> {
+    pub fn delay(&mut self, io: &Io) -> Result<i64, Failure> {
+        if io.state == alsa_sys::SND_PCM_STATE_XRUN {
+            return Err(Failure::new(libc::EPIPE, ""));
+        }
         if self.state == State::Paused {
             return Ok(self.paused_delay);
         }

@@ -140,7 +140,8 @@ impl Engine {
             if !matches!(ctl.state, State::Running | State::Draining) || st.drained {
                 continue;
             }
-            slot.start_mix.store(self.mix_pos.wrapping_sub(st.hw), Ordering::Relaxed);
+            slot.start_mix
+                .store(self.mix_pos.wrapping_sub(st.hw), Ordering::Relaxed);
             let g = setup.geometry;
             // Never trust the client's position: clamp it to what its ring can hold.
             let queued = pos_diff(ctl.appl, st.hw).clamp(0, g.buffer_frames as i64);

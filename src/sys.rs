@@ -235,7 +235,10 @@ pub fn timerfd() -> io::Result<OwnedFd> {
 pub fn timerfd_arm(fd: BorrowedFd, ns: u64) {
     let spec = libc::itimerspec {
         it_interval: libc::timespec { tv_sec: 0, tv_nsec: 0 },
-        it_value: libc::timespec { tv_sec: (ns / 1_000_000_000) as _, tv_nsec: (ns % 1_000_000_000) as _ },
+        it_value: libc::timespec {
+            tv_sec: (ns / 1_000_000_000) as _,
+            tv_nsec: (ns % 1_000_000_000) as _,
+        },
     };
     // SAFETY: arms our timer with a valid itimerspec.
     unsafe { libc::timerfd_settime(fd.as_raw_fd(), 0, &spec, std::ptr::null_mut()) };

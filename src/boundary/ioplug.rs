@@ -229,6 +229,9 @@ unsafe extern "C" fn cb_hw_params(io: *mut snd_pcm_ioplug_t, _params: *mut a::sn
 unsafe extern "C" fn cb_hw_free(io: *mut snd_pcm_ioplug_t) -> c_int {
     with_client!(c"hw_free", io, |c, _v| {
         c.hw_free();
+        // As on hw: after hw_free the PCM is back in OPEN, not SETUP.
+        // SAFETY: io is live; setting the state is what this API is for.
+        unsafe { snd_pcm_ioplug_set_state(io, a::SND_PCM_STATE_OPEN) };
         0
     })
 }
@@ -289,7 +292,7 @@ unsafe extern "C" fn cb_drain(io: *mut snd_pcm_ioplug_t) -> c_int {
 }
 
 unsafe extern "C" fn cb_pause(io: *mut snd_pcm_ioplug_t, enable: c_int) -> c_int {
-    with_client!(c"pause", io, |c, _v| match c.pause(enable != 0) {
+    with_client!(c"pause", io, |c, v| match c.pause(&v, enable != 0) {
         Ok(()) => 0,
         Err(f) => report(c"pause", f),
     })
@@ -340,7 +343,7 @@ unsafe extern "C" fn cb_poll_revents(
 }
 
 unsafe extern "C" fn cb_delay(io: *mut snd_pcm_ioplug_t, delayp: *mut a::snd_pcm_sframes_t) -> c_int {
-    with_client!(c"delay", io, |c, _v| match c.delay() {
+    with_client!(c"delay", io, |c, v| match c.delay(&v) {
         Ok(d) => {
             // SAFETY: delayp points at alsa-lib's output variable.
             unsafe { *delayp = d as a::snd_pcm_sframes_t };

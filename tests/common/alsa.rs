@@ -277,3 +277,114 @@ impl Drop for Pcm {
         unsafe { a::snd_pcm_close(self.0) };
     }
 }
+
+/// What `snd_pcm_status` reports.
+#[derive(Debug, Clone, Copy)]
+pub struct Status {
+    pub state: a::snd_pcm_state_t,
+    pub avail: i64,
+    pub delay: i64,
+    pub tstamp_ns: i64,
+    pub audio_tstamp_ns: i64,
+}
+
+fn ts_ns(t: &a::snd_htimestamp_t) -> i64 {
+    t.tv_sec as i64 * 1_000_000_000 + t.tv_nsec as i64
+}
+
+impl Pcm {
+    pub fn status(&self) -> Result<Status, i32> {
+        let mut st = std::ptr::null_mut();
+        // SAFETY: allocate, fill, read, free a status container.
+        unsafe {
+            a::snd_pcm_status_malloc(&mut st);
+            let r = a::snd_pcm_status(self.0, st);
+            let mut ts: a::snd_htimestamp_t = std::mem::zeroed();
+            let mut ats: a::snd_htimestamp_t = std::mem::zeroed();
+            a::snd_pcm_status_get_htstamp(st, &mut ts);
+            a::snd_pcm_status_get_audio_htstamp(st, &mut ats);
+            let s = Status {
+                state: a::snd_pcm_status_get_state(st),
+                avail: a::snd_pcm_status_get_avail(st) as i64,
+                delay: a::snd_pcm_status_get_delay(st) as i64,
+                tstamp_ns: ts_ns(&ts),
+                audio_tstamp_ns: ts_ns(&ats),
+            };
+            a::snd_pcm_status_free(st);
+            check(r).map(|_| s)
+        }
+    }
+
+    pub fn avail_delay(&self) -> Result<(i64, i64), i32> {
+        let (mut av, mut d) = (0, 0);
+        // SAFETY: live PCM; out-parameters are ours.
+        check(unsafe { a::snd_pcm_avail_delay(self.0, &mut av, &mut d) })?;
+        Ok((av as i64, d as i64))
+    }
+    pub fn forwardable(&self) -> i64 {
+        // SAFETY: live PCM.
+        unsafe { a::snd_pcm_forwardable(self.0) as i64 }
+    }
+    pub fn forward(&self, frames: u64) -> i64 {
+        // SAFETY: live PCM.
+        unsafe { a::snd_pcm_forward(self.0, frames as _) as i64 }
+    }
+    pub fn reset(&self) -> i32 {
+        // SAFETY: live PCM.
+        unsafe { a::snd_pcm_reset(self.0) }
+    }
+    pub fn hw_free(&self) -> i32 {
+        // SAFETY: live PCM.
+        unsafe { a::snd_pcm_hw_free(self.0) }
+    }
+    pub fn can_pause(&self) -> bool {
+        self.with_current(|hw| {
+            // SAFETY: hw holds the installed params.
+            unsafe { a::snd_pcm_hw_params_can_pause(hw) == 1 }
+        })
+    }
+    fn with_current<R>(&self, f: impl FnOnce(*mut a::snd_pcm_hw_params_t) -> R) -> R {
+        let mut hw = std::ptr::null_mut();
+        // SAFETY: allocate, fill with the installed params, use, free.
+        unsafe {
+            a::snd_pcm_hw_params_malloc(&mut hw);
+            a::snd_pcm_hw_params_current(self.0, hw);
+            let r = f(hw);
+            a::snd_pcm_hw_params_free(hw);
+            r
+        }
+    }
+    pub fn query_chmaps(&self) -> Vec<Vec<u32>> {
+        let mut out = Vec::new();
+        // SAFETY: a NULL-terminated array from alsa-lib, freed with snd_pcm_free_chmaps.
+        unsafe {
+            let maps = a::snd_pcm_query_chmaps(self.0);
+            if maps.is_null() {
+                return out;
+            }
+            let mut i = 0;
+            while !(*maps.add(i)).is_null() {
+                let m = &(**maps.add(i)).map;
+                out.push(std::slice::from_raw_parts(m.pos.as_ptr(), m.channels as usize).to_vec());
+                i += 1;
+            }
+            a::snd_pcm_free_chmaps(maps);
+        }
+        out
+    }
+}
+
+pub fn mono_ns() -> i64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: writes our timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec * 1_000_000_000 + ts.tv_nsec
+}
+
+/// CPU time this thread has used.
+pub fn thread_cpu_ns() -> i64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: writes our timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec * 1_000_000_000 + ts.tv_nsec
+}

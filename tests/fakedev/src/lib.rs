@@ -38,6 +38,8 @@ struct Fake {
     start_ns: Option<u64>,
     boundary: u64,
     data_bytes: u64,
+    /// Frames recorded since open, across prepares: the recording's frame index.
+    recorded: u64,
     fail_after: Option<u64>,
     fail_errno: i32,
     wedge_after: Option<u64>,
@@ -96,7 +98,19 @@ unsafe extern "C" fn start(io: *mut snd_pcm_ioplug_t) -> c_int {
     guard(-libc::EIO, || {
         // SAFETY: see `fake`.
         let f = unsafe { fake(io) };
-        f.start_ns = Some(now_ns());
+        let t = now_ns();
+        f.start_ns = Some(t);
+        // Ground truth for delay tests: the device plays frame `at` + n at `t` + n / rate.
+        if let Some(log) = &mut f.log {
+            let _ = writeln!(
+                log,
+                "start ns={t} at={} recorded={} written={} base={}",
+                f.recorded - (f.written - f.played_base),
+                f.recorded,
+                f.written,
+                f.played_base
+            );
+        }
         let period_ns = (f.io.period_size as u64 * 1_000_000_000 / f.rate as u64) as i64;
         let spec = libc::itimerspec {
             it_interval: libc::timespec {
@@ -166,6 +180,7 @@ unsafe extern "C" fn transfer(
         f.data_bytes += data.len() as u64;
         let _ = f.wav.write_all_at(&f.wav_header(), 0);
         f.written += size as u64;
+        f.recorded += size as u64;
         size as a::snd_pcm_sframes_t
     })
 }
@@ -347,6 +362,7 @@ fn open(
         start_ns: None,
         boundary: u64::MAX,
         data_bytes: 0,
+        recorded: 0,
         fail_after,
         fail_errno,
         wedge_after,

@@ -1,0 +1,819 @@
+//! PCM semantics through real alsa-lib, one test per numbered item of the conformance list:
+//! rdmix must behave like a `hw` sound card that happens to be shared. The paced copy-only
+//! test device is the ground truth for timing: it logs when it started and which recorded
+//! frame it started on, so the frame it plays at any instant is known.
+//!
+//! Timing bounds are generous multiples of the device period so they hold on a loaded
+//! 2-core machine; the measured errors are printed as `MEASURE` lines.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use alsa_sys as a;
+use common::alsa::{Params, Pcm, mono_ns, rec_path, thread_cpu_ns, world};
+use common::*;
+
+const RATE: i64 = 48000;
+
+/// Frame k of a test stream: never silent, and k (mod 30000) can be read back.
+fn sig(k: u64) -> [i16; 2] {
+    let v = (k % 30000 + 1) as i16;
+    [v, -v]
+}
+
+fn bytes(from: u64, n: u64) -> Vec<u8> {
+    (from..from + n)
+        .flat_map(|k| sig(k).iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<_>>())
+        .collect()
+}
+
+/// Writes frames [from, from+n) of the test stream, blocking.
+fn write_frames(p: &Pcm, from: u64, n: u64) {
+    let data = bytes(from, n);
+    let mut off = 0;
+    while off < n {
+        let r = p.writei(&data[off as usize * 4..], n - off);
+        assert!(r > 0, "writei: {r}");
+        off += r as u64;
+    }
+}
+
+/// The device's period, as the test device logged it for set `n`.
+fn dev_period(n: u32) -> i64 {
+    let log = std::fs::read_to_string(world().dir.join(format!("card{n}.log"))).unwrap_or_default();
+    log.lines()
+        .find_map(|l| l.split("period=").nth(1)?.split(' ').next()?.parse().ok())
+        .unwrap_or(256)
+}
+
+/// (start ns, recording index) pairs the test device logged for set `n`.
+fn dev_starts(n: u32) -> Vec<(i64, i64)> {
+    let log = std::fs::read_to_string(world().dir.join(format!("card{n}.log"))).unwrap_or_default();
+    log.lines()
+        .filter_map(|l| {
+            let ns = l.split("ns=").nth(1)?.split(' ').next()?.parse().ok()?;
+            let at = l.split("at=").nth(1)?.split(' ').next()?.parse().ok()?;
+            Some((ns, at))
+        })
+        .collect()
+}
+
+fn ms(frames: i64) -> f64 {
+    frames as f64 * 1000.0 / RATE as f64
+}
+
+fn summary(name: &str, mut v: Vec<f64>) {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    if v.is_empty() {
+        return;
+    }
+    eprintln!(
+        "MEASURE {name}: min {:.3} median {:.3} max {:.3} (n={})",
+        v[0],
+        v[v.len() / 2],
+        v[v.len() - 1],
+        v.len()
+    );
+}
+
+fn open(n: u32, nonblock: bool, p: Params) -> Pcm {
+    let pcm = Pcm::open(&format!("mix{n}"), nonblock).unwrap();
+    pcm.set_params(p).unwrap();
+    pcm
+}
+
+/// Item 1: the state machine, including hw_free and a second hw_params with other sizes.
+#[test]
+fn item01_states() {
+    let p = Pcm::open("mix6", false).unwrap();
+    assert_eq!(p.state(), a::SND_PCM_STATE_OPEN);
+    let (period, buffer) = p.set_params(Params::default()).unwrap();
+    assert_eq!(p.state(), a::SND_PCM_STATE_PREPARED, "hw_params prepares, as on hw");
+    p.set_sw(buffer, Some(buffer), period).unwrap();
+    write_frames(&p, 0, period);
+    assert_eq!(p.state(), a::SND_PCM_STATE_PREPARED, "below start_threshold");
+    assert_eq!(p.start(), 0);
+    assert_eq!(p.state(), a::SND_PCM_STATE_RUNNING);
+    assert_eq!(p.pause(true), 0);
+    assert_eq!(p.state(), a::SND_PCM_STATE_PAUSED);
+    assert_eq!(p.pause(false), 0);
+    assert_eq!(p.state(), a::SND_PCM_STATE_RUNNING);
+    // Nothing more is written: the stream runs dry and goes to XRUN.
+    wait_until(
+        Duration::from_secs(5),
+        || {
+            p.avail();
+            p.state() == a::SND_PCM_STATE_XRUN
+        },
+        || format!("state {}", p.state()),
+    );
+    assert_eq!(p.prepare(), 0);
+    assert_eq!(p.state(), a::SND_PCM_STATE_PREPARED);
+    write_frames(&p, 0, period);
+    assert_eq!(p.drain(), 0);
+    assert_eq!(p.state(), a::SND_PCM_STATE_SETUP);
+    assert_eq!(p.drop_(), 0);
+    assert_eq!(p.state(), a::SND_PCM_STATE_SETUP);
+    assert_eq!(p.hw_free(), 0);
+    assert_eq!(p.state(), a::SND_PCM_STATE_OPEN);
+    let (p2, b2) = p
+        .set_params(Params {
+            period: 240,
+            buffer: 2400,
+            ..Params::default()
+        })
+        .unwrap();
+    assert_eq!((p2, b2), (240, 2400));
+    assert_eq!(p.state(), a::SND_PCM_STATE_PREPARED);
+    write_frames(&p, 0, 4800);
+    assert_eq!(p.drain(), 0);
+    assert_eq!(p.state(), a::SND_PCM_STATE_SETUP);
+}
+
+/// Item 2: start_threshold, explicit start, and a start with nothing written.
+#[test]
+fn item02_start() {
+    let p = open(7, false, Params::default());
+    p.set_sw(2 * 480, Some(1920), 480).unwrap();
+    write_frames(&p, 0, 480);
+    assert_eq!(
+        p.state(),
+        a::SND_PCM_STATE_PREPARED,
+        "one period is below a start_threshold of two"
+    );
+    write_frames(&p, 480, 480);
+    assert_eq!(
+        p.state(),
+        a::SND_PCM_STATE_RUNNING,
+        "reaching start_threshold starts the stream"
+    );
+    p.drop_();
+
+    // Started empty with a normal stop_threshold: an immediate underrun.
+    p.prepare();
+    assert_eq!(p.start(), 0);
+    wait_until(
+        Duration::from_secs(5),
+        || p.avail() == -(libc::EPIPE as i64),
+        || "no underrun".into(),
+    );
+    assert_eq!(p.state(), a::SND_PCM_STATE_XRUN);
+
+    // With stop_threshold = boundary it runs on, and its position keeps moving.
+    p.prepare();
+    p.set_sw(1, None, 480).unwrap();
+    assert_eq!(p.start(), 0);
+    wait_until(
+        Duration::from_secs(5),
+        || p.avail() > 1920 * 2,
+        || format!("avail {}", p.avail()),
+    );
+    assert_eq!(p.state(), a::SND_PCM_STATE_RUNNING);
+    p.drop_();
+}
+
+/// Item 3: non-blocking writes, poll wake-ups exactly when avail reaches avail_min,
+/// snd_pcm_wait, no busy-waiting, and poll while draining.
+#[test]
+fn item03_poll_and_nonblocking() {
+    let p = open(
+        8,
+        true,
+        Params {
+            period: 960,
+            buffer: 3840,
+            ..Params::default()
+        },
+    );
+    p.set_sw(3840, Some(3840), 960).unwrap();
+    let mut k = 0u64;
+    loop {
+        let data = bytes(k, 3840);
+        let r = p.writei(&data, 3840);
+        if r == -(libc::EAGAIN as i64) {
+            break;
+        }
+        assert!(r > 0, "writei {r}");
+        k += r as u64;
+    }
+    let dp = dev_period(8);
+    let mut late = Vec::new();
+    let mut cpu = Vec::new();
+    for _ in 0..30 {
+        let mut fds = p.poll_fds();
+        assert_eq!(fds.len(), 3);
+        let c0 = thread_cpu_ns();
+        // SAFETY: fds is a live pollfd array.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as _, 5000) };
+        assert!(n > 0, "poll timed out");
+        let rev = p.poll_revents(&mut fds);
+        if rev & libc::POLLOUT as u16 == 0 {
+            cpu.push((thread_cpu_ns() - c0) as f64 / 1e6);
+            continue;
+        }
+        let avail = p.avail();
+        assert!(avail >= 960, "POLLOUT before avail_min: avail {avail}");
+        late.push(ms(avail - 960));
+        // Woken within one device period (plus scheduling) of avail reaching avail_min.
+        assert!(avail - 960 <= 2 * dp + 960, "woken late: avail {avail}");
+        let r = p.writei(&bytes(k, avail as u64), avail as u64);
+        assert_eq!(r, avail);
+        k += r as u64;
+    }
+    summary("item03 poll wake lateness past avail_min (ms)", late);
+
+    // snd_pcm_wait sleeps until avail_min without burning CPU.
+    let c0 = thread_cpu_ns();
+    let t0 = Instant::now();
+    assert_eq!(p.wait(5000), 1);
+    let (slept, burnt) = (t0.elapsed(), thread_cpu_ns() - c0);
+    eprintln!(
+        "MEASURE item03 snd_pcm_wait: slept {slept:?}, thread CPU {:.3} ms",
+        burnt as f64 / 1e6
+    );
+    assert!(
+        burnt < 5_000_000 && burnt * 20 < slept.as_nanos() as i64 + 1_000_000,
+        "busy wait: {burnt} ns in {slept:?}"
+    );
+
+    // Non-blocking drain: EAGAIN, then poll until it completes, without spinning.
+    let c0 = thread_cpu_ns();
+    let t0 = Instant::now();
+    let mut wakes = 0;
+    loop {
+        let r = p.drain();
+        if r == 0 {
+            break;
+        }
+        assert_eq!(r, -libc::EAGAIN, "non-blocking drain");
+        assert_eq!(p.state(), a::SND_PCM_STATE_DRAINING);
+        let mut fds = p.poll_fds();
+        // SAFETY: fds is a live pollfd array.
+        assert!(
+            unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as _, 5000) } > 0,
+            "poll while draining timed out"
+        );
+        p.poll_revents(&mut fds);
+        wakes += 1;
+        assert!(t0.elapsed() < Duration::from_secs(10), "drain never completed");
+    }
+    let burnt = thread_cpu_ns() - c0;
+    eprintln!(
+        "MEASURE item03 non-blocking drain: {wakes} wake-ups in {:?}, CPU {:.3} ms",
+        t0.elapsed(),
+        burnt as f64 / 1e6
+    );
+    assert_eq!(p.state(), a::SND_PCM_STATE_SETUP);
+    assert!(wakes < 200, "{wakes} wake-ups: poll spins while draining");
+}
+
+/// Item 4: drain timing and its corner cases.
+#[test]
+fn item04_drain() {
+    let p = open(
+        9,
+        false,
+        Params {
+            period: 480,
+            buffer: 4800,
+            ..Params::default()
+        },
+    );
+    p.set_sw(4800, Some(4800), 480).unwrap();
+    let dp = dev_period(9);
+    let mut over = Vec::new();
+    for round in 0..5u64 {
+        // Queue 80 ms that has not started yet: drain must start it and wait it out.
+        write_frames(&p, 0, 3840);
+        assert_eq!(p.state(), a::SND_PCM_STATE_PREPARED);
+        let t0 = Instant::now();
+        assert_eq!(p.drain(), 0);
+        let took = t0.elapsed().as_secs_f64() * 1000.0;
+        let queued = ms(3840);
+        over.push(took - queued);
+        assert!(
+            took >= queued,
+            "round {round}: drain took {took:.1} ms for {queued:.1} ms queued"
+        );
+        // Generous: the device buffer plus two device periods, plus scheduling slack.
+        let dev_buffer = ms(4 * dp);
+        assert!(
+            took <= queued + dev_buffer + ms(2 * dp) + 60.0,
+            "round {round}: drain took {took:.1} ms"
+        );
+        p.prepare();
+    }
+    summary(
+        "item04 blocking drain beyond the queued audio incl. device buffer (ms)",
+        over,
+    );
+
+    // Every frame was handed to the device, so the recording holds all five rounds.
+    let rec = read_rec_s16(&rec_path(9));
+    let heard = rec.iter().filter(|f| f[0] != 0).count();
+    assert_eq!(heard, 5 * 3840);
+
+    // A drop from another thread ends a drain.
+    let p = Arc::new(p);
+    write_frames(&p, 0, 4800);
+    let q = p.clone();
+    let t0 = Instant::now();
+    let drainer = std::thread::spawn(move || q.drain());
+    wait_until(
+        Duration::from_secs(5),
+        || p.state() == a::SND_PCM_STATE_DRAINING,
+        || "never draining".into(),
+    );
+    assert_eq!(p.drop_(), 0);
+    let r = drainer.join().unwrap();
+    assert!(r == 0 || r == -libc::EBADFD, "drain after drop: {r}");
+    assert!(
+        t0.elapsed() < Duration::from_millis(100 + 100),
+        "drain ended {:?} after the drop",
+        t0.elapsed()
+    );
+    assert_eq!(p.state(), a::SND_PCM_STATE_SETUP);
+}
+
+/// Item 4 (cont.): drain with a dead pump returns an error instead of hanging.
+#[test]
+fn item04_drain_with_dead_pump_fails() {
+    let p = open(
+        10,
+        false,
+        Params {
+            period: 480,
+            buffer: 4800,
+            ..Params::default()
+        },
+    );
+    write_frames(&p, 0, 4800);
+    for pid in pumps_with_slave("card10") {
+        // SAFETY: signalling a process by pid.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    let t0 = Instant::now();
+    let r = p.drain();
+    eprintln!(
+        "MEASURE item04 drain with the pump killed: {r} after {:?}",
+        t0.elapsed()
+    );
+    assert!(r < 0, "drain reported success with the pump dead");
+    assert!(t0.elapsed() < Duration::from_secs(3));
+}
+
+fn pumps_with_slave(card: &str) -> Vec<i32> {
+    let dir = world().dir.as_os_str().as_encoded_bytes().to_vec();
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
+        let env = std::fs::read(e.path().join("environ")).unwrap_or_default();
+        if args.first().is_some_and(|a| a.ends_with(b"rdmix-pump"))
+            && args.contains(&card.as_bytes())
+            && env.windows(dir.len()).any(|w| w == dir.as_slice())
+        {
+            out.push(e.file_name().to_string_lossy().parse().unwrap_or(0));
+        }
+    }
+    out
+}
+
+/// Item 5: pause and resume.
+#[test]
+fn item05_pause() {
+    let p = Arc::new(open(
+        11,
+        false,
+        Params {
+            period: 480,
+            buffer: 2400,
+            ..Params::default()
+        },
+    ));
+    assert!(p.can_pause(), "SND_PCM_INFO_PAUSE is advertised");
+    let stop = Arc::new(AtomicBool::new(false));
+    let paused = Arc::new(AtomicBool::new(false));
+    let total = 3 * 48000u64;
+    let writer = {
+        let (p, stop, paused) = (p.clone(), stop.clone(), paused.clone());
+        std::thread::spawn(move || {
+            let mut k = 0;
+            while k < total && !stop.load(Ordering::Relaxed) {
+                if paused.load(Ordering::Acquire) {
+                    std::thread::yield_now();
+                    continue;
+                }
+                let n = 480.min(total - k);
+                let r = p.writei(&bytes(k, n), n);
+                if r > 0 {
+                    k += r as u64;
+                } else if r != -(libc::EAGAIN as i64) && r != -(libc::EBADFD as i64) {
+                    panic!("writei {r}");
+                }
+            }
+        })
+    };
+    wait_until(
+        Duration::from_secs(5),
+        || p.state() == a::SND_PCM_STATE_RUNNING,
+        || "never ran".into(),
+    );
+    wait_until(
+        Duration::from_secs(5),
+        || p.delay().unwrap_or(0) > 1000,
+        || "never queued".into(),
+    );
+    paused.store(true, Ordering::Release);
+    assert_eq!(p.pause(true), 0);
+    let d0 = p.delay().unwrap();
+    let t0 = Instant::now();
+    wait_until(
+        Duration::from_secs(5),
+        || t0.elapsed() > Duration::from_millis(200),
+        String::new,
+    );
+    let d1 = p.delay().unwrap();
+    assert_eq!(d0, d1, "delay is constant while paused");
+    assert_eq!(p.pause(false), 0);
+    paused.store(false, Ordering::Release);
+    writer.join().unwrap();
+    assert_eq!(p.drain(), 0);
+    stop.store(true, Ordering::Relaxed);
+    // The stream is heard whole, in order, with a silent gap where it was paused.
+    let rec = read_rec_s16(&rec_path(11));
+    let heard: Vec<[i16; 2]> = rec.iter().copied().filter(|f| f[0] != 0).collect();
+    assert_eq!(heard.len() as u64, total, "no frame lost or repeated");
+    for (k, f) in heard.iter().enumerate() {
+        assert_eq!(*f, sig(k as u64), "frame {k}");
+    }
+    let first = rec.iter().position(|f| f[0] != 0).unwrap();
+    let last = rec.iter().rposition(|f| f[0] != 0).unwrap();
+    let gap = (last - first + 1) as i64 - total as i64;
+    eprintln!(
+        "MEASURE item05 silent gap while paused: {:.1} ms (paused ~200 ms)",
+        ms(gap)
+    );
+    assert!(ms(gap) >= 190.0, "the pause left a gap of only {:.1} ms", ms(gap));
+}
+
+/// Item 6: delay against the device's ground truth, and status/avail_delay agreement.
+#[test]
+fn item06_delay_and_timestamps() {
+    let p = open(
+        12,
+        false,
+        Params {
+            period: 480,
+            buffer: 4800,
+            ..Params::default()
+        },
+    );
+    let mut k = 0u64;
+    let mut errs = Vec::new();
+    let mut samples = Vec::new();
+    for round in 0..60 {
+        write_frames(&p, k, 480);
+        k += 480;
+        if round < 12 {
+            continue; // let the stream settle into its steady state
+        }
+        let t0 = mono_ns();
+        let d = p.delay().unwrap();
+        let t1 = mono_ns();
+        samples.push((t0, t1, d, k));
+        let st = p.status().unwrap();
+        let now = mono_ns();
+        assert!(
+            st.tstamp_ns <= now && st.tstamp_ns >= t0,
+            "status timestamp is monotonic and current"
+        );
+        assert!(
+            (st.delay - d).abs() <= 2 * dev_period(12) + 480,
+            "status delay {} vs delay {d}",
+            st.delay
+        );
+        let (av, dl) = p.avail_delay().unwrap();
+        assert!((0..=4800).contains(&av), "avail {av}");
+        assert!(
+            (dl - d).abs() <= 2 * dev_period(12) + 480,
+            "avail_delay {dl} vs delay {d}"
+        );
+        assert_eq!(st.state, a::SND_PCM_STATE_RUNNING);
+    }
+    assert_eq!(p.drain(), 0);
+    // Ground truth: the device started playing recording frame `at` at `ns`; our frame j is
+    // recording frame first + j. So at time t the frames still to be played are
+    // (first + written) - (at + (t - ns) * rate).
+    let starts = dev_starts(12);
+    let log = std::fs::read_to_string(world().dir.join("card12.log")).unwrap_or_default();
+    assert_eq!(starts.len(), 1, "the device ran without an underrun: {log}");
+    let (ns, at) = starts[0];
+    let rec = read_rec_s16(&rec_path(12));
+    let first = rec.iter().position(|f| f[0] != 0).unwrap() as i64;
+    for (t0, t1, d, written) in samples {
+        let t = (t0 + t1) / 2;
+        let played = at + (t - ns) * RATE / 1_000_000_000;
+        let truth = first + written as i64 - played;
+        let err = d - truth;
+        if std::env::var_os("RDMIX_DEBUG").is_some() {
+            eprintln!("d {d} truth {truth} first {first} written {written} played {played} at {at}");
+        }
+        errs.push(ms(err));
+        let slack = ((t1 - t0) * RATE / 1_000_000_000) + 48;
+        assert!(err.abs() <= slack, "delay {d} vs truth {truth}: {:.3} ms off", ms(err));
+    }
+    summary("item06 delay error vs the device (ms)", errs);
+    let st = p.status().unwrap();
+    eprintln!(
+        "MEASURE item06 audio_htstamp from ioplug status: {} ns (ioplug does not report it)",
+        st.audio_tstamp_ns
+    );
+}
+
+/// Item 7: underrun, recovery, stop_threshold = boundary, and isolation from others.
+#[test]
+fn item07_underrun() {
+    let p = open(13, false, Params::default());
+    write_frames(&p, 0, 1920);
+    assert_eq!(p.state(), a::SND_PCM_STATE_RUNNING);
+    wait_until(
+        Duration::from_secs(5),
+        || p.avail() == -(libc::EPIPE as i64),
+        || "no xrun".into(),
+    );
+    assert_eq!(p.state(), a::SND_PCM_STATE_XRUN);
+    assert_eq!(p.writei(&bytes(0, 10), 10), -(libc::EPIPE as i64));
+    assert_eq!(p.delay(), Err(-libc::EPIPE));
+    assert_eq!(p.recover(-libc::EPIPE), 0);
+    assert_eq!(p.state(), a::SND_PCM_STATE_PREPARED);
+    write_frames(&p, 0, 1920);
+    assert_eq!(p.drain(), 0);
+
+    // Never xruns with stop_threshold = boundary; writes keep being accepted.
+    p.prepare();
+    p.set_sw(1920, None, 480).unwrap();
+    write_frames(&p, 0, 1920);
+    let t0 = Instant::now();
+    wait_until(
+        Duration::from_secs(5),
+        || t0.elapsed() > Duration::from_millis(150),
+        String::new,
+    );
+    assert!(p.avail() > 1920, "position moved on past the written frames");
+    assert_eq!(p.state(), a::SND_PCM_STATE_RUNNING);
+    p.drop_();
+}
+
+/// Item 7 (cont.): one client underrunning again and again never disturbs another.
+#[test]
+fn item07_underrun_is_private() {
+    let steady = open(
+        14,
+        false,
+        Params {
+            period: 480,
+            buffer: 4800,
+            ..Params::default()
+        },
+    );
+    let flaky = Pcm::open("mix14", false).unwrap();
+    flaky.set_params(Params::default()).unwrap();
+    let total = 2 * 48000u64;
+    let t = std::thread::spawn(move || {
+        let zero = vec![0u8; 480 * 4];
+        for _ in 0..20 {
+            // Plays silence, then starves until it xruns, then recovers.
+            for _ in 0..4 {
+                let r = flaky.writei(&zero, 480);
+                if r == -(libc::EPIPE as i64) {
+                    flaky.recover(-libc::EPIPE);
+                }
+            }
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while flaky.avail() != -(libc::EPIPE as i64) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            flaky.recover(-libc::EPIPE);
+        }
+    });
+    write_frames(&steady, 0, total);
+    assert_eq!(steady.drain(), 0);
+    t.join().unwrap();
+    let rec = read_rec_s16(&rec_path(14));
+    let first = rec.iter().position(|f| f[0] != 0).unwrap();
+    for k in 0..total as usize {
+        assert_eq!(rec[first + k], sig(k as u64), "steady stream frame {k}");
+    }
+}
+
+/// Item 8: rewind over frames not yet mixed, forward, and avail bounds.
+#[test]
+fn item08_rewind_forward() {
+    let p = open(
+        15,
+        false,
+        Params {
+            period: 480,
+            buffer: 4800,
+            ..Params::default()
+        },
+    );
+    p.set_sw(u32::MAX as u64 / 2, Some(4800), 480).unwrap(); // start only explicitly
+    // Frames 0..4800 written, nothing mixed: all of it is rewindable.
+    write_frames(&p, 0, 4800);
+    assert_eq!(p.rewindable(), 4800);
+    assert_eq!(p.forwardable(), 0);
+    assert_eq!(p.rewind(2400), 2400);
+    assert_eq!(p.avail(), 2400);
+    // Rewrite the second half with frames 10000.. : those are what must be heard.
+    write_frames(&p, 10_000, 2400);
+    assert!(p.avail() <= 4800);
+    assert_eq!(p.start(), 0);
+    // While running, what the pump has mixed is no longer rewindable.
+    wait_until(Duration::from_secs(5), || p.avail() >= 960, || "never consumed".into());
+    let rw = p.rewindable();
+    assert!((0..4800).contains(&rw), "rewindable {rw}");
+    assert!(
+        p.avail() + rw <= 4800,
+        "avail {} + rewindable {rw} within the buffer",
+        p.avail()
+    );
+    let fw = p.forwardable();
+    assert!((0..=4800).contains(&fw), "forwardable {fw}");
+    assert_eq!(p.drain(), 0);
+    let rec = read_rec_s16(&rec_path(15));
+    let first = rec.iter().position(|f| f[0] != 0).unwrap();
+    for j in 0..2400 {
+        assert_eq!(rec[first + j], sig(j as u64), "kept frame {j}");
+        assert_eq!(rec[first + 2400 + j], sig(10_000 + j as u64), "rewritten frame {j}");
+    }
+}
+
+/// Item 9: every period/buffer combination refine allows works, hw_params cycles, and
+/// several threads on one PCM and several PCMs in one process.
+#[test]
+fn item09_params_and_threads() {
+    let combos = [
+        (64u64, 256u64),
+        (100, 1000),
+        (480, 960),
+        (1024, 4096),
+        (2000, 16000),
+        (333, 1332),
+    ];
+    let p = Pcm::open("mix16", false).unwrap();
+    let mut k = 0u64;
+    for (period, buffer) in combos {
+        let got = p
+            .set_params(Params {
+                period,
+                buffer,
+                ..Params::default()
+            })
+            .unwrap();
+        assert_eq!(got, (period, buffer), "the refined sizes are the ones used");
+        write_frames(&p, k, 4800);
+        k += 4800;
+        assert_eq!(p.drain(), 0, "period {period} buffer {buffer}");
+        assert_eq!(p.hw_free(), 0);
+    }
+    let rec = read_rec_s16(&rec_path(16));
+    let heard: Vec<[i16; 2]> = rec.into_iter().filter(|f| f[0] != 0).collect();
+    assert_eq!(heard.len() as u64, k);
+    for (j, f) in heard.iter().enumerate() {
+        assert_eq!(*f, sig(j as u64));
+    }
+
+    // One thread writes while another hammers avail, delay and status.
+    let p = Arc::new(open(
+        17,
+        false,
+        Params {
+            period: 480,
+            buffer: 2400,
+            ..Params::default()
+        },
+    ));
+    let done = Arc::new(AtomicBool::new(false));
+    let prober = {
+        let (p, done) = (p.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut calls = 0;
+            while !done.load(Ordering::Relaxed) {
+                let _ = p.avail();
+                let _ = p.delay();
+                let _ = p.status();
+                calls += 1;
+            }
+            calls
+        })
+    };
+    write_frames(&p, 0, 48000);
+    assert_eq!(p.drain(), 0);
+    done.store(true, Ordering::Relaxed);
+    let calls = prober.join().unwrap();
+    assert!(calls > 10, "prober made {calls} calls");
+    // And a second PCM in this process on another thread, at the same time as a third.
+    let a = std::thread::spawn(|| {
+        let q = open(18, false, Params::default());
+        write_frames(&q, 0, 9600);
+        q.drain()
+    });
+    let q = open(19, false, Params::default());
+    write_frames(&q, 0, 9600);
+    assert_eq!(q.drain(), 0);
+    assert_eq!(a.join().unwrap(), 0);
+}
+
+/// Item 10: channel maps report the device's layout.
+#[test]
+fn item10_chmaps() {
+    let p = open(20, false, Params::default());
+    let fl = a::SND_CHMAP_FL;
+    let fr = a::SND_CHMAP_FR;
+    assert_eq!(p.chmap(), Some(vec![fl, fr]));
+    assert_eq!(p.query_chmaps(), vec![vec![fl, fr]]);
+}
+
+/// Item 11: reset, drop and close in every state, and drop unblocking a writer.
+#[test]
+fn item11_reset_drop_close() {
+    for state in ["setup", "prepared", "running", "paused", "xrun", "draining"] {
+        for action in ["reset", "drop", "close"] {
+            let p = Pcm::open("mix21", true).unwrap();
+            p.set_params(Params::default()).unwrap();
+            match state {
+                "setup" => {
+                    p.drop_();
+                }
+                "prepared" => {}
+                "running" => write_frames_nb(&p, 1920),
+                "paused" => {
+                    write_frames_nb(&p, 1920);
+                    p.pause(true);
+                }
+                "xrun" => {
+                    p.start();
+                    wait_until(Duration::from_secs(5), || p.avail() < 0, || "no xrun".into());
+                }
+                _ => {
+                    write_frames_nb(&p, 1920);
+                    assert_eq!(p.drain(), -libc::EAGAIN);
+                }
+            }
+            match action {
+                "reset" => {
+                    let r = p.reset();
+                    assert!(r == 0 || r == -libc::EBADFD, "{state}/{action}: {r}");
+                    p.drop_();
+                }
+                "drop" => {
+                    let r = p.drop_();
+                    assert!(r == 0 || r == -libc::EBADFD, "{state}/{action}: {r}");
+                    assert_eq!(p.state(), a::SND_PCM_STATE_SETUP, "{state}/{action}");
+                }
+                _ => {}
+            }
+            drop(p); // close
+        }
+    }
+    // A writer blocked on a full buffer is released by a drop from another thread.
+    let p = Arc::new(open(22, false, Params::default()));
+    p.set_sw(u32::MAX as u64 / 2, Some(1920), 480).unwrap(); // never auto-starts: writes block
+    write_frames(&p, 0, 1920);
+    let q = p.clone();
+    let w = std::thread::spawn(move || q.writei(&bytes(0, 480), 480));
+    let t0 = Instant::now();
+    wait_until(
+        Duration::from_secs(5),
+        || t0.elapsed() > Duration::from_millis(50),
+        String::new,
+    );
+    assert_eq!(p.drop_(), 0);
+    let r = w.join().unwrap();
+    assert!(
+        r == -(libc::EBADFD as i64) || r == -(libc::EPIPE as i64) || r >= 0,
+        "writer got {r}"
+    );
+    // Closing while running works and frees the lane for the next program.
+    let p = open(23, false, Params::default());
+    write_frames(&p, 0, 1920);
+    drop(p);
+    let p = open(23, false, Params::default());
+    write_frames(&p, 0, 1920);
+    assert_eq!(p.drain(), 0);
+}
+
+fn write_frames_nb(p: &Pcm, n: u64) {
+    let r = p.writei(&bytes(0, n), n);
+    assert!(r > 0, "writei {r}");
+    if p.state() == a::SND_PCM_STATE_PREPARED {
+        p.start();
+    }
+}
