@@ -55,6 +55,8 @@ pub struct Client {
     io_appl: u64,
     /// Frames the slave still held when the stream was paused (delay is frozen while paused).
     paused_delay: i64,
+    /// The errno with which the pump gave up on the slave, if it did.
+    slave_failed: Option<i32>,
 }
 
 /// How stale the pump's clock may get before the client checks whether the pump is alive.
@@ -94,6 +96,7 @@ impl Client {
             hw_pos: 0,
             io_appl: 0,
             paused_delay: 0,
+            slave_failed: None,
         })
     }
 
@@ -121,8 +124,9 @@ impl Client {
     /// Whether the pump is still there. Cheap while its clock is fresh.
     fn pump_alive(&mut self) -> bool {
         let Some(att) = &self.att else { return false };
-        let h = att.seg.header();
-        if h.failed.load(Ordering::Acquire) != 0 {
+        let failed = att.seg.header().failed.load(Ordering::Acquire);
+        if failed != 0 {
+            self.slave_failed = Some(failed);
             self.att = None;
             return false;
         }
@@ -253,6 +257,19 @@ impl Client {
     pub fn prepare(&mut self) -> Result<(), Failure> {
         if !self.pump_alive() {
             self.att = None;
+            // A pump that gave up on the device is not restarted behind the program's back:
+            // the device is gone or broken, and the program should hear so.
+            if let Some(e) = self.slave_failed {
+                return Err(Failure::new(
+                    e,
+                    format!(
+                        "rdmix: slave.pcm \"{}\" failed: {}; reopen the PCM once the device is back",
+                        self.cfg.slave.pcm,
+                        crate::boundary::pcm::strerror(e)
+                    ),
+                ));
+            }
+            // A pump that died (killed, crashed) is replaced: the program sees one xrun.
             let att = control::attach(&self.cfg, &self.ev)?;
             if att.seg.device() != self.dev {
                 return Err(Failure::new(
@@ -376,6 +393,12 @@ impl Client {
         sys::eventfd_clear(self.ev.as_fd());
         sys::eventfd_clear(self.timer.as_fd()); // a timerfd reads like an eventfd
         if sock_revents != 0 || !self.pump_alive() {
+            if sock_revents != 0
+                && let Some(att) = &self.att
+            {
+                let failed = att.seg.header().failed.load(Ordering::Acquire);
+                self.slave_failed = (failed != 0).then_some(failed);
+            }
             self.att = None;
             return libc::POLLOUT | libc::POLLERR;
         }

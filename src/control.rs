@@ -182,6 +182,7 @@ pub fn attach(cfg: &Config, eventfd: &OwnedFd) -> Result<Attachment, Failure> {
     let name = socket_name(cfg.ipc_key);
     let deadline = Instant::now() + ATTACH_TIMEOUT;
     let mut spawns = 0;
+    let mut hangups = 0;
     loop {
         if Instant::now() >= deadline {
             return Err(Failure::new(
@@ -219,7 +220,11 @@ pub fn attach(cfg: &Config, eventfd: &OwnedFd) -> Result<Attachment, Failure> {
         if send(&sock, hello, Some(eventfd.as_fd())).is_err() {
             continue; // the pump was exiting; start over
         }
-        match recv_until(&sock, deadline) {
+        let reply = match recv_until(&sock, deadline) {
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => Ok(Incoming::Closed),
+            r => r,
+        };
+        match reply {
             Ok(Incoming::Msg(m, Some(fd))) if m.kind == WELCOME && m.status == 0 => {
                 let seg = Segment::attach(fd).map_err(|e| {
                     Failure::new(
@@ -239,7 +244,22 @@ pub fn attach(cfg: &Config, eventfd: &OwnedFd) -> Result<Attachment, Failure> {
             Ok(Incoming::Msg(m, _)) if m.status < 0 => {
                 return Err(Failure::new(m.status, m.text()));
             }
-            Ok(Incoming::Closed) => continue, // a lingering pump closed just now
+            Ok(Incoming::Closed) => {
+                // A lingering pump may close just as we arrive; a listener that always hangs
+                // up is not a pump.
+                hangups += 1;
+                if hangups > 3 {
+                    return Err(Failure::new(
+                        libc::ECONNRESET,
+                        format!(
+                            "rdmix: ipc_key {:#x}: the listener there hangs up without answering; \
+                             is another program using this key?",
+                            cfg.ipc_key
+                        ),
+                    ));
+                }
+                continue;
+            }
             Ok(_) => {
                 return Err(Failure::new(
                     libc::EPROTO,

@@ -336,6 +336,11 @@ unsafe extern "C" fn cb_poll_revents(
             0
         };
         let r = c.poll_revents(&v, sock_revents);
+        if r & libc::POLLERR != 0 && v.state == a::SND_PCM_STATE_RUNNING {
+            // The pump is gone: report an xrun, which snd_pcm_recover turns into a reconnect.
+            // SAFETY: io is live; setting the state is what this API is for.
+            unsafe { snd_pcm_ioplug_set_state(io, a::SND_PCM_STATE_XRUN) };
+        }
         // SAFETY: revents points at alsa-lib's output variable.
         unsafe { *revents = r as c_ushort };
         0

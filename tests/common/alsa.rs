@@ -12,7 +12,13 @@ use super::World;
 
 /// Independent device sets in the shared world: `pcm.mixN` is rdmix (its own pump) over
 /// `pcm.cardN`, which records to `recN.wav`. Each test uses its own N.
-pub const SETS: u32 = 24;
+pub const SETS: u32 = 32;
+pub const APPEND_SETS: u32 = 24;
+
+/// The key of set `n`.
+pub fn set_key(n: u32) -> u32 {
+    (std::process::id() % 0x10000) * 0x100 + 0x3000_0000 + n
+}
 
 /// The recording of set `n`.
 pub fn rec_path(n: u32) -> std::path::PathBuf {
@@ -26,14 +32,15 @@ pub fn world() -> &'static World {
     W.get_or_init(|| {
         let mut defs = String::new();
         for n in 0..SETS {
+            // Sets from APPEND_SETS on record raw frames across device re-opens.
+            let append = if n >= APPEND_SETS { "; append true" } else { "" };
             defs += &format!(
-                "pcm.card{n} {{ type rdmixfake; file \"{{dir}}/rec{n}.wav\"; log \"{{dir}}/card{n}.log\" }}\n\
+                "pcm.card{n} {{ type rdmixfake; file \"{{dir}}/rec{n}.wav\"; log \"{{dir}}/card{n}.log\"{append} }}\n\
                  pcm.mix{n} {{ type rdmix; ipc_key {{key{n}}}; slave.pcm \"card{n}\" }}\n"
             );
         }
-        let key = |n: u32| (std::process::id() % 0x10000) * 0x100 + 0x3000_0000 + n;
         for n in 0..SETS {
-            defs = defs.replace(&format!("{{key{n}}}"), &key(n).to_string());
+            defs = defs.replace(&format!("{{key{n}}}"), &set_key(n).to_string());
         }
         let w = World::new(&defs);
         // SAFETY: runs once, before any test thread touches alsa-lib or the environment

@@ -223,6 +223,39 @@ pub fn read_rec_s16(path: &Path) -> Vec<[i16; 2]> {
         .collect()
 }
 
+/// Reads a raw (headerless) 16-bit stereo recording.
+pub fn read_raw_s16(path: &Path) -> Vec<[i16; 2]> {
+    let b = std::fs::read(path).unwrap_or_default();
+    b.chunks_exact(4)
+        .map(|c| [i16::from_le_bytes([c[0], c[1]]), i16::from_le_bytes([c[2], c[3]])])
+        .collect()
+}
+
+/// Open descriptors and threads of a process.
+pub fn fds_and_threads(pid: i32) -> (usize, usize) {
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    let threads = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    (fds, threads)
+}
+
+/// A tiny deterministic PRNG (xorshift64*), so random tests replay exactly.
+pub struct Rng(pub u64);
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
 /// Frames recorded so far, from the file size.
 pub fn rec_frames(path: &Path) -> usize {
     std::fs::metadata(path)

@@ -8,7 +8,8 @@
 //! Options: `file` (WAV path, required), `format`, `rate`, `channels`, `log` (a text file
 //! that gets one line per hw_params with the access asked for), and fault injection:
 //! `fail_after` frames then `fail_errno` (default EIO) from every write; `wedge_after`
-//! frames then the device stops consuming for good; `mmap_only` to offer no RW access.
+//! frames then the device stops consuming for good; `mmap_only` to offer no RW access;
+//! `append` to append raw frames (no header) across opens.
 
 // snd_pcm_uframes_t is 32 bits on 32-bit targets: the casts to u64 are not no-ops there.
 #![allow(clippy::unnecessary_cast)]
@@ -43,6 +44,7 @@ struct Fake {
     fail_after: Option<u64>,
     fail_errno: i32,
     wedge_after: Option<u64>,
+    append: bool,
 }
 
 fn now_ns() -> u64 {
@@ -178,7 +180,9 @@ unsafe extern "C" fn transfer(
             return -libc::EIO as _;
         }
         f.data_bytes += data.len() as u64;
-        let _ = f.wav.write_all_at(&f.wav_header(), 0);
+        if !f.append {
+            let _ = f.wav.write_all_at(&f.wav_header(), 0);
+        }
         f.written += size as u64;
         f.recorded += size as u64;
         size as a::snd_pcm_sframes_t
@@ -189,7 +193,9 @@ unsafe extern "C" fn close(io: *mut snd_pcm_ioplug_t) -> c_int {
     guard(-libc::EIO, || {
         // SAFETY: reclaims the Box made in open; the last callback.
         let f = unsafe { Box::from_raw((*io).private_data as *mut Fake) };
-        let _ = f.wav.write_all_at(&f.wav_header(), 0);
+        if !f.append {
+            let _ = f.wav.write_all_at(&f.wav_header(), 0);
+        }
         // SAFETY: our timerfd.
         unsafe { libc::close(f.timer) };
         0
@@ -308,6 +314,7 @@ fn open(
     let (mut file, mut log, mut format, mut rate, mut channels) = (None, None, "S16_LE".to_string(), 48000u32, 2u32);
     let (mut fail_after, mut fail_errno, mut wedge_after) = (None, libc::EIO, None);
     let mut mmap_only = false;
+    let mut append = false;
     for c in node.children() {
         let int = || match c.value() {
             Value::Integer(i) => Some(i),
@@ -329,6 +336,8 @@ fn open(
             "wedge_after" => wedge_after = int().map(|v| v as u64),
             // Pretend to be an mmap-only driver, to test that rdmix refuses it cleanly.
             "mmap_only" => mmap_only = c.boolean().unwrap_or(false),
+            // Raw frames appended, no header: one recording across several device opens.
+            "append" => append = c.boolean().unwrap_or(false),
             other => return err(&format!("unknown option {other}")),
         }
     }
@@ -341,7 +350,12 @@ fn open(
     if stream != a::SND_PCM_STREAM_PLAYBACK || rate == 0 || channels == 0 {
         return err("playback only, with a rate and channels");
     }
-    let wav = match OpenOptions::new().create(true).write(true).truncate(true).open(&file) {
+    let opened = if append {
+        OpenOptions::new().create(true).append(true).open(&file)
+    } else {
+        OpenOptions::new().create(true).write(true).truncate(true).open(&file)
+    };
+    let wav = match opened {
         Ok(f) => f,
         Err(e) => return err(&format!("{file}: {e}")),
     };
@@ -366,10 +380,13 @@ fn open(
         fail_after,
         fail_errno,
         wedge_after,
+        append,
     }));
     // SAFETY: f is ours until create succeeds, then ioplug's (freed in `close`).
     unsafe {
-        let _ = (*f).wav.write_all(&(*f).wav_header());
+        if !(*f).append {
+            let _ = (*f).wav.write_all(&(*f).wav_header());
+        }
         let io = &mut (*f).io;
         io.version = SND_PCM_IOPLUG_VERSION;
         io.name = c"rdmix test device (copy-only)".as_ptr();
