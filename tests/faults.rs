@@ -438,7 +438,7 @@ fn fault8_hostile_slot_writes() {
             .lines()
             .filter(|l| l.contains(&format!("client pid {me} took lane")))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<usize>().ok())
-            .last()
+            .next_back()
     };
     wait_until(
         Duration::from_secs(5),
