@@ -24,6 +24,8 @@ struct Peer {
     sock: OwnedFd,
     slot: Option<usize>,
     pid: i32,
+    /// Why this peer may not attach; told in answer to its HELLO, so it is read, not reset.
+    denied: Option<String>,
 }
 
 fn log(msg: &str) {
@@ -243,12 +245,16 @@ fn serve(cfg: &Config, listener: &OwnedFd, seg_fd: &OwnedFd, pump: &mut Pump<Als
         }
         if fds[0].revents != 0 {
             while let Ok(Some(sock)) = sys::accept(listener) {
-                match admitted(cfg, &sock) {
-                    Ok((pid, _)) => peers.push(Peer { sock, slot: None, pid }),
-                    Err(msg) => {
-                        let _ = control::send(&sock, Msg::error(REPLY, libc::EACCES, &msg), None);
-                    }
-                }
+                let (pid, denied) = match admitted(cfg, &sock) {
+                    Ok((pid, _)) => (pid, None),
+                    Err(msg) => (0, Some(msg)),
+                };
+                peers.push(Peer {
+                    sock,
+                    slot: None,
+                    pid,
+                    denied,
+                });
             }
         }
     }
@@ -264,6 +270,10 @@ fn handle(
     m: Msg,
     fd: Option<OwnedFd>,
 ) -> bool {
+    if let Some(why) = &peer.denied {
+        let _ = control::send(&peer.sock, Msg::error(WELCOME, libc::EACCES, why), None);
+        return false;
+    }
     match (m.kind, peer.slot) {
         (HELLO, None) => {
             if m.args[0] != PROTO_VERSION {
