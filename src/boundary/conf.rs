@@ -113,7 +113,8 @@ impl<'a> Conf<'a> {
         let mut out: *mut a::snd_config_t = std::ptr::null_mut();
         // SAFETY: self.ptr is a live root; on success alsa-lib hands us a node we must delete.
         let r = unsafe { a::snd_config_search_definition(self.ptr, b.as_ptr(), n.as_ptr(), &mut out) };
-        (r >= 0 && !out.is_null()).then_some(OwnedConf { ptr: out })
+        // Built lazily: an OwnedConf over NULL would be deleted on drop.
+        (r >= 0 && !out.is_null()).then(|| OwnedConf { ptr: out })
     }
 }
 

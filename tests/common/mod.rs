@@ -16,10 +16,9 @@ pub fn build_dir() -> PathBuf {
     DIR.get_or_init(|| {
         let pump = PathBuf::from(env!("CARGO_BIN_EXE_rdmix-pump"));
         let dir = pump.parent().unwrap().to_path_buf();
-        if !dir.join("libasound_module_pcm_rdmixfake.so").exists()
-            || !dir.join("libasound_module_pcm_rdmix.so").exists()
         {
-            // `cargo test` alone does not build the test device (another workspace member).
+            // `cargo test` is not sure to rebuild the plugin's cdylib, nor the test device
+            // (another workspace member): build both, so no test runs a stale plugin.
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             let st = Command::new(cargo)
                 .args(["build", "--workspace"])
