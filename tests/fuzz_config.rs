@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::ffi::{CStr, CString, c_char, c_int, c_void};
+use std::ffi::{CStr, CString, c_char, c_int};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -19,8 +19,7 @@ use common::{Rng, build_dir};
 static LAST: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 unsafe extern "C" {
-    // va_list is a pointer-sized handle on the targets rdmix supports.
-    fn vsnprintf(s: *mut c_char, n: usize, fmt: *const c_char, ap: *mut c_void) -> c_int;
+    fn vsnprintf(s: *mut c_char, n: usize, fmt: *const c_char, ap: *mut a::__va_list_tag) -> c_int;
 }
 
 /// alsa-lib's per-thread error hook: collects the formatted messages.
@@ -30,7 +29,7 @@ unsafe extern "C" fn capture(
     _func: *const c_char,
     _err: c_int,
     fmt: *const c_char,
-    ap: *mut c_void,
+    ap: *mut a::__va_list_tag,
 ) {
     let mut buf = [0 as c_char; 1024];
     // SAFETY: formats alsa-lib's message into our buffer.
@@ -208,7 +207,7 @@ fn fuzzed_configs_fail_cleanly() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(400);
     // SAFETY: installs our per-thread error hook (alsa-lib keeps a thread-local pointer).
-    unsafe { a::snd_lib_error_set_local(Some(std::mem::transmute::<_, _>(capture as *const ()))) };
+    unsafe { a::snd_lib_error_set_local(Some(capture)) };
     let lib = format!("{}/libasound_module_pcm_rdmix.so", build_dir().display());
     std::fs::OpenOptions::new()
         .append(true)
