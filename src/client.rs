@@ -331,8 +331,11 @@ impl Client {
         self.sync_appl(io);
         if self.state == State::Running {
             let buffer = self.hw.map(|h| h.buffer).unwrap_or(0) as i64;
-            // As on hardware: an xrun is avail reaching stop_threshold, unless that is the boundary.
-            if self.stop_threshold < self.boundary && buffer - self.queued() >= self.stop_threshold as i64 {
+            // An xrun is avail passing stop_threshold (never, if that is the boundary). The pump
+            // takes a whole device period at once, so avail == buffer only means "all mixed";
+            // the device has not played it yet and the client can still refill in time. Only
+            // avail beyond that means the pump had to mix silence for us: a real underrun.
+            if self.stop_threshold < self.boundary && buffer - self.queued() > self.stop_threshold as i64 {
                 return Err(-libc::EPIPE);
             }
         }

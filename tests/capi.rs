@@ -245,3 +245,88 @@ fn nonblocking_writes_and_poll_wake_on_avail_min() {
     }
     p.drop_();
 }
+
+/// hw_params and sw_params at their limits: each either works or is refused at refine time.
+#[test]
+fn params_at_their_limits_work_or_are_refused_at_refine() {
+    use common::alsa::Params;
+    let p = Pcm::open("mix26", false).unwrap();
+    let (bmin, bmax, pmin) = p.with_space(|hw| {
+        let (mut bmin, mut bmax, mut pmin) = (0, 0, 0);
+        let mut dir = 0;
+        // SAFETY: live PCM and params; out-parameters are ours.
+        unsafe {
+            a::snd_pcm_hw_params_set_format(p.0, hw, a::SND_PCM_FORMAT_S16_LE);
+            a::snd_pcm_hw_params_get_buffer_size_min(hw, &mut bmin);
+            a::snd_pcm_hw_params_get_buffer_size_max(hw, &mut bmax);
+            a::snd_pcm_hw_params_get_period_size_min(hw, &mut pmin, &mut dir);
+        }
+        (bmin as u64, bmax as u64, pmin as u64)
+    });
+    eprintln!("MEASURE limits (S16 stereo): buffer {bmin}..{bmax} frames, period >= {pmin} frames");
+    let s16_buffer_ok = |frames: u64| {
+        p.with_space(|hw| {
+            // SAFETY: live PCM and params.
+            unsafe {
+                a::snd_pcm_hw_params_set_format(p.0, hw, a::SND_PCM_FORMAT_S16_LE);
+                a::snd_pcm_hw_params_test_buffer_size(p.0, hw, frames as _) == 0
+            }
+        })
+    };
+    assert!(s16_buffer_ok(bmin) && s16_buffer_ok(bmax));
+    assert!(!s16_buffer_ok(bmin - 1) && !s16_buffer_ok(bmax + 1));
+    // Refine refuses a 1-frame period and a buffer of a single period outright.
+    let one_frame = p.with_space(|hw| {
+        // SAFETY: live PCM and params.
+        unsafe {
+            a::snd_pcm_hw_params_set_format(p.0, hw, a::SND_PCM_FORMAT_S16_LE);
+            a::snd_pcm_hw_params_test_period_size(p.0, hw, 1, 0) == 0
+        }
+    });
+    assert!(!one_frame, "a 1-frame period is refused at refine time");
+    let one_period = p.with_space(|hw| {
+        // SAFETY: live PCM and params.
+        unsafe { a::snd_pcm_hw_params_test_periods(p.0, hw, 1, 0) == 0 }
+    });
+    assert!(!one_period, "a buffer of one period is refused at refine time");
+    drop(p);
+    // And what refine allows at the edges plays every frame.
+    for (i, (period, buffer)) in [
+        (pmin, bmin),
+        (bmin / 2, bmin),
+        (pmin, 4 * pmin.max(bmin / 4)),
+        (bmax / 2, bmax),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let set = 26 + i as u32 % 2;
+        let p = Pcm::open(&format!("mix{set}"), false).unwrap();
+        let got = p.set_params(Params {
+            period,
+            buffer,
+            ..Params::default()
+        });
+        let Ok((gp, gb)) = got else {
+            panic!("refine allowed period {period} / buffer {buffer} but hw_params failed: {got:?}")
+        };
+        let n = 9600u64;
+        let frames: Vec<[i16; 2]> = (0..n).map(|k| [(k % 30000 + 1) as i16, 5]).collect();
+        let data = s16(&frames);
+        let mut off = 0;
+        let mut xruns = 0;
+        while off < n {
+            let r = p.writei(&data[off as usize * 4..], n - off);
+            if r == -(libc::EPIPE as i64) {
+                xruns += 1;
+                p.recover(-libc::EPIPE);
+                continue;
+            }
+            assert!(r > 0, "writei {r}");
+            off += r as u64;
+        }
+        assert_eq!(p.drain(), 0);
+        eprintln!("MEASURE limits: period {gp} buffer {gb}: {xruns} xruns over {n} frames");
+        assert_eq!(xruns, 0, "period {gp} / buffer {gb} underran");
+    }
+}

@@ -659,10 +659,11 @@ fn item08_rewind_forward() {
 /// several threads on one PCM and several PCMs in one process.
 #[test]
 fn item09_params_and_threads() {
+    // Buffers from the smallest refine allows for S16 (four device periods) upwards.
     let combos = [
-        (64u64, 256u64),
-        (100, 1000),
-        (480, 960),
+        (64u64, 1024u64),
+        (100, 1100),
+        (510, 1020),
         (1024, 4096),
         (2000, 16000),
         (333, 1332),

@@ -458,8 +458,10 @@ unsafe fn constrain(io: *mut snd_pcm_ioplug_t, c: &Client) -> Result<(), i32> {
     ];
     let formats: Vec<c_uint> = FORMATS.iter().map(|f| f.id as c_uint).collect();
     let ch = c.dev.channels;
-    // Smallest frame a client can have at the device's channel count: one byte per sample.
-    let min_buffer_bytes = (c.dev.period_frames * ch).max(64);
+    // The pump takes a device period from each lane at once, so a client buffer must hold at
+    // least one device period. Constraints are in bytes, so that is sized for the widest
+    // sample (8 bytes): one device period for FLOAT64, four for S16.
+    let min_buffer_bytes = c.dev.period_frames * ch * 8;
     let check = |r: c_int| if r < 0 { Err(r) } else { Ok(()) };
     // SAFETY: io is live; the lists outlive the calls (alsa-lib copies them).
     unsafe {
