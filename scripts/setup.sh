@@ -3,7 +3,7 @@
 # when everything is already there. Sourced by demo.sh and test.sh.
 set -euo pipefail
 
-RDMIX_DEBS=(libasound2-dev libclang-dev clang pkg-config alsa-utils sox libsox-fmt-alsa)
+RDMIX_DEBS=(libasound2-dev libclang-dev clang pkg-config alsa-utils sox libsox-fmt-alsa valgrind util-linux passwd)
 
 rdmix_setup() {
     local missing=()
