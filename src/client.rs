@@ -224,7 +224,7 @@ impl Client {
 
     fn send_setup(&self, hw: &HwSetup) -> Result<(), Failure> {
         let att = self.att()?;
-        let mut m = Msg::new(SETUP);
+        let mut m = Msg::new(SETUP).with_text(&control::format_bindings(&self.cfg.bindings));
         m.args = [hw.format.id as u64, hw.channels as u64, hw.rate as u64, hw.buffer];
         control::send(&att.sock, m, None)
             .map_err(|e| Failure::new(libc::EPIPE, format!("rdmix: hw_params: the pump is gone: {e}")))?;
@@ -386,9 +386,51 @@ impl Client {
         let start = if w.epoch == self.epoch && w.tag & HW_RUNNING != 0 {
             slot.start_mix.load(Ordering::Relaxed)
         } else {
-            clock.mix_pos.wrapping_sub(self.hw_pos)
+            clock.mix_pos.wrapping_sub(self.to_device(self.hw_pos))
         };
-        Ok(start.wrapping_add(self.appl) as i64 - played as i64)
+        let device_frames = start.wrapping_add(self.to_device(self.appl)) as i64 - played as i64;
+        Ok(self.to_client(device_frames))
+    }
+
+    /// Client frames as device frames (the two differ when the pump resamples).
+    fn to_device(&self, frames: u64) -> u64 {
+        match self.hw {
+            Some(h) if h.rate != self.dev.rate => (frames as u128 * self.dev.rate as u128 / h.rate as u128) as u64,
+            _ => frames,
+        }
+    }
+
+    fn to_client(&self, frames: i64) -> i64 {
+        match self.hw {
+            Some(h) if h.rate != self.dev.rate => (frames as i128 * h.rate as i128 / self.dev.rate as i128) as i64,
+            _ => frames,
+        }
+    }
+
+    /// The channel map a client with `channels` channels plays: the device's own when it
+    /// matches, the configured bindings' device positions, or ALSA's standard layout.
+    pub fn client_chmap(&self, channels: u32) -> Vec<u32> {
+        if !self.cfg.bindings.is_empty() {
+            let mut m = vec![alsa_sys::SND_CHMAP_UNKNOWN; self.cfg.bindings.len()];
+            for &(c, d) in &self.cfg.bindings {
+                if let (Some(slot), Some(pos)) = (m.get_mut(c as usize), self.chmap.get(d as usize)) {
+                    *slot = *pos;
+                }
+            }
+            return m;
+        }
+        if channels == self.dev.channels {
+            return self.chmap.clone();
+        }
+        crate::convert::standard_map(channels)
+    }
+
+    /// Channel counts a client may open with.
+    pub fn channel_range(&self) -> (u32, u32) {
+        match self.cfg.bindings.len() as u32 {
+            0 => (1, crate::convert::MAX_CHANNELS),
+            n => (n, n),
+        }
     }
 
     /// Wakes pending since the last poll; returns POLLOUT/POLLERR for ioplug.
@@ -494,7 +536,7 @@ impl Client {
 
     /// The longest a drain may take before rdmix reports the device stuck.
     pub fn drain_deadline(&self) -> Instant {
-        let queued = self.queued().max(0) as u64 + self.dev.buffer_frames as u64;
+        let queued = self.to_device(self.queued().max(0) as u64) + self.dev.buffer_frames as u64;
         Instant::now() + Duration::from_nanos(queued * 1_000_000_000 / self.dev.rate as u64) + Duration::from_secs(2)
     }
 }

@@ -30,6 +30,8 @@ pub struct Config {
     pub ipc_gid: Option<u32>,
     /// The pump executable, if not the one beside the plugin.
     pub pump: Option<PathBuf>,
+    /// `bindings { N M }`: client channel N plays on device channel M (as in dmix).
+    pub bindings: Vec<(u32, u32)>,
 }
 
 /// A configuration problem: the option and what is wrong with it.
@@ -152,6 +154,43 @@ fn parse_slave(node: &Conf, req: &mut SlaveRequest) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// `bindings { 0 1; 1 0 }`: each entry maps a client channel (its id) to a device channel.
+fn parse_bindings(node: &Conf) -> Result<Vec<(u32, u32)>, ConfigError> {
+    if node.value() != Value::Compound {
+        return err(
+            "bindings",
+            format!("expected a compound, got {}", describe(&node.value())),
+        );
+    }
+    let mut out: Vec<(u32, u32)> = Vec::new();
+    for c in node.children() {
+        let id = c.id();
+        let key = format!("bindings.{id}");
+        let client = match id.parse::<u32>() {
+            Ok(n) if n < crate::convert::MAX_CHANNELS => n,
+            _ => {
+                return err(
+                    &key,
+                    format!("the client channel must be 0..{}", crate::convert::MAX_CHANNELS - 1),
+                );
+            }
+        };
+        let device = integer(&key, &c, 0, crate::segment::MAX_CHMAP as i64 - 1)? as u32;
+        out.push((client, device));
+    }
+    if out.is_empty() {
+        return err("bindings", "is empty");
+    }
+    let channels = out.iter().map(|b| b.0 + 1).max().unwrap_or(0);
+    if (0..channels).any(|ch| !out.iter().any(|b| b.0 == ch)) {
+        return err(
+            "bindings",
+            format!("must bind every client channel 0..{}", channels - 1),
+        );
+    }
+    Ok(out)
+}
+
 /// FNV-1a, so each slave gets its own default key.
 fn default_key(pcm: &str) -> u32 {
     let mut h: u32 = 0x811c_9dc5;
@@ -182,6 +221,7 @@ impl Config {
         let mut perm = 0o600;
         let mut gid = None;
         let mut pump = None;
+        let mut bindings = Vec::new();
         for c in node.children() {
             let id = c.id();
             match id.as_str() {
@@ -213,6 +253,7 @@ impl Config {
                 }
                 "ipc_perm" => perm = integer("ipc_perm", &c, 0, 0o777)? as u32,
                 "ipc_gid" => gid = Some(group_id("ipc_gid", &c)?),
+                "bindings" => bindings = parse_bindings(&c)?,
                 "pump" => {
                     let p = PathBuf::from(string("pump", &c)?);
                     if !p.is_absolute() {
@@ -242,6 +283,7 @@ impl Config {
             ipc_perm: perm,
             ipc_gid: gid,
             pump,
+            bindings,
         })
     }
 
@@ -283,6 +325,7 @@ impl Config {
             ipc_perm: 0o600,
             ipc_gid: None,
             pump: None,
+            bindings: Vec::new(),
         };
         let mut it = args.iter();
         while let Some(k) = it.next() {
@@ -344,6 +387,7 @@ mod tests {
             ipc_perm: 0o660,
             ipc_gid: Some(29),
             pump: None,
+            bindings: Vec::new(),
         };
         assert_eq!(Config::from_pump_args(&c.pump_args()).unwrap(), c);
     }

@@ -138,6 +138,25 @@ pub fn recv_until(sock: &OwnedFd, deadline: Instant) -> io::Result<Incoming> {
     }
 }
 
+/// `bindings` as sent in a SETUP message: `client:device` pairs, comma-separated.
+pub fn format_bindings(b: &[(u32, u32)]) -> String {
+    b.iter().map(|(c, d)| format!("{c}:{d}")).collect::<Vec<_>>().join(",")
+}
+
+/// The inverse of `format_bindings`; anything malformed is refused.
+pub fn parse_bindings(s: &str) -> Result<Vec<(u32, u32)>, String> {
+    if s.is_empty() {
+        return Ok(Vec::new());
+    }
+    s.split(',')
+        .map(|p| {
+            let (c, d) = p.split_once(':').ok_or_else(|| format!("bad binding \"{p}\""))?;
+            let n = |v: &str| v.parse::<u32>().map_err(|_| format!("bad binding \"{p}\""));
+            Ok((n(c)?, n(d)?))
+        })
+        .collect()
+}
+
 pub fn socket_name(key: u32) -> String {
     format!("rdmix-{key:08x}")
 }

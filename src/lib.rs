@@ -7,6 +7,7 @@ pub mod boundary;
 pub mod client;
 pub mod config;
 pub mod control;
+pub mod convert;
 pub mod lane;
 pub mod mix;
 pub mod pump;

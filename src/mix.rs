@@ -187,6 +187,33 @@ impl Acc for f64 {
     }
 }
 
+/// A float accumulator, used to decode a lane into plain samples (full scale ±1.0).
+impl Acc for f32 {
+    #[inline(always)]
+    fn add_s32(&mut self, v: i32) {
+        *self += v as f32 * (1.0 / S32_SCALE as f32);
+    }
+    #[inline(always)]
+    fn add_f64(&mut self, v: f64) {
+        if !v.is_nan() {
+            *self += v as f32;
+        }
+    }
+    fn sat_s32(self) -> i32 {
+        (self as f64).sat_s32()
+    }
+    fn clamp_f64(self) -> f64 {
+        (self as f64).clamp_f64()
+    }
+}
+
+/// Decodes samples of `fmt` into floats (full scale ±1.0). NaN decodes as 0.
+pub fn decode_f32(fmt: Format, src: &[u8], out: &mut [f32]) {
+    let n = (src.len() / fmt.sample_bytes()).min(out.len());
+    out[..n].fill(0.0);
+    accumulate(fmt, &src[..n * fmt.sample_bytes()], &mut out[..n]);
+}
+
 #[inline(always)]
 fn load_int<const BYTES: usize, const BIG: bool>(b: &[u8]) -> u32 {
     // The common widths as whole-word loads, which the compiler vectorises.
@@ -330,6 +357,16 @@ pub fn store<A: Acc>(acc: &[A], fmt: Format, out: &mut [u8]) {
     }
 }
 
+fn add_mapped<A: Acc>(frames: &[f32], in_ch: usize, matrix: &[f32], acc: &mut [A]) {
+    let out_ch = matrix.len() / in_ch.max(1);
+    for (inp, out) in frames.chunks_exact(in_ch).zip(acc.chunks_exact_mut(out_ch)) {
+        for (row, a) in matrix.chunks_exact(in_ch).zip(out.iter_mut()) {
+            let v: f32 = row.iter().zip(inp).map(|(g, x)| g * x).sum();
+            a.add_f64(v as f64);
+        }
+    }
+}
+
 enum Sums {
     Narrow(Vec<i32>),
     Wide(Vec<i64>),
@@ -383,6 +420,17 @@ impl Mixer {
             Sums::Narrow(v) => accumulate(fmt, src, &mut v[..len]),
             Sums::Wide(v) => accumulate(fmt, src, &mut v[..len]),
             Sums::Float(v) => accumulate(fmt, src, &mut v[..len]),
+        }
+    }
+
+    /// Adds float frames of `in_ch` channels through a gain matrix (`out_ch` rows of `in_ch`),
+    /// from the start of the mix.
+    pub fn add_mapped(&mut self, frames: &[f32], in_ch: usize, matrix: &[f32]) {
+        let len = self.len;
+        match &mut self.sums {
+            Sums::Narrow(v) => add_mapped(frames, in_ch, matrix, &mut v[..len]),
+            Sums::Wide(v) => add_mapped(frames, in_ch, matrix, &mut v[..len]),
+            Sums::Float(v) => add_mapped(frames, in_ch, matrix, &mut v[..len]),
         }
     }
 

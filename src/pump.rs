@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use crate::convert::{self, Converter};
 use crate::lane::{Ctl, Geometry, HW_DRAINED, HW_RUNNING, State, Word, pos_add, pos_diff};
 use crate::mix::{Format, Mixer};
 use crate::segment::{Clock, DeviceParams, MAX_LANES, Segment};
@@ -17,16 +18,34 @@ use crate::segment::{Clock, DeviceParams, MAX_LANES, Segment};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LaneSetup {
     pub format: Format,
+    pub channels: u32,
+    pub rate: u32,
     pub geometry: Geometry,
 }
 
 #[derive(Default)]
 struct LaneState {
     setup: Option<LaneSetup>,
+    /// Present unless the client matches the device in rate, channels and layout.
+    conv: Option<Converter>,
+    rate_out: u32,
     epoch: u16,
+    /// Client frames consumed (lane position).
     hw: u64,
+    /// Device frames produced for this lane in this epoch (mixed periods).
+    out: u64,
     drained: bool,
     starved: bool,
+}
+
+impl LaneState {
+    /// Device frames for `k` client frames (exact for a matching client).
+    fn scale(&self, k: u64) -> u64 {
+        match self.setup {
+            Some(s) if self.conv.is_some() => (k as u128 * self.rate_out as u128 / s.rate as u128) as u64,
+            _ => k,
+        }
+    }
 }
 
 /// Sums lanes into device periods.
@@ -80,6 +99,7 @@ impl Engine {
     }
 
     /// Accepts or refuses a client's hw_params. The lane is not mixed until this succeeds.
+    /// `bindings` (client channel, device channel) replace the standard channel mapping.
     pub fn setup(
         &mut self,
         idx: usize,
@@ -87,23 +107,62 @@ impl Engine {
         channels: u32,
         rate: u32,
         buffer_frames: u64,
+        bindings: &[(u32, u32)],
     ) -> Result<(), String> {
-        if channels != self.dev.channels {
+        if !(convert::MIN_RATE..=convert::MAX_RATE).contains(&rate) {
             return Err(format!(
-                "{channels} channels requested, the device runs {}",
-                self.dev.channels
+                "rate {rate} is outside {}..{} Hz",
+                convert::MIN_RATE,
+                convert::MAX_RATE
             ));
         }
-        if rate != self.dev.rate {
-            return Err(format!("rate {rate} requested, the device runs {}", self.dev.rate));
+        if channels == 0 || channels > convert::MAX_CHANNELS {
+            return Err(format!(
+                "{channels} channels; rdmix maps 1 to {}",
+                convert::MAX_CHANNELS
+            ));
+        }
+        if bindings.iter().any(|&(c, d)| c >= channels || d >= self.dev.channels) {
+            return Err(format!(
+                "bindings {bindings:?} do not fit {channels} channels on a {}-channel device",
+                self.dev.channels
+            ));
         }
         let frame_bytes = format.sample_bytes() * channels as usize;
         let geometry = usize::try_from(buffer_frames)
             .ok()
             .and_then(|b| Geometry::new(frame_bytes, b))
             .ok_or_else(|| format!("a buffer of {buffer_frames} frames of {frame_bytes} bytes does not fit a lane"))?;
-        let st = &mut self.lanes[idx];
-        st.setup = Some(LaneSetup { format, geometry });
+        let dev_map = self.seg.chmap();
+        let matrix = if bindings.is_empty() {
+            convert::matrix(&convert::standard_map(channels), &dev_map)
+        } else {
+            convert::binding_matrix(bindings, self.dev.channels as usize)
+        };
+        let identity = bindings.is_empty() && channels == self.dev.channels;
+        let conv = if identity && rate == self.dev.rate {
+            None // the client matches the device: the plain integer path, no conversion
+        } else {
+            Some(Converter::new(
+                format,
+                rate,
+                channels as usize,
+                self.dev.rate,
+                self.dev.period_frames as usize,
+                matrix,
+            )?)
+        };
+        self.lanes[idx] = LaneState {
+            setup: Some(LaneSetup {
+                format,
+                channels,
+                rate,
+                geometry,
+            }),
+            conv,
+            rate_out: self.dev.rate,
+            ..LaneState::default()
+        };
         Ok(())
     }
 
@@ -113,7 +172,7 @@ impl Engine {
 
     /// Mixes the next device period. Lanes whose wake-up fell due are pushed onto `wake`.
     pub fn mix_period(&mut self, wake: &mut Vec<usize>) -> &[u8] {
-        let period = self.dev.period_frames as i64;
+        let period = self.dev.period_frames as u64;
         let ch = self.dev.channels as usize;
         self.mixer.clear(period as usize * ch);
         for (idx, st) in self.lanes.iter_mut().enumerate() {
@@ -122,8 +181,15 @@ impl Engine {
             // A slot with an impossible state tag is treated as stopped: it hurts only its owner.
             let Some(ctl) = Ctl::load(slot) else { continue };
             if ctl.epoch != st.epoch {
+                // A new epoch (prepare): positions restart, and so does the converter.
+                let conv = st.conv.take().map(|mut c| {
+                    c.reset();
+                    c
+                });
                 *st = LaneState {
                     setup: Some(setup),
+                    conv,
+                    rate_out: st.rate_out,
                     epoch: ctl.epoch,
                     ..LaneState::default()
                 };
@@ -140,31 +206,44 @@ impl Engine {
             if !matches!(ctl.state, State::Running | State::Draining) || st.drained {
                 continue;
             }
-            slot.start_mix
-                .store(self.mix_pos.wrapping_sub(st.hw), Ordering::Relaxed);
+            // Where this lane's frame 0 sits in the device stream (a pause moves it on).
+            let delay = st.conv.as_ref().map_or(0, |c| c.delay_frames() as u64);
+            let origin = self.mix_pos.wrapping_sub(st.out).wrapping_add(delay);
+            slot.start_mix.store(origin, Ordering::Relaxed);
             let g = setup.geometry;
+            let need = st.conv.as_ref().map_or(period, |c| c.input_frames_next() as u64);
             // Never trust the client's position: clamp it to what its ring can hold.
-            let queued = pos_diff(ctl.appl, st.hw).clamp(0, g.buffer_frames as i64);
-            let n = queued.min(period) as usize;
+            let queued = pos_diff(ctl.appl, st.hw).clamp(0, g.buffer_frames as i64) as u64;
+            let n = queued.min(need) as usize;
+            self.scratch.resize(n * g.frame_bytes, 0);
             if n > 0 {
-                self.scratch.resize(n * g.frame_bytes, 0);
                 g.read(&self.seg, idx, st.hw, &mut self.scratch);
-                self.mixer.add(setup.format, &self.scratch);
             }
+            match &mut st.conv {
+                Some(c) => c.process(&self.scratch, &mut self.mixer),
+                None if n > 0 => self.mixer.add(setup.format, &self.scratch),
+                None => {}
+            }
+            st.out += period;
             let mut tag = HW_RUNNING;
-            if ctl.state == State::Draining && queued <= period {
+            if ctl.state == State::Draining && queued <= need {
+                // Everything is in; the lane is done once the device stream has passed its
+                // last frame (for a converted lane, the resampler's tail included).
                 st.hw = pos_add(st.hw, n as i64);
-                st.drained = true;
-                tag = HW_DRAINED | HW_RUNNING;
-                slot.drain_end.store(self.mix_pos + n as u64, Ordering::Relaxed);
-                wake.push(idx);
+                let end = origin.wrapping_add(st.scale(st.hw));
+                if self.mix_pos + period >= end {
+                    st.drained = true;
+                    tag |= HW_DRAINED;
+                    slot.drain_end.store(end, Ordering::Relaxed);
+                    wake.push(idx);
+                }
             } else {
                 // The device clock moves on whether or not the client kept up, as on hardware.
-                st.hw = pos_add(st.hw, period);
-                if (n as i64) < period && !st.starved {
+                st.hw = pos_add(st.hw, need as i64);
+                if (n as u64) < need && !st.starved {
                     slot.underruns.fetch_add(1, Ordering::Relaxed);
                 }
-                st.starved = (n as i64) < period;
+                st.starved = (n as u64) < need;
             }
             slot.hw.store(
                 Word {
@@ -184,7 +263,7 @@ impl Engine {
             }
         }
         self.mixer.finish(&mut self.out);
-        self.mix_pos += period as u64;
+        self.mix_pos += period;
         &self.out
     }
 }

@@ -315,7 +315,11 @@ fn handle(
                 .ok()
                 .and_then(Format::lookup)
                 .ok_or_else(|| format!("unsupported sample format {format}"))
-                .and_then(|f| pump.engine.setup(slot, f, channels as u32, rate as u32, buffer));
+                .and_then(|f| {
+                    let bindings = control::parse_bindings(&m.text())?;
+                    pump.engine
+                        .setup(slot, f, channels as u32, rate as u32, buffer, &bindings)
+                });
             let reply = match r {
                 Ok(()) => Msg::new(REPLY),
                 Err(e) => Msg::error(REPLY, libc::EINVAL, &format!("rdmix: hw_params: {e}")),

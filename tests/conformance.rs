@@ -738,8 +738,36 @@ fn item10_chmaps() {
     let p = open(20, false, Params::default());
     let fl = a::SND_CHMAP_FL;
     let fr = a::SND_CHMAP_FR;
-    assert_eq!(p.chmap(), Some(vec![fl, fr]));
-    assert_eq!(p.query_chmaps(), vec![vec![fl, fr]]);
+    assert_eq!(
+        p.chmap(),
+        Some(vec![fl, fr]),
+        "at the device's channel count, the device's layout"
+    );
+    // One fixed map per channel count a client may open with: the device's own for two,
+    // ALSA's standard layouts (which rdmix maps onto the device) for the others.
+    let maps = p.query_chmaps();
+    assert_eq!(maps.len(), 8);
+    assert_eq!(maps[0], vec![a::SND_CHMAP_MONO]);
+    assert_eq!(maps[1], vec![fl, fr]);
+    assert_eq!(
+        maps[5],
+        vec![
+            fl,
+            fr,
+            a::SND_CHMAP_RL,
+            a::SND_CHMAP_RR,
+            a::SND_CHMAP_FC,
+            a::SND_CHMAP_LFE
+        ]
+    );
+    // A client opened with six channels reports the 5.1 layout it plays in.
+    let p6 = Pcm::open("mix20", false).unwrap();
+    p6.set_params(Params {
+        channels: 6,
+        ..Params::default()
+    })
+    .unwrap();
+    assert_eq!(p6.chmap(), Some(maps[5].clone()));
 }
 
 /// Item 11: reset, drop and close in every state, and drop unblocking a writer.

@@ -145,7 +145,7 @@ fn clients_starting_stopping_and_underrunning_mix_exactly() {
     let mut clients: Vec<Client> = (0..4)
         .map(|idx| {
             engine.attach(idx);
-            engine.setup(idx, s16, CH as u32, RATE, 2048).unwrap();
+            engine.setup(idx, s16, CH as u32, RATE, 2048, &[]).unwrap();
             Client {
                 idx,
                 geom: Geometry::new(4, 2048).unwrap(),
@@ -323,9 +323,9 @@ fn hostile_positions_only_hurt_their_own_lane() {
     let mut engine = Engine::new(seg.clone()).unwrap();
     let s16 = Format::lookup(alsa_sys::SND_PCM_FORMAT_S16_LE).unwrap();
     engine.attach(0);
-    engine.setup(0, s16, 2, RATE, 128).unwrap();
+    engine.setup(0, s16, 2, RATE, 128, &[]).unwrap();
     engine.attach(1);
-    engine.setup(1, s16, 2, RATE, 128).unwrap();
+    engine.setup(1, s16, 2, RATE, 128, &[]).unwrap();
     // Lane 0 plays a constant 1000.
     let g = Geometry::new(4, 128).unwrap();
     let ones: Vec<u8> = (0..128)

@@ -70,10 +70,20 @@ fn plugin_and_pump_are_memcheck_clean() {
         assert!(o.status.success(), "aplay {i}: {}", String::from_utf8_lossy(&o.stderr));
     }
     // The pump exits after its linger; its memcheck report is written then.
-    wait_until(Duration::from_secs(60), || pumps_for_key(w.key + 0x100).is_empty(), || "pump still running".into());
+    wait_until(
+        Duration::from_secs(60),
+        || pumps_for_key(w.key + 0x100).is_empty(),
+        || "pump still running".into(),
+    );
     wait_until(
         Duration::from_secs(30),
-        || !std::process::Command::new("pgrep").args(["-f", &wrapper.display().to_string()]).status().unwrap().success(),
+        || {
+            !std::process::Command::new("pgrep")
+                .args(["-f", &wrapper.display().to_string()])
+                .status()
+                .unwrap()
+                .success()
+        },
         || "valgrind'd pump still exiting".into(),
     );
     let mut reports = 0;
@@ -89,5 +99,8 @@ fn plugin_and_pump_are_memcheck_clean() {
         }
     }
     eprintln!("MEASURE valgrind: {reports} memcheck reports (3 aplay, pump), 0 errors");
-    assert!(reports >= 4, "expected reports from 3 clients and the pump, got {reports}");
+    assert!(
+        reports >= 4,
+        "expected reports from 3 clients and the pump, got {reports}"
+    );
 }

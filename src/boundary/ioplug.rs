@@ -18,6 +18,7 @@ use super::ffi::*;
 use crate::client::{Client, HwSetup, Io, drain_wait};
 use crate::config::Config;
 use crate::control::Failure;
+use crate::convert::{MAX_RATE, MIN_RATE};
 use crate::mix::{FORMATS, Format};
 use crate::segment::LANE_BYTES;
 use crate::sys;
@@ -358,30 +359,51 @@ unsafe extern "C" fn cb_delay(io: *mut snd_pcm_ioplug_t, delayp: *mut a::snd_pcm
     })
 }
 
-fn chmap_of(c: &Client) -> Vec<u32> {
-    c.chmap.clone()
+/// Allocates a `snd_pcm_chmap_query_t` with `malloc`, for alsa-lib to free.
+///
+/// # Safety
+/// None beyond the allocation succeeding; the result is NULL if it fails.
+unsafe fn chmap_query(map: &[u32]) -> *mut a::snd_pcm_chmap_query_t {
+    // SAFETY: header plus one position per channel, written before it is handed out.
+    unsafe {
+        let q = libc::malloc(std::mem::size_of::<a::snd_pcm_chmap_query_t>() + 4 * map.len())
+            as *mut a::snd_pcm_chmap_query_t;
+        if !q.is_null() {
+            (*q).type_ = a::SND_CHMAP_TYPE_FIXED;
+            (*q).map.channels = map.len() as u32;
+            std::ptr::copy_nonoverlapping(map.as_ptr(), (*q).map.pos.as_mut_ptr(), map.len());
+        }
+        q
+    }
 }
 
 unsafe extern "C" fn cb_query_chmaps(io: *mut snd_pcm_ioplug_t) -> *mut *mut a::snd_pcm_chmap_query_t {
     guarded_ptr(|| {
         // SAFETY: see `plugin`.
-        let map = chmap_of(&unsafe { plugin(io) }.client.lock());
-        // SAFETY: alsa-lib frees the result with free(): we allocate with malloc, a
-        // NULL-terminated array of one query holding a fixed map of the slave's layout.
+        let maps: Vec<Vec<u32>> = {
+            let c = unsafe { plugin(io) }.client.lock();
+            let (lo, hi) = c.channel_range();
+            (lo..=hi).map(|n| c.client_chmap(n)).collect()
+        };
+        // SAFETY: a NULL-terminated, malloc'd array of malloc'd queries, freed by alsa-lib
+        // (snd_pcm_free_chmaps); on a failed allocation everything made so far is freed.
         unsafe {
-            let q = libc::malloc(std::mem::size_of::<a::snd_pcm_chmap_query_t>() + 4 * map.len())
-                as *mut a::snd_pcm_chmap_query_t;
-            let list = libc::calloc(2, std::mem::size_of::<*mut a::snd_pcm_chmap_query_t>())
+            let list = libc::calloc(maps.len() + 1, std::mem::size_of::<*mut a::snd_pcm_chmap_query_t>())
                 as *mut *mut a::snd_pcm_chmap_query_t;
-            if q.is_null() || list.is_null() {
-                libc::free(q as *mut c_void);
-                libc::free(list as *mut c_void);
-                return std::ptr::null_mut();
+            if list.is_null() {
+                return list;
             }
-            (*q).type_ = a::SND_CHMAP_TYPE_FIXED;
-            (*q).map.channels = map.len() as u32;
-            std::ptr::copy_nonoverlapping(map.as_ptr(), (*q).map.pos.as_mut_ptr(), map.len());
-            *list = q;
+            for (i, m) in maps.iter().enumerate() {
+                let q = chmap_query(m);
+                if q.is_null() {
+                    for j in 0..i {
+                        libc::free(*list.add(j) as *mut c_void);
+                    }
+                    libc::free(list as *mut c_void);
+                    return std::ptr::null_mut();
+                }
+                *list.add(i) = q;
+            }
             list
         }
     })
@@ -389,8 +411,12 @@ unsafe extern "C" fn cb_query_chmaps(io: *mut snd_pcm_ioplug_t) -> *mut *mut a::
 
 unsafe extern "C" fn cb_get_chmap(io: *mut snd_pcm_ioplug_t) -> *mut a::snd_pcm_chmap_t {
     guarded_ptr(|| {
-        // SAFETY: see `plugin`.
-        let map = chmap_of(&unsafe { plugin(io) }.client.lock());
+        // SAFETY: see `plugin`; channels is 0 before hw_params, then the chosen count.
+        let map = {
+            let channels = unsafe { (*io).channels };
+            let c = unsafe { plugin(io) }.client.lock();
+            c.client_chmap(if channels == 0 { c.dev.channels } else { channels })
+        };
         // SAFETY: malloc'd for alsa-lib to free; header plus one position per channel.
         unsafe {
             let m = libc::malloc(std::mem::size_of::<a::snd_pcm_chmap_t>() + 4 * map.len()) as *mut a::snd_pcm_chmap_t;
@@ -457,11 +483,11 @@ unsafe fn constrain(io: *mut snd_pcm_ioplug_t, c: &Client) -> Result<(), i32> {
         a::SND_PCM_ACCESS_MMAP_NONINTERLEAVED,
     ];
     let formats: Vec<c_uint> = FORMATS.iter().map(|f| f.id as c_uint).collect();
-    let ch = c.dev.channels;
-    // The pump takes a device period from each lane at once, so a client buffer must hold at
-    // least one device period. Constraints are in bytes, so that is sized for the widest
-    // sample (8 bytes): one device period for FLOAT64, four for S16.
-    let min_buffer_bytes = c.dev.period_frames * ch * 8;
+    let (ch_lo, ch_hi) = c.channel_range();
+    // The pump takes a device period's worth from each lane at once, so a client buffer must
+    // hold at least that. Constraints are in bytes: the floor is a device period of 8-byte
+    // samples at the device's channel count (for S16 stereo at the device rate, four periods).
+    let min_buffer_bytes = c.dev.period_frames * c.dev.channels * 8;
     let check = |r: c_int| if r < 0 { Err(r) } else { Ok(()) };
     // SAFETY: io is live; the lists outlive the calls (alsa-lib copies them).
     unsafe {
@@ -480,14 +506,14 @@ unsafe fn constrain(io: *mut snd_pcm_ioplug_t, c: &Client) -> Result<(), i32> {
         check(snd_pcm_ioplug_set_param_minmax(
             io,
             SND_PCM_IOPLUG_HW_CHANNELS as c_int,
-            ch,
-            ch,
+            ch_lo,
+            ch_hi,
         ))?;
         check(snd_pcm_ioplug_set_param_minmax(
             io,
             SND_PCM_IOPLUG_HW_RATE as c_int,
-            c.dev.rate,
-            c.dev.rate,
+            MIN_RATE,
+            MAX_RATE,
         ))?;
         check(snd_pcm_ioplug_set_param_minmax(
             io,
