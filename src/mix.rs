@@ -298,6 +298,14 @@ pub fn accumulate<A: Acc>(fmt: Format, src: &[u8], acc: &mut [A]) {
 }
 
 fn store_int(s: i32, bytes: usize, bits: u32, unsigned: bool, big: bool, out: &mut [u8]) {
+    // Narrowing rounds to nearest (no half-LSB DC bias); a sum whose dropped bits are zero,
+    // such as a lone client of the device's own width, passes unchanged.
+    let s = if bits < 32 {
+        let half = 1i64 << (31 - bits);
+        (s as i64 + half).min(i32::MAX as i64) as i32 & !((half << 1) as i32 - 1)
+    } else {
+        s
+    };
     let mut raw = (s as u32) >> (32 - bits);
     if unsigned {
         raw ^= 1 << (bits - 1);

@@ -32,8 +32,12 @@ pub fn world() -> &'static World {
     W.get_or_init(|| {
         let mut defs = String::new();
         for n in 0..SETS {
-            // Sets from APPEND_SETS on record raw frames across device re-opens.
-            let append = if n >= APPEND_SETS { "; append true" } else { "" };
+            // Sets APPEND_SETS..+4 record raw frames across device re-opens.
+            let append = if (APPEND_SETS..APPEND_SETS + 4).contains(&n) {
+                "; append true"
+            } else {
+                ""
+            };
             defs += &format!(
                 "pcm.card{n} {{ type rdmixfake; file \"{{dir}}/rec{n}.wav\"; log \"{{dir}}/card{n}.log\"{append} }}\n\
                  pcm.mix{n} {{ type rdmix; ipc_key {{key{n}}}; slave.pcm \"card{n}\" }}\n"

@@ -20,8 +20,12 @@ pub fn build_dir() -> PathBuf {
             // `cargo test` is not sure to rebuild the plugin's cdylib, nor the test device
             // (another workspace member): build both, so no test runs a stale plugin.
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let mut args = vec!["build", "--workspace"];
+            if dir.ends_with("release") {
+                args.push("--release");
+            }
             let st = Command::new(cargo)
-                .args(["build", "--workspace"])
+                .args(&args)
                 .current_dir(env!("CARGO_MANIFEST_DIR"))
                 .status()
                 .expect("running cargo build");
