@@ -38,11 +38,12 @@ fn signal(fmt: Format, rate: u32, channels: u32, secs: f64) -> Vec<u8> {
 }
 
 /// Joint least-squares fit of sines at `freqs`: amplitudes and residual RMS.
+#[allow(clippy::needless_range_loop)] // textbook elimination reads best with indices
 fn fit(x: &[f64], freqs: &[f64], rate: f64) -> (Vec<f64>, f64) {
     let k = 2 * freqs.len();
     let basis = |n: usize, j: usize| {
         let w = 2.0 * std::f64::consts::PI * freqs[j / 2] / rate * n as f64;
-        if j % 2 == 0 { w.sin() } else { w.cos() }
+        if j.is_multiple_of(2) { w.sin() } else { w.cos() }
     };
     let mut ata = vec![vec![0.0; k + 1]; k];
     for (n, v) in x.iter().enumerate() {
