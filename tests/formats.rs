@@ -84,8 +84,9 @@ fn fit(x: &[f64], freqs: &[f64], rate: f64) -> (Vec<f64>, f64) {
 /// Plays one combination through set `set` and checks the recording.
 fn check(set: u32, fmt: Format, rate: u32, channels: u32) -> Result<String, String> {
     let secs = 0.4;
-    let before = read_rec_s16(&rec_path(set)).len();
     let p = Pcm::open(&format!("mix{set}"), false).map_err(|e| format!("open {e}"))?;
+    // Measured after the open: a new pump re-opens the device, which starts a new recording.
+    let before = read_rec_s16(&rec_path(set)).len();
     p.set_params(Params {
         format: fmt.id,
         rate,
