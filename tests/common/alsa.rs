@@ -12,7 +12,7 @@ use super::World;
 
 /// Independent device sets in the shared world: `pcm.mixN` is rdmix (its own pump) over
 /// `pcm.cardN`, which records to `recN.wav`. Each test uses its own N.
-pub const SETS: u32 = 32;
+pub const SETS: u32 = 36;
 pub const APPEND_SETS: u32 = 24;
 
 /// The key of set `n`.

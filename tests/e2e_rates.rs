@@ -1,0 +1,243 @@
+//! Programs at their media's own rates and layouts, through `pcm.!default { type rdmix }`
+//! with no `plug` in front: clients at 44.1, 48 and 22.05 kHz mixed at once, and real
+//! programs playing 44.1 kHz mono, 96 kHz 24-bit and FLOAT files, and 5.1 speaker-test.
+
+mod common;
+
+use std::time::Duration;
+
+use common::alsa::{Params, Pcm, rec_path};
+use common::*;
+
+/// Amplitude and residual RMS of a sine at `f` fitted to `x` (48 kHz).
+fn fit(x: &[f64], f: f64) -> (f64, f64) {
+    let w = 2.0 * std::f64::consts::PI * f / 48000.0;
+    let (mut ss, mut cc, mut sc, mut xs, mut xc) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    for (n, v) in x.iter().enumerate() {
+        let (s, c) = (w * n as f64).sin_cos();
+        ss += s * s;
+        cc += c * c;
+        sc += s * c;
+        xs += v * s;
+        xc += v * c;
+    }
+    let det = ss * cc - sc * sc;
+    let (a, b) = ((xs * cc - xc * sc) / det, (xc * ss - xs * sc) / det);
+    let res = x
+        .iter()
+        .enumerate()
+        .map(|(n, v)| {
+            let (s, c) = (w * n as f64).sin_cos();
+            (v - a * s - b * c).powi(2)
+        })
+        .sum::<f64>()
+        / x.len() as f64;
+    (a.hypot(b), res.sqrt())
+}
+
+fn tone_s16(rate: u32, f: f64, amp: f64, secs: f64) -> Vec<u8> {
+    (0..(rate as f64 * secs) as usize)
+        .flat_map(|n| {
+            let v = (amp * 32767.0 * (2.0 * std::f64::consts::PI * f * n as f64 / rate as f64).sin()).round() as i16;
+            [v.to_le_bytes(), v.to_le_bytes()].concat()
+        })
+        .collect()
+}
+
+#[test]
+fn clients_at_44k1_48k_and_22k05_mix_at_their_levels() {
+    let set = 32;
+    let clients = [(44100u32, 500.0f64), (48000, 1100.0), (22050, 1700.0)];
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(clients.len()));
+    let threads: Vec<_> = clients
+        .iter()
+        .map(|&(rate, f)| {
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                let p = Pcm::open(&format!("mix{set}"), false).unwrap();
+                p.set_params(Params {
+                    rate,
+                    period: 1024,
+                    buffer: 8192,
+                    ..Params::default()
+                })
+                .unwrap();
+                let data = tone_s16(rate, f, 0.3, 2.0);
+                barrier.wait();
+                let frames = data.len() as u64 / 4;
+                let mut off = 0;
+                while off < frames {
+                    let r = p.writei(&data[off as usize * 4..], frames - off);
+                    assert!(r > 0, "{rate} Hz: writei {r}");
+                    off += r as u64;
+                }
+                assert_eq!(p.drain(), 0);
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let rec = read_rec_s16(&rec_path(set));
+    let first = rec.iter().position(|f| f[0].unsigned_abs() > 64).unwrap();
+    // Well inside the span all three play.
+    let mid: Vec<f64> = rec[first + 24_000..first + 72_000]
+        .iter()
+        .map(|f| f[0] as f64 / 32768.0)
+        .collect();
+    let mut residual = mid.clone();
+    for &(rate, f) in &clients {
+        let (amp, _) = fit(&mid, f);
+        let db = 20.0 * (amp / 0.3).log10();
+        eprintln!("MEASURE mixed rates: {rate} Hz client's {f} Hz tone at {db:+.3} dB");
+        assert!(db.abs() < 0.2, "{rate} Hz client: {db:+.2} dB");
+        // Remove this tone to measure what is left.
+        let w = 2.0 * std::f64::consts::PI * f / 48000.0;
+        let (mut s1, mut c1, mut xs, mut xc, mut sc) = (0.0, 0.0, 0.0, 0.0, 0.0);
+        for (n, v) in residual.iter().enumerate() {
+            let (s, c) = (w * n as f64).sin_cos();
+            s1 += s * s;
+            c1 += c * c;
+            sc += s * c;
+            xs += v * s;
+            xc += v * c;
+        }
+        let det = s1 * c1 - sc * sc;
+        let (ka, kb) = ((xs * c1 - xc * sc) / det, (xc * s1 - xs * sc) / det);
+        for (n, v) in residual.iter_mut().enumerate() {
+            let (s, c) = (w * n as f64).sin_cos();
+            *v -= ka * s + kb * c;
+        }
+    }
+    let rest = (residual.iter().map(|v| v * v).sum::<f64>() / residual.len() as f64).sqrt();
+    let rest_db = 20.0 * (rest / 0.3).log10();
+    eprintln!("MEASURE mixed rates: residual after removing the three tones {rest_db:.1} dB");
+    assert!(rest_db < -60.0, "residual {rest_db:.1} dB: dropouts or distortion");
+    // The sum never exceeds 0.9 of full scale, so nothing may sit at the rails.
+    assert!(
+        rec.iter().flatten().all(|v| *v != i16::MAX && *v != i16::MIN),
+        "clipped where the sum does not"
+    );
+}
+
+fn analyse(w: &World, f: f64, want_amp: f64, secs: f64, what: &str) {
+    let rec = read_rec_s16(&w.path("rec.wav"));
+    let loud = |x: &[i16; 2]| x.iter().any(|v| v.unsigned_abs() > 64);
+    let first = rec
+        .iter()
+        .position(loud)
+        .unwrap_or_else(|| panic!("{what}: nothing recorded"));
+    let last = rec.iter().rposition(loud).unwrap();
+    let dur = (last - first) as f64 / 48000.0;
+    assert!((dur - secs).abs() < 0.02, "{what}: played {dur:.3} s of {secs} s");
+    for ch in 0..2 {
+        let x: Vec<f64> = rec[first + 4800..last - 4800]
+            .iter()
+            .map(|v| v[ch] as f64 / 32768.0)
+            .collect();
+        let (amp, res) = fit(&x, f);
+        let db = 20.0 * (amp / want_amp).log10();
+        let res_db = 20.0 * (res / want_amp).log10();
+        eprintln!("MEASURE {what}: channel {ch}: {f} Hz at {db:+.3} dB, residual {res_db:.1} dB");
+        assert!(
+            db.abs() < 0.2 && res_db < -60.0,
+            "{what} channel {ch}: {db:+.2} dB, residual {res_db:.1} dB"
+        );
+    }
+}
+
+fn play(w: &World, program: &str, args: &[&str]) {
+    let o = wait_child(w.spawn(program, args), Duration::from_secs(60), program);
+    assert!(
+        o.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    w.wait_pump_gone(Duration::from_secs(10));
+}
+
+#[test]
+fn aplay_plays_44k1_mono_as_is() {
+    assert!(have("aplay") && have("sox"), "aplay and sox are required");
+    let w = World::new("");
+    let o = w.run(
+        "sox",
+        &[
+            "-q", "-n", "-r", "44100", "-c", "1", "-b", "16", "m.wav", "synth", "1", "sine", "1000", "vol", "0.5",
+        ],
+    );
+    assert!(o.status.success());
+    play(&w, "aplay", &["-q", "m.wav"]);
+    // Mono reaches both sides at full level.
+    analyse(&w, 1000.0, 0.5, 1.0, "aplay 44.1 kHz mono");
+}
+
+#[test]
+fn aplay_plays_96k_24_bit_as_is() {
+    assert!(have("aplay") && have("sox"), "aplay and sox are required");
+    let w = World::new("");
+    let o = w.run(
+        "sox",
+        &[
+            "-q", "-n", "-r", "96000", "-c", "2", "-b", "24", "h.wav", "synth", "1", "sine", "3000", "vol", "0.4",
+        ],
+    );
+    assert!(o.status.success());
+    play(&w, "aplay", &["-q", "h.wav"]);
+    analyse(&w, 3000.0, 0.4, 1.0, "aplay 96 kHz 24-bit");
+}
+
+#[test]
+fn sox_plays_a_float_file_as_is() {
+    assert!(have("sox"), "sox is required");
+    let w = World::new("");
+    let o = w.run(
+        "sox",
+        &[
+            "-q",
+            "-n",
+            "-r",
+            "44100",
+            "-c",
+            "2",
+            "-e",
+            "floating-point",
+            "-b",
+            "32",
+            "f.wav",
+            "synth",
+            "1",
+            "sine",
+            "700",
+            "vol",
+            "0.3",
+        ],
+    );
+    assert!(o.status.success());
+    // -D: no dither, so sox hands over exactly what the file holds.
+    play(&w, "sox", &["-q", "-D", "f.wav", "-t", "alsa", "default"]);
+    analyse(&w, 700.0, 0.3, 1.0, "sox FLOAT 44.1 kHz");
+}
+
+#[test]
+fn speaker_test_plays_5_1_through_the_stereo_device() {
+    assert!(have("speaker-test"), "speaker-test is required");
+    let w = World::new("");
+    play(
+        &w,
+        "speaker-test",
+        &["-t", "sine", "-f", "440", "-c", "6", "-l", "1", "-r", "48000"],
+    );
+    let rec = read_rec_s16(&w.path("rec.wav"));
+    // Six channels in turn: FL, FR, RL, RR, FC, LFE (speaker-test's 5.1 order). On stereo:
+    // left only, right only, left only, right only, both at -3 dB, and LFE dropped.
+    let loud = |v: i16| v.unsigned_abs() > 300;
+    let left_only = rec.iter().filter(|f| loud(f[0]) && !loud(f[1])).count();
+    let right_only = rec.iter().filter(|f| loud(f[1]) && !loud(f[0])).count();
+    let both = rec.iter().filter(|f| loud(f[0]) && loud(f[1])).count();
+    eprintln!("MEASURE speaker-test -c 6: frames left-only {left_only}, right-only {right_only}, both {both}");
+    assert!(
+        left_only > 48_000 && right_only > 48_000 && both > 24_000,
+        "{left_only} {right_only} {both}"
+    );
+}
