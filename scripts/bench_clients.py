@@ -3,13 +3,16 @@
 SECONDS of audio through rdmix into the paced copy-only test device. Reports the CPU time of
 every process involved (the aplay clients and the pump) per second of audio.
 
-Usage: scripts/bench_clients.py [--seconds 20] [--clients 1,4,16] [--build-dir target/release]
+Usage: scripts/bench_clients.py [--seconds 20] [--clients 1,4,16] [--rates 48000]
+                                [--build-dir target/release]
+--rates cycles the clients through those rates (e.g. 44100,48000,22050,96000); the
+device runs at 48 kHz, so the others are resampled in the pump.
 """
 import argparse, os, resource, struct, subprocess, sys, tempfile, time
 
 def wav(path, seconds, rate=48000):
     frames = rate * seconds
-    data = (struct.pack("<hh", 1000, -1000) * 4800) * (frames // 4800)
+    data = (struct.pack("<hh", 1000, -1000) * 50) * (frames // 50)
     hdr = b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVEfmt " + struct.pack("<IHHIIHH", 16, 1, 2, rate, rate * 4, 4, 16) + b"data" + struct.pack("<I", len(data))
     with open(path, "wb") as f:
         f.write(hdr + data)
@@ -33,7 +36,7 @@ def pump_pids(key):
             out.append(int(p))
     return out
 
-def run(n, seconds, build, key):
+def run(n, seconds, build, key, rates):
     d = tempfile.mkdtemp(prefix="rdmix-bench-")
     with open(os.path.join(d, ".asoundrc"), "w") as f:
         f.write(f'''pcm_type.rdmix {{ lib "{build}/libasound_module_pcm_rdmix.so" }}
@@ -41,11 +44,12 @@ pcm_type.rdmixfake {{ lib "{build}/libasound_module_pcm_rdmixfake.so" }}
 pcm.card {{ type rdmixfake; file "/dev/null" }}
 pcm.!default {{ type rdmix; ipc_key {key}; slave.pcm "card" }}
 ''')
-    wav(os.path.join(d, "s.wav"), seconds)
+    for r in set(rates):
+        wav(os.path.join(d, f"s{r}.wav"), seconds, r)
     env = dict(os.environ, HOME=d)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
-    procs = [subprocess.Popen(["aplay", "-q", "s.wav"], cwd=d, env=env) for _ in range(n)]
+    procs = [subprocess.Popen(["aplay", "-q", f"s{rates[i % len(rates)]}.wav"], cwd=d, env=env) for i in range(n)]
     pump_cpu = 0.0
     pids = []
     while any(p.poll() is None for p in procs):
@@ -73,13 +77,15 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=20)
     ap.add_argument("--clients", default="1,4,16")
+    ap.add_argument("--rates", default="48000")
     ap.add_argument("--build-dir", default=os.path.join(os.path.dirname(__file__), "..", "target", "release"))
     a = ap.parse_args()
     build = os.path.abspath(a.build_dir)
     print(f"| clients | wall s | clients CPU s | pump CPU s | CPU s per audio s | % of a core per stream |")
     print(f"|---|---|---|---|---|---|")
     for i, n in enumerate(int(x) for x in a.clients.split(",")):
-        r = run(n, a.seconds, build, 0x6000_0000 + os.getpid() % 0x10000 * 16 + i)
+        rates = [int(x) for x in a.rates.split(",")]
+        r = run(n, a.seconds, build, 0x6000_0000 + os.getpid() % 0x10000 * 16 + i, rates)
         print(f"| {n} | {r['wall']:.1f} | {r['clients_cpu']:.3f} | {r['pump_cpu']:.3f} | {r['per_audio_s']:.5f} | {100*r['per_stream']:.3f}% |", flush=True)
 
 if __name__ == "__main__":
