@@ -122,7 +122,18 @@ pub struct Clock {
 
 enum Backing {
     Map(#[allow(dead_code)] MmapRaw),
-    Heap(#[allow(dead_code)] Box<[u64]>),
+    /// A leaked boxed slice, reclaimed in `Drop`: a raw pointer, so that moving the
+    /// `Segment` does not re-assert unique ownership over memory `base` points into.
+    Heap(*mut [u64]),
+}
+
+impl Drop for Backing {
+    fn drop(&mut self) {
+        if let Backing::Heap(p) = *self {
+            // SAFETY: p came from Box::into_raw in Segment::in_memory and is dropped once.
+            drop(unsafe { Box::from_raw(p) });
+        }
+    }
 }
 
 /// A mapped segment. All access to shared memory goes through here.
@@ -249,12 +260,9 @@ impl Segment {
 
     /// A private, heap-backed segment for in-process tests (and Miri, which cannot mmap).
     pub fn in_memory(dev: &DeviceParams) -> Segment {
-        let mut heap = vec![0u64; SEGMENT_BYTES / 8].into_boxed_slice();
-        let base = heap.as_mut_ptr() as *mut u8;
-        let seg = Segment {
-            base,
-            _backing: Backing::Heap(heap),
-        };
+        let heap = Box::into_raw(vec![0u64; SEGMENT_BYTES / 8].into_boxed_slice());
+        let base = heap as *mut u64 as *mut u8;
+        let seg = Segment { base, _backing: Backing::Heap(heap) };
         seg.init_header(dev, &[]);
         seg
     }
