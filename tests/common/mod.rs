@@ -20,9 +20,13 @@ pub fn build_dir() -> PathBuf {
             // `cargo test` is not sure to rebuild the plugin's cdylib, nor the test device
             // (another workspace member): build both, so no test runs a stale plugin.
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let mut args = vec!["build", "--workspace"];
+            let mut args = vec!["build".to_string(), "--workspace".to_string()];
             if dir.ends_with("release") {
-                args.push("--release");
+                args.push("--release".into());
+            }
+            // target/<triple>/<profile>: a cross or sanitizer build names its target.
+            if let Some(triple) = dir.parent().and_then(|p| p.file_name()).filter(|n| *n != "target") {
+                args.extend(["--target".to_string(), triple.to_string_lossy().into_owned()]);
             }
             let st = Command::new(cargo)
                 .args(&args)
