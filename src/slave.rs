@@ -18,26 +18,6 @@ pub const DEFAULT_CHANNELS: u32 = 2;
 pub const DEFAULT_PERIOD_TIME_US: u32 = 5333;
 pub const DEFAULT_PERIODS: u32 = 4;
 
-/// SND_CHMAP_FL.. positions for the usual layouts, used when the slave reports no map.
-fn default_chmap(channels: u32) -> Vec<u32> {
-    use alsa_sys::*;
-    let all = [
-        SND_CHMAP_FL,
-        SND_CHMAP_FR,
-        SND_CHMAP_RL,
-        SND_CHMAP_RR,
-        SND_CHMAP_FC,
-        SND_CHMAP_LFE,
-        SND_CHMAP_SL,
-        SND_CHMAP_SR,
-    ];
-    match channels {
-        1 => vec![SND_CHMAP_MONO],
-        n if n as usize <= all.len() => all[..n as usize].to_vec(),
-        n => (0..n).map(|_| SND_CHMAP_UNKNOWN).collect(),
-    }
-}
-
 fn fail(pcm: &str, what: &str, err: i32) -> String {
     format!("rdmix: slave.pcm \"{pcm}\": {what}: {}", strerror(err))
 }
@@ -177,7 +157,7 @@ impl AlsaSlave {
         let chmap = pcm
             .chmap()
             .filter(|m| m.len() == got.channels as usize)
-            .unwrap_or_else(|| default_chmap(got.channels));
+            .unwrap_or_else(|| crate::convert::standard_map(got.channels));
         let dev = DeviceParams {
             format: got.format,
             rate: got.rate,

@@ -9,7 +9,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use alsa_sys as a;
-use common::alsa::{Params, Pcm, rec_path, world};
+use common::alsa::{Params, Pcm, pumps_with_slave, rec_path};
 use common::*;
 
 fn s16(frames: &[[i16; 2]]) -> Vec<u8> {
@@ -22,36 +22,13 @@ fn s16(frames: &[[i16; 2]]) -> Vec<u8> {
 /// The recording of set `n` from its first non-silent frame, once its pump has exited.
 fn recorded(n: u32, key_hint: &str) -> Vec<[i16; 2]> {
     let path = rec_path(n);
-    let pump_gone = || pumps_for_key_name(key_hint).is_empty();
+    let pump_gone = || pumps_with_slave(key_hint).is_empty();
     wait_until(Duration::from_secs(10), pump_gone, || {
         format!("pump for {key_hint} still running")
     });
     let rec = read_rec_s16(&path);
     let start = rec.iter().position(|f| *f != [0, 0]).unwrap_or(rec.len());
     rec[start..].to_vec()
-}
-
-/// Pumps serving the slave named `card` (each set has its own).
-fn pumps_for_key_name(card: &str) -> Vec<i32> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
-            continue;
-        };
-        let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
-        let is_pump = args.first().is_some_and(|a| a.ends_with(b"rdmix-pump"));
-        let home = std::fs::read(e.path().join("environ")).unwrap_or_default();
-        let ours = home
-            .windows(world().dir.as_os_str().len())
-            .any(|w| w == world().dir.as_os_str().as_encoded_bytes());
-        if is_pump && ours && args.contains(&card.as_bytes()) {
-            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
-            if !stat.rsplit(')').next().unwrap_or("").trim().starts_with('Z') {
-                out.push(e.file_name().to_string_lossy().parse().unwrap_or(0));
-            }
-        }
-    }
-    out
 }
 
 #[test]

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use alsa_sys as a;
-use common::alsa::{Params, Pcm, mono_ns, rec_path, thread_cpu_ns, world};
+use common::alsa::{Params, Pcm, mono_ns, pumps_with_slave, rec_path, thread_cpu_ns, world};
 use common::*;
 
 const RATE: i64 = 48000;
@@ -363,25 +363,6 @@ fn item04_drain_with_dead_pump_fails() {
     );
     assert!(r < 0, "drain reported success with the pump dead");
     assert!(t0.elapsed() < Duration::from_secs(3));
-}
-
-fn pumps_with_slave(card: &str) -> Vec<i32> {
-    let dir = world().dir.as_os_str().as_encoded_bytes().to_vec();
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
-            continue;
-        };
-        let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
-        let env = std::fs::read(e.path().join("environ")).unwrap_or_default();
-        if args.first().is_some_and(|a| a.ends_with(b"rdmix-pump"))
-            && args.contains(&card.as_bytes())
-            && env.windows(dir.len()).any(|w| w == dir.as_slice())
-        {
-            out.push(e.file_name().to_string_lossy().parse().unwrap_or(0));
-        }
-    }
-    out
 }
 
 /// Item 5: pause and resume.

@@ -7,12 +7,6 @@ use std::time::Duration;
 
 use common::*;
 
-fn stream(n: u64) -> Vec<[i16; 2]> {
-    (0..n)
-        .map(|k| [(k % 30000 + 1) as i16, -((k % 30000 + 1) as i16)])
-        .collect()
-}
-
 fn heard(rec: &[[i16; 2]]) -> Vec<[i16; 2]> {
     rec.iter().copied().filter(|f| *f != [0, 0]).collect()
 }
@@ -20,7 +14,7 @@ fn heard(rec: &[[i16; 2]]) -> Vec<[i16; 2]> {
 fn play_exact(args: &[&str]) {
     assert!(have("aplay"), "aplay is required");
     let w = World::new("");
-    let data = stream(96_000);
+    let data = counting_stream(96_000);
     write_wav_s16(&w.path("s.wav"), 48000, &data);
     let mut all = args.to_vec();
     all.push("s.wav");

@@ -11,28 +11,9 @@ use common::*;
 
 /// Amplitude and residual RMS of a sine at `f` fitted to `x` (48 kHz).
 fn fit(x: &[f64], f: f64) -> (f64, f64) {
-    let w = 2.0 * std::f64::consts::PI * f / 48000.0;
-    let (mut ss, mut cc, mut sc, mut xs, mut xc) = (0.0, 0.0, 0.0, 0.0, 0.0);
-    for (n, v) in x.iter().enumerate() {
-        let (s, c) = (w * n as f64).sin_cos();
-        ss += s * s;
-        cc += c * c;
-        sc += s * c;
-        xs += v * s;
-        xc += v * c;
-    }
-    let det = ss * cc - sc * sc;
-    let (a, b) = ((xs * cc - xc * sc) / det, (xc * ss - xs * sc) / det);
-    let res = x
-        .iter()
-        .enumerate()
-        .map(|(n, v)| {
-            let (s, c) = (w * n as f64).sin_cos();
-            (v - a * s - b * c).powi(2)
-        })
-        .sum::<f64>()
-        / x.len() as f64;
-    (a.hypot(b), res.sqrt())
+    let mut rest = x.to_vec();
+    let amp = remove_sine(&mut rest, f, 48000.0);
+    (amp, rms(&rest))
 }
 
 fn tone_s16(rate: u32, f: f64, amp: f64, secs: f64) -> Vec<u8> {
@@ -91,25 +72,9 @@ fn clients_at_44k1_48k_and_22k05_mix_at_their_levels() {
         let db = 20.0 * (amp / 0.3).log10();
         eprintln!("MEASURE mixed rates: {rate} Hz client's {f} Hz tone at {db:+.3} dB");
         assert!(db.abs() < 0.2, "{rate} Hz client: {db:+.2} dB");
-        // Remove this tone to measure what is left.
-        let w = 2.0 * std::f64::consts::PI * f / 48000.0;
-        let (mut s1, mut c1, mut xs, mut xc, mut sc) = (0.0, 0.0, 0.0, 0.0, 0.0);
-        for (n, v) in residual.iter().enumerate() {
-            let (s, c) = (w * n as f64).sin_cos();
-            s1 += s * s;
-            c1 += c * c;
-            sc += s * c;
-            xs += v * s;
-            xc += v * c;
-        }
-        let det = s1 * c1 - sc * sc;
-        let (ka, kb) = ((xs * c1 - xc * sc) / det, (xc * s1 - xs * sc) / det);
-        for (n, v) in residual.iter_mut().enumerate() {
-            let (s, c) = (w * n as f64).sin_cos();
-            *v -= ka * s + kb * c;
-        }
+        remove_sine(&mut residual, f, 48000.0);
     }
-    let rest = (residual.iter().map(|v| v * v).sum::<f64>() / residual.len() as f64).sqrt();
+    let rest = rms(&residual);
     let rest_db = 20.0 * (rest / 0.3).log10();
     eprintln!("MEASURE mixed rates: residual after removing the three tones {rest_db:.1} dB");
     assert!(rest_db < -60.0, "residual {rest_db:.1} dB: dropouts or distortion");

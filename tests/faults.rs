@@ -9,14 +9,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::alsa::{Params, Pcm, mono_ns, rec_path, set_key, world};
+use common::alsa::{Params, Pcm, mono_ns, pumps_with_slave, rec_path, set_key, world};
 use common::*;
-
-fn stream(n: u64) -> Vec<[i16; 2]> {
-    (0..n)
-        .map(|k| [(k % 30000 + 1) as i16, -((k % 30000 + 1) as i16)])
-        .collect()
-}
 
 fn heard(rec: &[[i16; 2]]) -> Vec<[i16; 2]> {
     rec.iter().copied().filter(|f| *f != [0, 0]).collect()
@@ -32,7 +26,7 @@ fn kill(pid: i32, sig: i32) {
 fn fault1_two_hundred_client_kills() {
     assert!(have("aplay"), "aplay is required");
     let w = World::new("");
-    let steady = stream(25 * 48_000);
+    let steady = counting_stream(25 * 48_000);
     write_wav_s16(&w.path("steady.wav"), 48000, &steady);
     // Victims play a short, loud file, so kills land in open, hw_params, writes and drain.
     write_wav_s16(&w.path("victim.wav"), 48000, &vec![[0, 0]; 4800]);
@@ -101,7 +95,7 @@ fn fault1_two_hundred_client_kills() {
 fn fault2_sigstop_ten_seconds() {
     assert!(have("aplay"), "aplay is required");
     let w = World::new("");
-    let steady = stream(13 * 48_000);
+    let steady = counting_stream(13 * 48_000);
     write_wav_s16(&w.path("steady.wav"), 48000, &steady);
     write_wav_s16(&w.path("victim.wav"), 48000, &vec![[0, 0]; 5 * 48_000]);
     let player = w.spawn("aplay", &["-q", "steady.wav"]);
@@ -157,7 +151,7 @@ fn fault3_pump_killed() {
         let (p, killed_at) = (p.clone(), killed_at.clone());
         std::thread::spawn(move || {
             let total = 3 * 48_000u64;
-            let data: Vec<u8> = stream(total)
+            let data: Vec<u8> = counting_stream(total)
                 .iter()
                 .flat_map(|f| [f[0].to_le_bytes(), f[1].to_le_bytes()].concat())
                 .collect();
@@ -187,7 +181,7 @@ fn fault3_pump_killed() {
         || killed_at.load(Ordering::Acquire) == -1,
         || "writer never got going".into(),
     );
-    let pumps = pumps_with(&format!("card{n}"));
+    let pumps = pumps_with_slave(&format!("card{n}"));
     assert_eq!(pumps.len(), 1);
     let t_kill = mono_ns();
     kill(pumps[0], libc::SIGKILL);
@@ -239,27 +233,6 @@ fn fault3_pump_killed() {
     assert!(lost < 48_000, "lost {lost} frames");
 }
 
-fn pumps_with(card: &str) -> Vec<i32> {
-    let dir = world().dir.as_os_str().as_encoded_bytes().to_vec();
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
-            continue;
-        };
-        let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
-        let env = std::fs::read(e.path().join("environ")).unwrap_or_default();
-        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
-        if args.first().is_some_and(|a| a.ends_with(b"rdmix-pump"))
-            && args.contains(&card.as_bytes())
-            && env.windows(dir.len()).any(|w| w == dir.as_slice())
-            && !stat.rsplit(')').next().unwrap_or("").trim().starts_with('Z')
-        {
-            out.push(e.file_name().to_string_lossy().parse().unwrap_or(0));
-        }
-    }
-    out
-}
-
 /// Fault 4: a slave that fails. Fatal errors reach the client as an error, never a hang;
 /// recoverable ones (xrun, suspend) are recovered by the pump.
 #[test]
@@ -276,7 +249,7 @@ fn fault4_failing_slave() {
             "pcm.sick {{ type rdmixfake; file \"{{dir}}/sick.wav\"; fail_after 24000; fail_errno {errno} }}\n\
              pcm.mixsick {{ type rdmix; ipc_key {{key}}; slave.pcm \"sick\" }}"
         ));
-        write_wav_s16(&w.path("s.wav"), 48000, &stream(96_000));
+        write_wav_s16(&w.path("s.wav"), 48000, &counting_stream(96_000));
         let t0 = Instant::now();
         let o = wait_child(
             w.spawn("aplay", &["-q", "-D", "mixsick", "s.wav"]),
@@ -310,7 +283,7 @@ fn fault5_wedged_slave() {
         "pcm.stuck { type rdmixfake; file \"{dir}/stuck.wav\"; wedge_after 24000 }\n\
          pcm.mixstuck { type rdmix; ipc_key {key}; slave.pcm \"stuck\" }",
     );
-    write_wav_s16(&w.path("s.wav"), 48000, &stream(5 * 48_000));
+    write_wav_s16(&w.path("s.wav"), 48000, &counting_stream(5 * 48_000));
     let t0 = Instant::now();
     let o = wait_child(
         w.spawn("aplay", &["-q", "-D", "mixstuck", "s.wav"]),
@@ -340,7 +313,7 @@ fn fault6_leftovers_and_impostors() {
     ];
     for (how, want) in cases {
         let w = World::new("");
-        write_wav_s16(&w.path("s.wav"), 48000, &stream(4800));
+        write_wav_s16(&w.path("s.wav"), 48000, &counting_stream(4800));
         let listener = sys::listen(&control::socket_name(w.key)).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let imp = {
@@ -420,7 +393,7 @@ fn fault7_sixteen_racing_opens() {
 fn fault8_hostile_slot_writes() {
     assert!(have("aplay"), "aplay is required");
     let n = 25u32; // own set; steady player is another process on the same pump
-    let steady = stream(4 * 48_000);
+    let steady = counting_stream(4 * 48_000);
     let w = world();
     write_wav_s16(&w.dir.join("steady25.wav"), 48000, &steady);
     let player = w
@@ -447,7 +420,7 @@ fn fault8_hostile_slot_writes() {
     );
     let lane = log_has_us().unwrap();
     // The same shared memory the pump gave us, opened through the pump's descriptor.
-    let pump = pumps_with(&format!("card{n}"))[0];
+    let pump = pumps_with_slave(&format!("card{n}"))[0];
     let memfd = std::fs::read_dir(format!("/proc/{pump}/fd"))
         .unwrap()
         .flatten()
@@ -476,7 +449,7 @@ fn fault8_hostile_slot_writes() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     wait_until(
         Duration::from_secs(10),
-        || pumps_with(&format!("card{n}")).is_empty(),
+        || pumps_with_slave(&format!("card{n}")).is_empty(),
         || "pump gone".into(),
     );
     let log = std::fs::read_to_string(w.dir.join("pump.log")).unwrap();

@@ -399,3 +399,23 @@ pub fn thread_cpu_ns() -> i64 {
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     ts.tv_sec * 1_000_000_000 + ts.tv_nsec
 }
+
+/// Live pumps of this test binary's world whose slave is `card`.
+pub fn pumps_with_slave(card: &str) -> Vec<i32> {
+    let dir = world().dir.as_os_str().as_encoded_bytes().to_vec();
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else { continue };
+        let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
+        let env = std::fs::read(e.path().join("environ")).unwrap_or_default();
+        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        if args.first().is_some_and(|a| a.ends_with(b"rdmix-pump"))
+            && args.contains(&card.as_bytes())
+            && env.windows(dir.len()).any(|w| w == dir.as_slice())
+            && !stat.rsplit(')').next().unwrap_or("").trim().starts_with('Z')
+        {
+            out.push(e.file_name().to_string_lossy().parse().unwrap_or(0));
+        }
+    }
+    out
+}

@@ -263,6 +263,43 @@ impl Rng {
     }
 }
 
+/// A stereo stream whose frame k reads back as k mod 30000 (never silent): L = k+1, R = -L.
+pub fn counting_stream(n: u64) -> Vec<[i16; 2]> {
+    (0..n).map(|k| [(k % 30000 + 1) as i16, -((k % 30000 + 1) as i16)]).collect()
+}
+
+/// Least-squares fit of a sine at `f` Hz to `x` sampled at `rate`: (sine, cosine) coefficients.
+pub fn fit_sine(x: &[f64], f: f64, rate: f64) -> (f64, f64) {
+    let w = 2.0 * std::f64::consts::PI * f / rate;
+    let (mut ss, mut cc, mut sc, mut xs, mut xc) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    for (n, v) in x.iter().enumerate() {
+        let (s, c) = (w * n as f64).sin_cos();
+        ss += s * s;
+        cc += c * c;
+        sc += s * c;
+        xs += v * s;
+        xc += v * c;
+    }
+    let det = ss * cc - sc * sc;
+    ((xs * cc - xc * sc) / det, (xc * ss - xs * sc) / det)
+}
+
+/// Subtracts a fitted sine from `x` in place; returns its amplitude.
+pub fn remove_sine(x: &mut [f64], f: f64, rate: f64) -> f64 {
+    let (a, b) = fit_sine(x, f, rate);
+    let w = 2.0 * std::f64::consts::PI * f / rate;
+    for (n, v) in x.iter_mut().enumerate() {
+        let (s, c) = (w * n as f64).sin_cos();
+        *v -= a * s + b * c;
+    }
+    a.hypot(b)
+}
+
+/// Root mean square.
+pub fn rms(x: &[f64]) -> f64 {
+    (x.iter().map(|v| v * v).sum::<f64>() / x.len().max(1) as f64).sqrt()
+}
+
 /// Frames recorded so far, from the file size.
 pub fn rec_frames(path: &Path) -> usize {
     std::fs::metadata(path)
