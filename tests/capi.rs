@@ -39,6 +39,13 @@ fn constraints_tell_the_truth() {
         assert!(p.test_rate(r), "rate {r}");
     }
     assert!(!p.test_rate(7999) && !p.test_rate(192001));
+    let near = p.with_space(|hw| {
+        let mut r = 44100;
+        // SAFETY: live PCM and params; r is ours.
+        unsafe { a::snd_pcm_hw_params_set_rate_near(p.0, hw, &mut r, std::ptr::null_mut()) };
+        r
+    });
+    assert_eq!(near, 44100, "set_rate_near(44100) gets 44100, not the device's 48000");
     for ch in 1..=8 {
         assert!(p.test_channels(ch), "{ch} channels");
     }
