@@ -262,7 +262,10 @@ impl Segment {
     pub fn in_memory(dev: &DeviceParams) -> Segment {
         let heap = Box::into_raw(vec![0u64; SEGMENT_BYTES / 8].into_boxed_slice());
         let base = heap as *mut u64 as *mut u8;
-        let seg = Segment { base, _backing: Backing::Heap(heap) };
+        let seg = Segment {
+            base,
+            _backing: Backing::Heap(heap),
+        };
         seg.init_header(dev, &[]);
         seg
     }

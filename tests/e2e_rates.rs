@@ -38,8 +38,8 @@ fn clients_at_44k1_48k_and_22k05_mix_at_their_levels() {
                 let p = Pcm::open(&format!("mix{set}"), false).unwrap();
                 p.set_params(Params {
                     rate,
-                    period: 1024,
-                    buffer: 8192,
+                    period: 4096,
+                    buffer: 32768, // 0.7 s: a loaded machine does not starve the writers
                     ..Params::default()
                 })
                 .unwrap();
@@ -211,14 +211,22 @@ fn speaker_test_plays_5_1_through_the_stereo_device() {
 fn bindings_route_channels_as_configured() {
     assert!(have("aplay") && have("sox"), "aplay and sox are required");
     let w = World::new("pcm.bound { type rdmix; ipc_key {key}; bindings { 0 1 }; slave.pcm \"card\" }");
-    let o = w.run("sox", &["-q", "-n", "-r", "48000", "-c", "1", "-b", "16", "m.wav", "synth", "0.5", "sine", "800", "vol", "0.5"]);
+    let o = w.run(
+        "sox",
+        &[
+            "-q", "-n", "-r", "48000", "-c", "1", "-b", "16", "m.wav", "synth", "0.5", "sine", "800", "vol", "0.5",
+        ],
+    );
     assert!(o.status.success());
     play(&w, "aplay", &["-q", "-D", "bound", "m.wav"]);
     let rec = read_rec_s16(&w.path("rec.wav"));
     let left = rec.iter().filter(|f| f[0] != 0).count();
     let right = rec.iter().filter(|f| f[1].unsigned_abs() > 64).count();
     assert_eq!(left, 0, "bindings {{ 0 1 }}: nothing on device channel 0");
-    assert!(right > 20_000, "the mono channel plays on device channel 1 ({right} frames)");
+    assert!(
+        right > 20_000,
+        "the mono channel plays on device channel 1 ({right} frames)"
+    );
 }
 
 #[test]
@@ -226,7 +234,13 @@ fn a_resampled_stream_drains_its_tail_and_its_delay_is_the_time_left() {
     use common::alsa::{Params, Pcm};
     let set = 33;
     let p = Pcm::open(&format!("mix{set}"), false).unwrap();
-    p.set_params(Params { rate: 44100, period: 441, buffer: 8820, ..Params::default() }).unwrap();
+    p.set_params(Params {
+        rate: 44100,
+        period: 441,
+        buffer: 8820,
+        ..Params::default()
+    })
+    .unwrap();
     // Ask for 44.1 kHz, get 44.1 kHz (no "nearest" 48 kHz).
     let data = tone_s16(44100, 1000.0, 0.3, 1.0);
     let frames = data.len() as u64 / 4;
@@ -241,10 +255,17 @@ fn a_resampled_stream_drains_its_tail_and_its_delay_is_the_time_left() {
     assert_eq!(p.drain(), 0);
     let took = t0.elapsed().as_secs_f64();
     let predicted = d as f64 / 44100.0;
-    eprintln!("MEASURE 44.1 kHz client: delay {d} frames = {:.2} ms; drain took {:.2} ms", predicted * 1e3, took * 1e3);
+    eprintln!(
+        "MEASURE 44.1 kHz client: delay {d} frames = {:.2} ms; drain took {:.2} ms",
+        predicted * 1e3,
+        took * 1e3
+    );
     // The delay (lane + resampler + device queue) is the time the drain takes, within two
     // device periods and some scheduling slack.
-    assert!((took - predicted).abs() < 0.035, "delay says {predicted:.4} s, drain took {took:.4} s");
+    assert!(
+        (took - predicted).abs() < 0.035,
+        "delay says {predicted:.4} s, drain took {took:.4} s"
+    );
     // And the whole second of tone was played, tail included.
     let rec = read_rec_s16(&rec_path(set));
     let loud = |x: &[i16; 2]| x.iter().any(|v| v.unsigned_abs() > 300);

@@ -405,7 +405,9 @@ pub fn pumps_with_slave(card: &str) -> Vec<i32> {
     let dir = world().dir.as_os_str().as_encoded_bytes().to_vec();
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else { continue };
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
         let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
         let env = std::fs::read(e.path().join("environ")).unwrap_or_default();
         let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();

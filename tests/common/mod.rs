@@ -265,7 +265,9 @@ impl Rng {
 
 /// A stereo stream whose frame k reads back as k mod 30000 (never silent): L = k+1, R = -L.
 pub fn counting_stream(n: u64) -> Vec<[i16; 2]> {
-    (0..n).map(|k| [(k % 30000 + 1) as i16, -((k % 30000 + 1) as i16)]).collect()
+    (0..n)
+        .map(|k| [(k % 30000 + 1) as i16, -((k % 30000 + 1) as i16)])
+        .collect()
 }
 
 /// Least-squares fit of a sine at `f` Hz to `x` sampled at `rate`: (sine, cosine) coefficients.
