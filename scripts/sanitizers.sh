@@ -16,7 +16,7 @@ echo "== AddressSanitizer"
 # The instrumented plugin is dlopen()ed by alsa-lib: the test executables export the ASan
 # runtime for it. (Uninstrumented programs such as aplay cannot load it; memcheck covers those.)
 RUSTFLAGS="-Zsanitizer=address -Clink-arg=-Wl,--export-dynamic" cargo +nightly test --target "$triple" --workspace \
-    --lib --test pump_fake_slave --test capi --test conformance --test e2e_mix --test faults
+    --lib --test pump_fake_slave --test capi --test conformance --test fuzz_config
 echo "== ThreadSanitizer"
 RUSTFLAGS="-Zsanitizer=thread" TSAN_OPTIONS=halt_on_error=1 \
     cargo +nightly test -Zbuild-std --target "$triple" --lib --test pump_fake_slave -- lane pump clients hostile
