@@ -9,3 +9,11 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo build --workspace
 cargo test --workspace
+# Miri over the ring and the mixer (raw shared-memory access), where a nightly toolchain
+# with Miri is installed; the full sanitizer and memcheck runs are scripts/sanitizers.sh
+# and scripts/valgrind.sh.
+if cargo +nightly miri --version >/dev/null 2>&1; then
+    cargo +nightly miri test --lib -- lane mix
+else
+    echo "miri: skipped: no nightly toolchain with Miri here"
+fi
