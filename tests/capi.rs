@@ -249,6 +249,7 @@ fn params_at_their_limits_work_or_are_refused_at_refine() {
         // SAFETY: live PCM and params; out-parameters are ours.
         unsafe {
             a::snd_pcm_hw_params_set_format(p.0, hw, a::SND_PCM_FORMAT_S16_LE);
+            a::snd_pcm_hw_params_set_channels(p.0, hw, 2);
             a::snd_pcm_hw_params_get_buffer_size_min(hw, &mut bmin);
             a::snd_pcm_hw_params_get_buffer_size_max(hw, &mut bmax);
             a::snd_pcm_hw_params_get_period_size_min(hw, &mut pmin, &mut dir);
@@ -261,6 +262,7 @@ fn params_at_their_limits_work_or_are_refused_at_refine() {
             // SAFETY: live PCM and params.
             unsafe {
                 a::snd_pcm_hw_params_set_format(p.0, hw, a::SND_PCM_FORMAT_S16_LE);
+                a::snd_pcm_hw_params_set_channels(p.0, hw, 2);
                 a::snd_pcm_hw_params_test_buffer_size(p.0, hw, frames as _) == 0
             }
         })
@@ -272,6 +274,7 @@ fn params_at_their_limits_work_or_are_refused_at_refine() {
         // SAFETY: live PCM and params.
         unsafe {
             a::snd_pcm_hw_params_set_format(p.0, hw, a::SND_PCM_FORMAT_S16_LE);
+            a::snd_pcm_hw_params_set_channels(p.0, hw, 2);
             a::snd_pcm_hw_params_test_period_size(p.0, hw, 1, 0) == 0
         }
     });
@@ -282,6 +285,34 @@ fn params_at_their_limits_work_or_are_refused_at_refine() {
     });
     assert!(!one_period, "a buffer of one period is refused at refine time");
     drop(p);
+    // The floor for the widest frame (8 channels) is one device period: it must play too.
+    {
+        let p = Pcm::open("mix27", false).unwrap();
+        let (gp, gb) = p
+            .set_params(Params {
+                channels: 8,
+                period: 64,
+                buffer: 1,
+                ..Params::default()
+            })
+            .expect("the smallest 8-channel buffer installs");
+        let n = 9600u64;
+        let data = vec![0u8; n as usize * 16];
+        let (mut off, mut xruns) = (0, 0);
+        while off < n {
+            let r = p.writei(&data[off as usize * 16..], n - off);
+            if r == -(libc::EPIPE as i64) {
+                xruns += 1;
+                p.recover(-libc::EPIPE);
+                continue;
+            }
+            assert!(r > 0, "writei {r}");
+            off += r as u64;
+        }
+        assert_eq!(p.drain(), 0);
+        eprintln!("MEASURE limits: 8 channels, period {gp} buffer {gb}: {xruns} xruns over {n} frames");
+        assert_eq!(xruns, 0, "8 channels, period {gp} / buffer {gb} underran");
+    }
     // And what refine allows at the edges plays every frame.
     for (i, (period, buffer)) in [
         (pmin, bmin),
