@@ -297,19 +297,7 @@ fn params_at_their_limits_work_or_are_refused_at_refine() {
             })
             .expect("the smallest 8-channel buffer installs");
         let n = 9600u64;
-        let data = vec![0u8; n as usize * 16];
-        let (mut off, mut xruns) = (0, 0);
-        while off < n {
-            let r = p.writei(&data[off as usize * 16..], n - off);
-            if r == -(libc::EPIPE as i64) {
-                xruns += 1;
-                p.recover(-libc::EPIPE);
-                continue;
-            }
-            assert!(r > 0, "writei {r}");
-            off += r as u64;
-        }
-        assert_eq!(p.drain(), 0);
+        let xruns = play_counting_xruns(&p, &vec![0u8; n as usize * 16], 16);
         eprintln!("MEASURE limits: 8 channels, period {gp} buffer {gb}: {xruns} xruns over {n} frames");
         assert_eq!(xruns, 0, "8 channels, period {gp} / buffer {gb} underran");
     }
@@ -335,21 +323,27 @@ fn params_at_their_limits_work_or_are_refused_at_refine() {
         };
         let n = 9600u64;
         let frames: Vec<[i16; 2]> = (0..n).map(|k| [(k % 30000 + 1) as i16, 5]).collect();
-        let data = s16(&frames);
-        let mut off = 0;
-        let mut xruns = 0;
-        while off < n {
-            let r = p.writei(&data[off as usize * 4..], n - off);
-            if r == -(libc::EPIPE as i64) {
-                xruns += 1;
-                p.recover(-libc::EPIPE);
-                continue;
-            }
-            assert!(r > 0, "writei {r}");
-            off += r as u64;
-        }
-        assert_eq!(p.drain(), 0);
+        let xruns = play_counting_xruns(&p, &s16(&frames), 4);
         eprintln!("MEASURE limits: period {gp} buffer {gb}: {xruns} xruns over {n} frames");
         assert_eq!(xruns, 0, "period {gp} / buffer {gb} underran");
     }
+}
+
+/// Writes all of `data` (frames of `fb` bytes), recovering from xruns; drains; returns how
+/// many xruns there were.
+fn play_counting_xruns(p: &Pcm, data: &[u8], fb: usize) -> u32 {
+    let n = (data.len() / fb) as u64;
+    let (mut off, mut xruns) = (0u64, 0);
+    while off < n {
+        let r = p.writei(&data[off as usize * fb..], n - off);
+        if r == -(libc::EPIPE as i64) {
+            xruns += 1;
+            p.recover(-libc::EPIPE);
+            continue;
+        }
+        assert!(r > 0, "writei {r}");
+        off += r as u64;
+    }
+    assert_eq!(p.drain(), 0);
+    xruns
 }

@@ -359,19 +359,27 @@ unsafe extern "C" fn cb_delay(io: *mut snd_pcm_ioplug_t, delayp: *mut a::snd_pcm
     })
 }
 
-/// Allocates a `snd_pcm_chmap_query_t` with `malloc`, for alsa-lib to free.
+/// Writes `map` into a `snd_pcm_chmap_t` that has room for `map.len()` positions.
 ///
 /// # Safety
-/// None beyond the allocation succeeding; the result is NULL if it fails.
-unsafe fn chmap_query(map: &[u32]) -> *mut a::snd_pcm_chmap_query_t {
+/// `dst` must point at such a map.
+unsafe fn fill_chmap(dst: *mut a::snd_pcm_chmap_t, map: &[u32]) {
+    // SAFETY: the caller sized the allocation for the header and every position.
+    unsafe {
+        (*dst).channels = map.len() as u32;
+        std::ptr::copy_nonoverlapping(map.as_ptr(), (*dst).pos.as_mut_ptr(), map.len());
+    }
+}
+
+/// Allocates a `snd_pcm_chmap_query_t` with `malloc`, for alsa-lib to free; NULL on failure.
+fn chmap_query(map: &[u32]) -> *mut a::snd_pcm_chmap_query_t {
     // SAFETY: header plus one position per channel, written before it is handed out.
     unsafe {
         let q = libc::malloc(std::mem::size_of::<a::snd_pcm_chmap_query_t>() + 4 * map.len())
             as *mut a::snd_pcm_chmap_query_t;
         if !q.is_null() {
             (*q).type_ = a::SND_CHMAP_TYPE_FIXED;
-            (*q).map.channels = map.len() as u32;
-            std::ptr::copy_nonoverlapping(map.as_ptr(), (*q).map.pos.as_mut_ptr(), map.len());
+            fill_chmap(&mut (*q).map, map);
         }
         q
     }
@@ -423,8 +431,7 @@ unsafe extern "C" fn cb_get_chmap(io: *mut snd_pcm_ioplug_t) -> *mut a::snd_pcm_
             if m.is_null() {
                 return m;
             }
-            (*m).channels = map.len() as u32;
-            std::ptr::copy_nonoverlapping(map.as_ptr(), (*m).pos.as_mut_ptr(), map.len());
+            fill_chmap(m, &map);
             m
         }
     })
