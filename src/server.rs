@@ -33,7 +33,7 @@ fn log(msg: &str) {
 }
 
 /// Whether a peer may use this pump, following `ipc_perm` like file permissions.
-fn admitted(cfg: &Config, sock: &OwnedFd) -> Result<(i32, u32), String> {
+fn admitted(cfg: &Config, sock: &OwnedFd) -> Result<i32, String> {
     let (pid, uid, gid) = sys::peer_cred(sock).map_err(|e| format!("cannot read peer credentials: {e}"))?;
     let owner = sys::euid();
     let group = cfg.ipc_gid.unwrap_or_else(sys::egid);
@@ -42,7 +42,7 @@ fn admitted(cfg: &Config, sock: &OwnedFd) -> Result<(i32, u32), String> {
         || (cfg.ipc_perm & 0o060 == 0o060 && (gid == group || sys::peer_groups(sock).contains(&group)))
         || cfg.ipc_perm & 0o006 == 0o006;
     if ok {
-        Ok((pid, uid))
+        Ok(pid)
     } else {
         Err(format!(
             "rdmix: ipc_key {:#x}: permission denied: the pump belongs to uid {owner} with ipc_perm {:04o} (group {group}); \
@@ -246,7 +246,7 @@ fn serve(cfg: &Config, listener: &OwnedFd, seg_fd: &OwnedFd, pump: &mut Pump<Als
         if fds[0].revents != 0 {
             while let Ok(Some(sock)) = sys::accept(listener) {
                 let (pid, denied) = match admitted(cfg, &sock) {
-                    Ok((pid, _)) => (pid, None),
+                    Ok(pid) => (pid, None),
                     Err(msg) => (0, Some(msg)),
                 };
                 peers.push(Peer {
