@@ -31,13 +31,16 @@ fn fault1_two_hundred_client_kills() {
     // Victims play a short, loud file, so kills land in open, hw_params, writes and drain.
     write_wav_s16(&w.path("victim.wav"), 48000, &vec![[0, 0]; 4800]);
     let player = w.spawn("aplay", &["-q", "steady.wav"]);
-    wait_until(Duration::from_secs(10), || !w.pumps().is_empty(), || "no pump".into());
-    let pump = w.pumps()[0];
+    // Once a client is attached, the pump's start-up processes (it double-forks) are gone
+    // and the one left is the daemon.
     wait_until(
         Duration::from_secs(10),
         || w.pump_log().contains("took lane"),
         || "steady never attached".into(),
     );
+    let pumps = w.pumps();
+    assert_eq!(pumps.len(), 1, "one pump: {pumps:?}");
+    let pump = pumps[0];
     let before = fds_and_threads(pump);
     let mut rng = Rng(0x5eed_1234);
     let mut killed = 0;
