@@ -122,12 +122,20 @@ impl Client {
     }
 
     /// Whether the pump is still there. Cheap while its clock is fresh.
+    /// Lets go of a pump that is gone, remembering whether it gave up on the slave.
+    fn lose_pump(&mut self) {
+        if let Some(att) = self.att.take() {
+            let failed = att.seg.header().failed.load(Ordering::Acquire);
+            if failed != 0 {
+                self.slave_failed = Some(failed);
+            }
+        }
+    }
+
     fn pump_alive(&mut self) -> bool {
         let Some(att) = &self.att else { return false };
-        let failed = att.seg.header().failed.load(Ordering::Acquire);
-        if failed != 0 {
-            self.slave_failed = Some(failed);
-            self.att = None;
+        if att.seg.header().failed.load(Ordering::Acquire) != 0 {
+            self.lose_pump();
             return false;
         }
         let fresh = att
@@ -141,7 +149,7 @@ impl Client {
         let mut p = [sys::pollfd(att.sock.as_raw_fd(), libc::POLLIN)];
         if sys::poll(&mut p, 0).unwrap_or(0) > 0 && p[0].revents != 0 {
             // The pump only ever writes to us in answer to a request; anything now is a hang-up.
-            self.att = None;
+            self.lose_pump();
             return false;
         }
         true
@@ -256,7 +264,6 @@ impl Client {
     /// A new epoch: positions restart at zero, as ioplug's do. Reconnects if the pump died.
     pub fn prepare(&mut self) -> Result<(), Failure> {
         if !self.pump_alive() {
-            self.att = None;
             // A pump that gave up on the device is not restarted behind the program's back:
             // the device is gone or broken, and the program should hear so.
             if let Some(e) = self.slave_failed {
@@ -438,13 +445,7 @@ impl Client {
         sys::eventfd_clear(self.ev.as_fd());
         sys::eventfd_clear(self.timer.as_fd()); // a timerfd reads like an eventfd
         if sock_revents != 0 || !self.pump_alive() {
-            if sock_revents != 0
-                && let Some(att) = &self.att
-            {
-                let failed = att.seg.header().failed.load(Ordering::Acquire);
-                self.slave_failed = (failed != 0).then_some(failed);
-            }
-            self.att = None;
+            self.lose_pump();
             return libc::POLLOUT | libc::POLLERR;
         }
         let drained = self.refresh_hw();
