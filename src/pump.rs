@@ -75,14 +75,6 @@ impl Engine {
         })
     }
 
-    pub fn segment(&self) -> &Arc<Segment> {
-        &self.seg
-    }
-
-    pub fn device(&self) -> DeviceParams {
-        self.dev
-    }
-
     pub fn mix_pos(&self) -> u64 {
         self.mix_pos
     }

@@ -292,12 +292,6 @@ pub fn pid() -> i32 {
     unsafe { libc::getpid() }
 }
 
-/// Whether process `pid` exists (it may belong to another user).
-pub fn process_alive(pid: i32) -> bool {
-    // SAFETY: signal 0 only checks for existence and permission.
-    pid > 0 && (unsafe { libc::kill(pid, 0) } == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM))
-}
-
 /// Asks for real-time scheduling, then for a higher nice level; silently keeps what it gets.
 pub fn raise_priority() {
     let p = libc::sched_param { sched_priority: 10 };
