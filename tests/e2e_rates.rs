@@ -111,6 +111,16 @@ fn analyse(w: &World, f: f64, want_amp: f64, secs: f64, what: &str) {
     }
 }
 
+/// Generates a test file with `sox` in the world's directory.
+fn make_with_sox(w: &World, args: &[&str]) {
+    let o = w.run("sox", args);
+    assert!(
+        o.status.success(),
+        "sox {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
 fn play(w: &World, program: &str, args: &[&str]) {
     let o = wait_child(w.spawn(program, args), Duration::from_secs(60), program);
     assert!(
@@ -125,13 +135,12 @@ fn play(w: &World, program: &str, args: &[&str]) {
 fn aplay_plays_44k1_mono_as_is() {
     assert!(have("aplay") && have("sox"), "aplay and sox are required");
     let w = World::new("");
-    let o = w.run(
-        "sox",
+    make_with_sox(
+        &w,
         &[
             "-q", "-n", "-r", "44100", "-c", "1", "-b", "16", "m.wav", "synth", "1", "sine", "1000", "vol", "0.5",
         ],
     );
-    assert!(o.status.success());
     play(&w, "aplay", &["-q", "m.wav"]);
     // Mono reaches both sides at full level.
     analyse(&w, 1000.0, 0.5, 1.0, "aplay 44.1 kHz mono");
@@ -141,13 +150,12 @@ fn aplay_plays_44k1_mono_as_is() {
 fn aplay_plays_96k_24_bit_as_is() {
     assert!(have("aplay") && have("sox"), "aplay and sox are required");
     let w = World::new("");
-    let o = w.run(
-        "sox",
+    make_with_sox(
+        &w,
         &[
             "-q", "-n", "-r", "96000", "-c", "2", "-b", "24", "h.wav", "synth", "1", "sine", "3000", "vol", "0.4",
         ],
     );
-    assert!(o.status.success());
     play(&w, "aplay", &["-q", "h.wav"]);
     analyse(&w, 3000.0, 0.4, 1.0, "aplay 96 kHz 24-bit");
 }
@@ -156,8 +164,8 @@ fn aplay_plays_96k_24_bit_as_is() {
 fn sox_plays_a_float_file_as_is() {
     assert!(have("sox"), "sox is required");
     let w = World::new("");
-    let o = w.run(
-        "sox",
+    make_with_sox(
+        &w,
         &[
             "-q",
             "-n",
@@ -178,7 +186,6 @@ fn sox_plays_a_float_file_as_is() {
             "0.3",
         ],
     );
-    assert!(o.status.success());
     // -D: no dither, so sox hands over exactly what the file holds.
     play(&w, "sox", &["-q", "-D", "f.wav", "-t", "alsa", "default"]);
     analyse(&w, 700.0, 0.3, 1.0, "sox FLOAT 44.1 kHz");
@@ -211,13 +218,12 @@ fn speaker_test_plays_5_1_through_the_stereo_device() {
 fn bindings_route_channels_as_configured() {
     assert!(have("aplay") && have("sox"), "aplay and sox are required");
     let w = World::new("pcm.bound { type rdmix; ipc_key {key}; bindings { 0 1 }; slave.pcm \"card\" }");
-    let o = w.run(
-        "sox",
+    make_with_sox(
+        &w,
         &[
             "-q", "-n", "-r", "48000", "-c", "1", "-b", "16", "m.wav", "synth", "0.5", "sine", "800", "vol", "0.5",
         ],
     );
-    assert!(o.status.success());
     play(&w, "aplay", &["-q", "-D", "bound", "m.wav"]);
     let rec = read_rec_s16(&w.path("rec.wav"));
     let left = rec.iter().filter(|f| f[0] != 0).count();
