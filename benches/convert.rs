@@ -2,8 +2,10 @@
 //! from one stereo S16 client at 44.1, 22.05 and 96 kHz, against a matching 48 kHz client
 //! (the plain integer path). Time per period x 187.5 periods/s = CPU per second of audio.
 
-use asound_module_pcm_rdmix::convert::{Converter, matrix, standard_map};
-use asound_module_pcm_rdmix::mix::{Format, Mixer};
+use asound_module_pcm_rdmix::dsp::chmap::{matrix, standard_map};
+use asound_module_pcm_rdmix::dsp::convert::Converter;
+use asound_module_pcm_rdmix::dsp::format::Format;
+use asound_module_pcm_rdmix::dsp::mix::Mixer;
 use criterion::{Criterion, criterion_group, criterion_main};
 
 const PERIOD: usize = 256;

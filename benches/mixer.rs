@@ -1,7 +1,8 @@
 //! Mixer throughput: one device period (256 stereo frames) of N lanes summed and saturated.
 //! Reported as lane samples per second (N * 512 samples per iteration).
 
-use asound_module_pcm_rdmix::mix::{Format, Mixer};
+use asound_module_pcm_rdmix::dsp::format::Format;
+use asound_module_pcm_rdmix::dsp::mix::Mixer;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
 const FRAMES: usize = 256;

@@ -1,10 +1,20 @@
-//! The plugin's configuration, with dmix's option names, and its hand-over to the pump.
+//! The plugin's configuration, with dmix's option names.
+//!
+//! A client reads it from its `pcm.NAME { type rdmix ... }` node ([`Config::parse`]) and hands
+//! it to its pump whole, in HELLO ([`Config::encode`]); the pump reads it back with
+//! [`Config::decode`]. Both readers go through the same setters, so a value the plugin
+//! would refuse is refused by the pump too, whoever sent it.
 
-use std::fmt;
 use std::path::PathBuf;
 
-use crate::boundary::conf::{Conf, Value};
-use crate::mix::Format;
+use crate::alsa::conf::{Conf, Value};
+use crate::dsp::convert::MAX_CHANNELS;
+use crate::dsp::format::Format;
+use crate::error::{Error, Result};
+use crate::shm::segment::MAX_CHMAP;
+
+/// Longest `slave.pcm` name: it must fit HELLO whole, with the rest of the configuration.
+pub const MAX_PCM_NAME: usize = 1024;
 
 /// What the pump should ask of the slave. `None` means "rdmix's default".
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -20,38 +30,137 @@ pub struct SlaveRequest {
     pub periods: Option<u32>,
 }
 
+/// The numeric slave options and their ranges.
+const SLAVE_NUMBERS: [(&str, i64, i64); 7] = [
+    ("rate", 4000, 768_000),
+    ("channels", 1, MAX_CHMAP as i64),
+    ("period_size", 16, 1 << 16),
+    ("period_time", 100, 2_000_000),
+    ("buffer_size", 32, 1 << 18),
+    ("buffer_time", 200, 10_000_000),
+    ("periods", 2, 64),
+];
+
+impl SlaveRequest {
+    fn number(&mut self, key: &str, v: i64) -> Result<()> {
+        let Some(&(_, min, max)) = SLAVE_NUMBERS.iter().find(|(k, ..)| *k == key) else {
+            return Err(Error::config(&format!("slave.{key}"), "unknown option"));
+        };
+        if v < min || v > max {
+            return Err(Error::config(
+                &format!("slave.{key}"),
+                format!("{v} is out of range [{min}, {max}]"),
+            ));
+        }
+        let v = Some(v as u32);
+        match key {
+            "rate" => self.rate = v,
+            "channels" => self.channels = v,
+            "period_size" => self.period_size = v,
+            "period_time" => self.period_time = v,
+            "buffer_size" => self.buffer_size = v,
+            "buffer_time" => self.buffer_time = v,
+            _ => self.periods = v,
+        }
+        Ok(())
+    }
+
+    fn numbers(&self) -> [(&'static str, Option<u32>); 7] {
+        [
+            ("rate", self.rate),
+            ("channels", self.channels),
+            ("period_size", self.period_size),
+            ("period_time", self.period_time),
+            ("buffer_size", self.buffer_size),
+            ("buffer_time", self.buffer_time),
+            ("periods", self.periods),
+        ]
+    }
+
+    fn set_pcm(&mut self, name: &str) -> Result<()> {
+        if name.is_empty() {
+            return Err(Error::config("slave.pcm", "must not be empty"));
+        }
+        if name.len() > MAX_PCM_NAME || name.contains('\0') {
+            return Err(Error::config(
+                "slave.pcm",
+                format!("a name of {} bytes is longer than rdmix's {MAX_PCM_NAME}", name.len()),
+            ));
+        }
+        self.pcm = name.to_string();
+        Ok(())
+    }
+
+    fn set_format(&mut self, id: i64) -> Result<()> {
+        let f = i32::try_from(id)
+            .ok()
+            .and_then(Format::lookup)
+            .ok_or_else(|| Error::config("slave.format", format!("unsupported sample format {id}")))?;
+        self.format = Some(f.id);
+        Ok(())
+    }
+}
+
+/// `bindings { N M }`: client channel N plays on device channel M (as in dmix). Every client
+/// channel from 0 up is bound; each fits rdmix's limits.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Bindings(Vec<(u32, u32)>);
+
+impl Bindings {
+    pub fn new(pairs: Vec<(u32, u32)>) -> Result<Bindings> {
+        for &(c, d) in &pairs {
+            if c >= MAX_CHANNELS {
+                return Err(Error::config(
+                    &format!("bindings.{c}"),
+                    format!("the client channel must be 0..{}", MAX_CHANNELS - 1),
+                ));
+            }
+            if d as usize >= MAX_CHMAP {
+                return Err(Error::config(
+                    &format!("bindings.{c}"),
+                    format!("{d} is out of range [0, {}]", MAX_CHMAP - 1),
+                ));
+            }
+        }
+        if pairs.is_empty() {
+            return Err(Error::config("bindings", "is empty"));
+        }
+        let channels = pairs.iter().map(|b| b.0 + 1).max().unwrap_or(0);
+        if (0..channels).any(|ch| !pairs.iter().any(|b| b.0 == ch)) {
+            return Err(Error::config(
+                "bindings",
+                format!("must bind every client channel 0..{}", channels - 1),
+            ));
+        }
+        Ok(Bindings(pairs))
+    }
+
+    pub fn pairs(&self) -> &[(u32, u32)] {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Client channels bound (0 when there are no bindings).
+    pub fn channels(&self) -> u32 {
+        self.0.len() as u32
+    }
+}
+
 /// Everything one `pcm.NAME { type rdmix ... }` node says.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     pub slave: SlaveRequest,
-    /// The key naming the segment and its pump, after `ipc_key_add_uid`.
+    /// The key naming the pump and its socket, after `ipc_key_add_uid`.
     pub ipc_key: u32,
     pub ipc_perm: u32,
     pub ipc_gid: Option<u32>,
-    /// The pump executable, if not the one beside the plugin.
+    /// The pump executable, if not the one beside the plugin (the client's own business:
+    /// it is not sent to the pump).
     pub pump: Option<PathBuf>,
-    /// `bindings { N M }`: client channel N plays on device channel M (as in dmix).
-    pub bindings: Vec<(u32, u32)>,
-}
-
-/// A configuration problem: the option and what is wrong with it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    pub key: String,
-    pub msg: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "rdmix: {}: {}", self.key, self.msg)
-    }
-}
-
-fn err<T>(key: &str, msg: impl Into<String>) -> Result<T, ConfigError> {
-    Err(ConfigError {
-        key: key.to_string(),
-        msg: msg.into(),
-    })
+    pub bindings: Bindings,
 }
 
 fn describe(v: &Value) -> String {
@@ -64,20 +173,22 @@ fn describe(v: &Value) -> String {
     }
 }
 
-fn integer(key: &str, n: &Conf, min: i64, max: i64) -> Result<i64, ConfigError> {
+fn integer(key: &str, n: &Conf) -> Result<i64> {
     let v = n.value();
-    let i = match &v {
-        Value::Integer(i) => *i,
-        Value::Str(s) => match parse_int(s) {
-            Some(i) => i,
-            None => return err(key, format!("expected an integer, got {}", describe(&v))),
-        },
-        _ => return err(key, format!("expected an integer, got {}", describe(&v))),
-    };
-    if i < min || i > max {
-        return err(key, format!("{i} is out of range [{min}, {max}]"));
+    match &v {
+        Value::Integer(i) => Ok(*i),
+        Value::Str(s) => {
+            parse_int(s).ok_or_else(|| Error::config(key, format!("expected an integer, got {}", describe(&v))))
+        }
+        _ => Err(Error::config(key, format!("expected an integer, got {}", describe(&v)))),
     }
-    Ok(i)
+}
+
+fn in_range(key: &str, v: i64, min: i64, max: i64) -> Result<i64> {
+    if v < min || v > max {
+        return Err(Error::config(key, format!("{v} is out of range [{min}, {max}]")));
+    }
+    Ok(v)
 }
 
 /// Decimal, `0x` hex or leading-zero octal, as alsa-lib reads numbers.
@@ -97,98 +208,68 @@ fn parse_int(s: &str) -> Option<i64> {
     Some(if neg { -v } else { v })
 }
 
-fn string(key: &str, n: &Conf) -> Result<String, ConfigError> {
+fn string(key: &str, n: &Conf) -> Result<String> {
     match n.value() {
         Value::Str(s) if !s.is_empty() => Ok(s),
-        Value::Str(_) => err(key, "must not be empty"),
-        v => err(key, format!("expected a string, got {}", describe(&v))),
+        Value::Str(_) => Err(Error::config(key, "must not be empty")),
+        v => Err(Error::config(key, format!("expected a string, got {}", describe(&v)))),
     }
 }
 
-fn format_value(key: &str, n: &Conf) -> Result<i32, ConfigError> {
-    let f = match n.value() {
-        Value::Str(s) => Format::by_name(&s).ok_or_else(|| ConfigError {
-            key: key.into(),
-            msg: format!("unknown or unsupported sample format \"{s}\""),
-        })?,
-        Value::Integer(i) => i32::try_from(i)
-            .ok()
-            .and_then(Format::lookup)
-            .ok_or_else(|| ConfigError {
-                key: key.into(),
-                msg: format!("unsupported sample format {i}"),
-            })?,
-        v => return err(key, format!("expected a format name, got {}", describe(&v))),
-    };
-    Ok(f.id)
+fn format_value(key: &str, n: &Conf) -> Result<i64> {
+    match n.value() {
+        Value::Str(s) => Format::by_name(&s)
+            .map(|f| f.id as i64)
+            .ok_or_else(|| Error::config(key, format!("unknown or unsupported sample format \"{s}\""))),
+        Value::Integer(i) => Ok(i),
+        v => Err(Error::config(
+            key,
+            format!("expected a format name, got {}", describe(&v)),
+        )),
+    }
 }
 
-fn parse_slave(node: &Conf, req: &mut SlaveRequest) -> Result<(), ConfigError> {
+fn parse_slave(node: &Conf, req: &mut SlaveRequest) -> Result<()> {
     for c in node.children() {
         let id = c.id();
         let key = format!("slave.{id}");
-        let u = |min, max| integer(&key, &c, min, max).map(|v| Some(v as u32));
         match id.as_str() {
-            "pcm" => {
-                req.pcm = match c.value() {
-                    Value::Compound => {
-                        return err(
-                            &key,
-                            "must be a PCM name; define the device as pcm.NAME { ... } and give its name here",
-                        );
-                    }
-                    _ => string(&key, &c)?,
+            "pcm" => match c.value() {
+                Value::Compound => {
+                    return Err(Error::config(
+                        &key,
+                        "must be a PCM name; define the device as pcm.NAME { ... } and give its name here",
+                    ));
                 }
-            }
-            "format" => req.format = Some(format_value(&key, &c)?),
-            "rate" => req.rate = u(4000, 768_000)?,
-            "channels" => req.channels = u(1, crate::segment::MAX_CHMAP as i64)?,
-            "period_size" => req.period_size = u(16, 1 << 16)?,
-            "period_time" => req.period_time = u(100, 2_000_000)?,
-            "buffer_size" => req.buffer_size = u(32, 1 << 18)?,
-            "buffer_time" => req.buffer_time = u(200, 10_000_000)?,
-            "periods" => req.periods = u(2, 64)?,
-            _ => return err(&key, "unknown option"),
+                _ => req.set_pcm(&string(&key, &c)?)?,
+            },
+            "format" => req.set_format(format_value(&key, &c)?)?,
+            _ if SLAVE_NUMBERS.iter().any(|(k, ..)| *k == id) => req.number(&id, integer(&key, &c)?)?,
+            _ => return Err(Error::config(&key, "unknown option")),
         }
     }
     Ok(())
 }
 
 /// `bindings { 0 1; 1 0 }`: each entry maps a client channel (its id) to a device channel.
-fn parse_bindings(node: &Conf) -> Result<Vec<(u32, u32)>, ConfigError> {
+fn parse_bindings(node: &Conf) -> Result<Bindings> {
     if node.value() != Value::Compound {
-        return err(
+        return Err(Error::config(
             "bindings",
             format!("expected a compound, got {}", describe(&node.value())),
-        );
+        ));
     }
-    let mut out: Vec<(u32, u32)> = Vec::new();
+    let mut out = Vec::new();
     for c in node.children() {
         let id = c.id();
         let key = format!("bindings.{id}");
-        let client = match id.parse::<u32>() {
-            Ok(n) if n < crate::convert::MAX_CHANNELS => n,
-            _ => {
-                return err(
-                    &key,
-                    format!("the client channel must be 0..{}", crate::convert::MAX_CHANNELS - 1),
-                );
-            }
-        };
-        let device = integer(&key, &c, 0, crate::segment::MAX_CHMAP as i64 - 1)? as u32;
+        let client = id
+            .parse::<u32>()
+            .map_err(|_| Error::config(&key, format!("the client channel must be 0..{}", MAX_CHANNELS - 1)))?;
+        let device = in_range(&key, integer(&key, &c)?, 0, MAX_CHMAP as i64 - 1)? as u32;
         out.push((client, device));
     }
-    if out.is_empty() {
-        return err("bindings", "is empty");
-    }
-    let channels = out.iter().map(|b| b.0 + 1).max().unwrap_or(0);
-    if (0..channels).any(|ch| !out.iter().any(|b| b.0 == ch)) {
-        return err(
-            "bindings",
-            format!("must bind every client channel 0..{}", channels - 1),
-        );
-    }
-    Ok(out)
+    Bindings::new(out)
 }
 
 /// FNV-1a, so each slave gets its own default key.
@@ -200,28 +281,39 @@ fn default_key(pcm: &str) -> u32 {
     (h & 0x3fff_ffff) | 0x4000_0000
 }
 
-fn group_id(key: &str, n: &Conf) -> Result<u32, ConfigError> {
+fn group_id(key: &str, n: &Conf) -> Result<u32> {
     if let Value::Str(name) = n.value()
         && parse_int(&name).is_none()
     {
-        return crate::sys::group_by_name(&name).ok_or_else(|| ConfigError {
-            key: key.into(),
-            msg: format!("no such group \"{name}\""),
-        });
+        return crate::sys::user::group_by_name(&name)
+            .ok_or_else(|| Error::config(key, format!("no such group \"{name}\"")));
     }
-    integer(key, n, 0, u32::MAX as i64 - 1).map(|g| g as u32)
+    Ok(in_range(key, integer(key, n)?, 0, u32::MAX as i64 - 1)? as u32)
+}
+
+fn check_perm(perm: u32) -> Result<u32> {
+    if perm > 0o777 {
+        return Err(Error::config("ipc_perm", format!("{perm} is out of range [0, 511]")));
+    }
+    if perm & 0o600 != 0o600 {
+        return Err(Error::config(
+            "ipc_perm",
+            format!("{perm:#o} must give the owner read and write (0600)"),
+        ));
+    }
+    Ok(perm)
 }
 
 impl Config {
     /// Reads a plugin node. `root` resolves `slave "NAME"` references to `pcm_slave.NAME`.
-    pub fn parse(node: &Conf, root: Option<&Conf>, uid: u32) -> Result<Config, ConfigError> {
+    pub fn parse(node: &Conf, root: Option<&Conf>, uid: u32) -> Result<Config> {
         let mut slave = SlaveRequest::default();
         let mut key: Option<u32> = None;
         let mut add_uid = false;
         let mut perm = 0o600;
         let mut gid = None;
         let mut pump = None;
-        let mut bindings = Vec::new();
+        let mut bindings = Bindings::default();
         for c in node.children() {
             let id = c.id();
             match id.as_str() {
@@ -231,47 +323,40 @@ impl Config {
                     Value::Str(name) => {
                         let def = root
                             .and_then(|r| r.definition("pcm_slave", &name))
-                            .ok_or_else(|| ConfigError {
-                                key: "slave".into(),
-                                msg: format!("no pcm_slave.{name} definition"),
-                            })?;
+                            .ok_or_else(|| Error::config("slave", format!("no pcm_slave.{name} definition")))?;
                         parse_slave(&def.get(), &mut slave)?;
                     }
                     v => {
-                        return err(
+                        return Err(Error::config(
                             "slave",
                             format!("expected a compound or a pcm_slave name, got {}", describe(&v)),
-                        );
+                        ));
                     }
                 },
-                "ipc_key" => key = Some(integer("ipc_key", &c, 1, i32::MAX as i64)? as u32),
+                "ipc_key" => key = Some(in_range("ipc_key", integer("ipc_key", &c)?, 1, i32::MAX as i64)? as u32),
                 "ipc_key_add_uid" => {
-                    add_uid = c.boolean().ok_or_else(|| ConfigError {
-                        key: id.clone(),
-                        msg: format!("expected a boolean, got {}", describe(&c.value())),
+                    add_uid = c.boolean().ok_or_else(|| {
+                        Error::config(&id, format!("expected a boolean, got {}", describe(&c.value())))
                     })?
                 }
-                "ipc_perm" => perm = integer("ipc_perm", &c, 0, 0o777)? as u32,
+                "ipc_perm" => perm = in_range("ipc_perm", integer("ipc_perm", &c)?, 0, 0o777)? as u32,
                 "ipc_gid" => gid = Some(group_id("ipc_gid", &c)?),
                 "bindings" => bindings = parse_bindings(&c)?,
                 "pump" => {
                     let p = PathBuf::from(string("pump", &c)?);
                     if !p.is_absolute() {
-                        return err("pump", format!("\"{}\" is not an absolute path", p.display()));
+                        return Err(Error::config(
+                            "pump",
+                            format!("\"{}\" is not an absolute path", p.display()),
+                        ));
                     }
                     pump = Some(p);
                 }
-                _ => return err(&id, "unknown option"),
+                _ => return Err(Error::config(&id, "unknown option")),
             }
         }
         if slave.pcm.is_empty() {
-            return err("slave.pcm", "missing: name the PCM rdmix should share");
-        }
-        if perm & 0o600 != 0o600 {
-            return err(
-                "ipc_perm",
-                format!("{perm:#o} must give the owner read and write (0600)"),
-            );
+            return Err(Error::config("slave.pcm", "missing: name the PCM rdmix should share"));
         }
         let mut ipc_key = key.unwrap_or_else(|| default_key(&slave.pcm));
         if add_uid {
@@ -280,76 +365,79 @@ impl Config {
         Ok(Config {
             slave,
             ipc_key,
-            ipc_perm: perm,
+            ipc_perm: check_perm(perm)?,
             ipc_gid: gid,
             pump,
             bindings,
         })
     }
 
-    /// The command line that hands this configuration to a pump.
-    pub fn pump_args(&self) -> Vec<String> {
-        let mut a = vec![
-            "--key".into(),
-            self.ipc_key.to_string(),
-            "--perm".into(),
-            format!("{:o}", self.ipc_perm),
-        ];
-        if let Some(g) = self.ipc_gid {
-            a.extend(["--gid".into(), g.to_string()]);
-        }
-        a.extend(["--slave".into(), self.slave.pcm.clone()]);
+    /// The configuration as HELLO carries it: `key=value` fields separated by NUL, which no
+    /// value can contain. Everything but the client-side `pump` path.
+    pub fn encode(&self) -> Vec<u8> {
         let s = &self.slave;
-        for (k, v) in [
-            ("--format", s.format.map(|v| v as i64)),
-            ("--rate", s.rate.map(Into::into)),
-            ("--channels", s.channels.map(Into::into)),
-            ("--period-size", s.period_size.map(Into::into)),
-            ("--period-time", s.period_time.map(Into::into)),
-            ("--buffer-size", s.buffer_size.map(Into::into)),
-            ("--buffer-time", s.buffer_time.map(Into::into)),
-            ("--periods", s.periods.map(Into::into)),
-        ] {
+        let mut fields = vec![
+            format!("pcm={}", s.pcm),
+            format!("ipc_key={}", self.ipc_key),
+            format!("ipc_perm={}", self.ipc_perm),
+        ];
+        if let Some(f) = s.format {
+            fields.push(format!("format={f}"));
+        }
+        for (k, v) in s.numbers() {
             if let Some(v) = v {
-                a.extend([k.to_string(), v.to_string()]);
+                fields.push(format!("{k}={v}"));
             }
         }
-        a
+        if let Some(g) = self.ipc_gid {
+            fields.push(format!("ipc_gid={g}"));
+        }
+        if !self.bindings.is_empty() {
+            let b: Vec<String> = self.bindings.pairs().iter().map(|(c, d)| format!("{c}:{d}")).collect();
+            fields.push(format!("bindings={}", b.join(",")));
+        }
+        fields.join("\0").into_bytes()
     }
 
-    /// The inverse of `pump_args`.
-    pub fn from_pump_args(args: &[String]) -> Result<Config, String> {
+    /// The inverse of `encode`, for bytes that came from a peer: everything is checked as
+    /// `parse` checks it.
+    pub fn decode(b: &[u8]) -> Result<Config> {
+        let text = std::str::from_utf8(b).map_err(|_| Error::config("HELLO", "the configuration is not UTF-8"))?;
         let mut c = Config {
             slave: SlaveRequest::default(),
             ipc_key: 0,
             ipc_perm: 0o600,
             ipc_gid: None,
             pump: None,
-            bindings: Vec::new(),
+            bindings: Bindings::default(),
         };
-        let mut it = args.iter();
-        while let Some(k) = it.next() {
-            let v = it.next().ok_or_else(|| format!("{k} needs a value"))?;
-            let num = || v.parse::<i64>().map_err(|_| format!("{k}: \"{v}\" is not a number"));
-            let u = || num().and_then(|n| u32::try_from(n).map_err(|_| format!("{k}: {n} out of range")));
-            match k.as_str() {
-                "--key" => c.ipc_key = u()?,
-                "--perm" => c.ipc_perm = u32::from_str_radix(v, 8).map_err(|_| format!("--perm: bad mode {v}"))?,
-                "--gid" => c.ipc_gid = Some(u()?),
-                "--slave" => c.slave.pcm = v.clone(),
-                "--format" => c.slave.format = Some(num()? as i32),
-                "--rate" => c.slave.rate = Some(u()?),
-                "--channels" => c.slave.channels = Some(u()?),
-                "--period-size" => c.slave.period_size = Some(u()?),
-                "--period-time" => c.slave.period_time = Some(u()?),
-                "--buffer-size" => c.slave.buffer_size = Some(u()?),
-                "--buffer-time" => c.slave.buffer_time = Some(u()?),
-                "--periods" => c.slave.periods = Some(u()?),
-                _ => return Err(format!("unknown argument {k}")),
+        for field in text.split('\0') {
+            let (k, v) = field
+                .split_once('=')
+                .ok_or_else(|| Error::config("HELLO", format!("malformed field \"{field}\"")))?;
+            let num = || parse_int(v).ok_or_else(|| Error::config(k, format!("\"{v}\" is not a number")));
+            match k {
+                "pcm" => c.slave.set_pcm(v)?,
+                "ipc_key" => c.ipc_key = in_range(k, num()?, 1, i32::MAX as i64)? as u32,
+                "ipc_perm" => c.ipc_perm = check_perm(in_range(k, num()?, 0, 0o777)? as u32)?,
+                "ipc_gid" => c.ipc_gid = Some(in_range(k, num()?, 0, u32::MAX as i64 - 1)? as u32),
+                "format" => c.slave.set_format(num()?)?,
+                "bindings" => {
+                    let pairs = v
+                        .split(',')
+                        .map(|p| {
+                            let (cl, d) = p.split_once(':')?;
+                            Some((cl.parse().ok()?, d.parse().ok()?))
+                        })
+                        .collect::<Option<Vec<(u32, u32)>>>()
+                        .ok_or_else(|| Error::config("bindings", format!("malformed \"{v}\"")))?;
+                    c.bindings = Bindings::new(pairs)?;
+                }
+                _ => c.slave.number(k, num()?)?,
             }
         }
         if c.slave.pcm.is_empty() || c.ipc_key == 0 {
-            return Err("--slave and --key are required".into());
+            return Err(Error::config("HELLO", "the configuration lacks slave.pcm or ipc_key"));
         }
         Ok(c)
     }
@@ -369,11 +457,10 @@ mod tests {
         assert_eq!(parse_int(""), None);
     }
 
-    #[test]
-    fn pump_args_roundtrip() {
-        let c = Config {
+    fn sample() -> Config {
+        Config {
             slave: SlaveRequest {
-                pcm: "hw:1,0".into(),
+                pcm: "hw:1,0 \"quoted\"=x".into(),
                 format: Some(2),
                 rate: Some(44100),
                 channels: None,
@@ -387,9 +474,59 @@ mod tests {
             ipc_perm: 0o660,
             ipc_gid: Some(29),
             pump: None,
-            bindings: Vec::new(),
-        };
-        assert_eq!(Config::from_pump_args(&c.pump_args()).unwrap(), c);
+            bindings: Bindings::new(vec![(0, 1), (1, 0)]).unwrap(),
+        }
+    }
+
+    #[test]
+    fn hello_config_roundtrips() {
+        let c = sample();
+        assert_eq!(Config::decode(&c.encode()).unwrap(), c);
+    }
+
+    #[test]
+    fn hostile_hello_configs_are_refused_as_parse_refuses_them() {
+        let good = String::from_utf8(sample().encode()).unwrap();
+        for (from, to, want) in [
+            ("rate=44100", "rate=1", "rdmix: slave.rate: 1 is out of range"),
+            ("periods=4", "periods=x", "rdmix: periods: \"x\" is not a number"),
+            (
+                "ipc_perm=432",
+                "ipc_perm=256",
+                "rdmix: ipc_perm: 0o400 must give the owner",
+            ),
+            (
+                "bindings=0:1,1:0",
+                "bindings=0:1,2:0",
+                "rdmix: bindings: must bind every client channel",
+            ),
+            (
+                "bindings=0:1,1:0",
+                "bindings=0:99",
+                "rdmix: bindings.0: 99 is out of range",
+            ),
+            (
+                "format=2",
+                "format=9999",
+                "rdmix: slave.format: unsupported sample format 9999",
+            ),
+            ("periods=4", "surprise=4", "rdmix: slave.surprise: unknown option"),
+            ("periods=4", "periods", "rdmix: HELLO: malformed field"),
+        ] {
+            let bad = good.replace(from, to);
+            assert_ne!(bad, good, "{from}");
+            let e = Config::decode(bad.as_bytes()).unwrap_err();
+            assert!(e.line().starts_with(want), "{to}: {e}");
+            assert!(e.is(libc::EINVAL));
+        }
+        assert!(Config::decode(&[0xff, 0xfe]).is_err());
+        let long = format!("pcm={}\0ipc_key=1", "x".repeat(MAX_PCM_NAME + 1));
+        assert!(
+            Config::decode(long.as_bytes())
+                .unwrap_err()
+                .line()
+                .contains("longer than")
+        );
     }
 
     #[test]

@@ -1,17 +1,22 @@
 //! rdmix: an ALSA ioplug PCM that lets many programs share one copy-only (read/write) device.
 //!
-//! Clients write into lanes of a shared segment; one pump process per segment mixes the lanes
-//! and feeds the slave PCM with `snd_pcm_writei`.
+//! Clients write into lanes of a shared segment; one pump process per `ipc_key` mixes the
+//! lanes and feeds the slave PCM with `snd_pcm_writei`.
+//!
+//! The house, from the top floor down:
+//! - `plugin` (runs inside each application) and `pump` (runs in `rdmix-pump`), which never
+//!   import each other;
+//! - `config`, the options both read;
+//! - `shm`, the contract between them: segment layout, lane ring, clock, wire protocol;
+//! - `dsp`, sample formats, mixing and conversion;
+//! - `alsa` and `sys`, thin wrappers over alsa-lib and Linux;
+//! - `error`, the one error type.
 
-pub mod boundary;
-pub mod client;
+pub mod alsa;
 pub mod config;
-pub mod control;
-pub mod convert;
-pub mod lane;
-pub mod mix;
+pub mod dsp;
+pub mod error;
+pub mod plugin;
 pub mod pump;
-pub mod segment;
-pub mod server;
-pub mod slave;
+pub mod shm;
 pub mod sys;

@@ -9,22 +9,15 @@ mod common;
 use std::time::{Duration, Instant};
 
 use alsa_sys as a;
-use common::alsa::{Params, Pcm, pumps_with_slave, rec_path};
+use common::alsa::{Params, Pcm, pumps_of_set, rec_path};
 use common::*;
 
-fn s16(frames: &[[i16; 2]]) -> Vec<u8> {
-    frames
-        .iter()
-        .flat_map(|f| [f[0].to_le_bytes(), f[1].to_le_bytes()].concat())
-        .collect()
-}
-
 /// The recording of set `n` from its first non-silent frame, once its pump has exited.
-fn recorded(n: u32, key_hint: &str) -> Vec<[i16; 2]> {
+fn recorded(n: u32) -> Vec<[i16; 2]> {
     let path = rec_path(n);
-    let pump_gone = || pumps_with_slave(key_hint).is_empty();
+    let pump_gone = || pumps_of_set(n).is_empty();
     wait_until(Duration::from_secs(10), pump_gone, || {
-        format!("pump for {key_hint} still running")
+        format!("pump of set {n} still running")
     });
     let rec = read_rec_s16(&path);
     let start = rec.iter().position(|f| *f != [0, 0]).unwrap_or(rec.len());
@@ -84,13 +77,7 @@ fn constraints_tell_the_truth() {
 }
 
 fn play_and_drain(p: &Pcm, data: &[u8], frames: u64) {
-    let mut off = 0u64;
-    let fb = data.len() as u64 / frames;
-    while off < frames {
-        let n = p.writei(&data[(off * fb) as usize..], frames - off);
-        assert!(n > 0, "writei: {n}");
-        off += n as u64;
-    }
+    p.write_all(data, data.len() / frames as usize);
     assert_eq!(p.drain(), 0);
     assert_eq!(p.state(), a::SND_PCM_STATE_SETUP);
 }
@@ -114,7 +101,7 @@ fn s32_and_float_clients_convert_into_an_s16_device() {
         .collect();
     play_and_drain(&p, &data, n);
     drop(p);
-    let rec = recorded(1, "card1");
+    let rec = recorded(1);
     assert!(rec.len() >= n as usize);
     for (k, f) in rec[..n as usize].iter().enumerate() {
         assert_eq!(*f, [(k + 1) as i16, -((k + 1) as i16)], "frame {k}");
@@ -134,7 +121,7 @@ fn s32_and_float_clients_convert_into_an_s16_device() {
         .collect();
     play_and_drain(&p, &data, n);
     drop(p);
-    let rec = recorded(2, "card2");
+    let rec = recorded(2);
     for (k, f) in rec[..n as usize].iter().enumerate() {
         let want = (vals[k][0] as f64 * 32768.0).round_ties_even() as i16;
         assert_eq!(*f, [want, -32768], "frame {k}");
@@ -162,7 +149,7 @@ fn noninterleaved_access_is_interleaved_into_the_lane() {
     }
     assert_eq!(p.drain(), 0);
     drop(p);
-    let rec = recorded(3, "card3");
+    let rec = recorded(3);
     for k in 0..n as usize {
         assert_eq!(rec[k], [left[k], right[k]], "frame {k}");
     }
@@ -175,7 +162,7 @@ fn drain_returns_after_the_last_frame_reached_the_device() {
     let n = 24_000u64; // 0.5 s
     let frames: Vec<[i16; 2]> = (0..n).map(|k| [(k % 1000 + 1) as i16, 7]).collect();
     let t0 = Instant::now();
-    play_and_drain(&p, &s16(&frames), n);
+    play_and_drain(&p, &s16_bytes(&frames), n);
     let took = t0.elapsed();
     // Every frame is in the device's recording the moment drain returns...
     let rec = read_rec_s16(&rec_path(4));
@@ -200,7 +187,7 @@ fn nonblocking_writes_and_poll_wake_on_avail_min() {
         })
         .unwrap();
     p.set_sw(buffer, Some(buffer), period).unwrap();
-    let data = s16(&vec![[100, -100]; buffer as usize]);
+    let data = s16_bytes(&vec![[100, -100]; buffer as usize]);
     // Fill to the brim: the next write says EAGAIN.
     let mut written = 0;
     loop {
@@ -219,8 +206,7 @@ fn nonblocking_writes_and_poll_wake_on_avail_min() {
     while wakes < 20 {
         let mut fds = p.poll_fds();
         assert!(!fds.is_empty());
-        // SAFETY: fds is a live pollfd array.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as _, 2000) };
+        let n = rdmix_poll(&mut fds, 2000);
         assert!(n > 0, "poll timed out");
         let rev = p.poll_revents(&mut fds);
         if rev & libc::POLLOUT as u16 != 0 {
@@ -323,7 +309,7 @@ fn params_at_their_limits_work_or_are_refused_at_refine() {
         };
         let n = 9600u64;
         let frames: Vec<[i16; 2]> = (0..n).map(|k| [(k % 30000 + 1) as i16, 5]).collect();
-        let xruns = play_counting_xruns(&p, &s16(&frames), 4);
+        let xruns = play_counting_xruns(&p, &s16_bytes(&frames), 4);
         eprintln!("MEASURE limits: period {gp} buffer {gb}: {xruns} xruns over {n} frames");
         assert_eq!(xruns, 0, "period {gp} / buffer {gb} underran");
     }

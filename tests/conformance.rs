@@ -13,32 +13,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use alsa_sys as a;
-use common::alsa::{Params, Pcm, mono_ns, pumps_with_slave, rec_path, thread_cpu_ns, world};
+use common::alsa::{Params, Pcm, mono_ns, pumps_of_set, rec_path, thread_cpu_ns, world};
 use common::*;
 
 const RATE: i64 = 48000;
 
-/// Frame k of a test stream: never silent, and k (mod 30000) can be read back.
-fn sig(k: u64) -> [i16; 2] {
-    let v = (k % 30000 + 1) as i16;
-    [v, -v]
-}
-
+/// Frames [from, from+n) of the counting stream, as bytes.
 fn bytes(from: u64, n: u64) -> Vec<u8> {
-    (from..from + n)
-        .flat_map(|k| sig(k).iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<_>>())
-        .collect()
+    s16_bytes(&(from..from + n).map(sig).collect::<Vec<_>>())
 }
 
 /// Writes frames [from, from+n) of the test stream, blocking.
 fn write_frames(p: &Pcm, from: u64, n: u64) {
-    let data = bytes(from, n);
-    let mut off = 0;
-    while off < n {
-        let r = p.writei(&data[off as usize * 4..], n - off);
-        assert!(r > 0, "writei: {r}");
-        off += r as u64;
-    }
+    p.write_all(&bytes(from, n), 4);
 }
 
 /// The device's period, as the test device logged it for set `n`.
@@ -206,8 +193,7 @@ fn item03_poll_and_nonblocking() {
         let mut fds = p.poll_fds();
         assert_eq!(fds.len(), 3);
         let c0 = thread_cpu_ns();
-        // SAFETY: fds is a live pollfd array.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as _, 5000) };
+        let n = rdmix_poll(&mut fds, 5000);
         assert!(n > 0, "poll timed out");
         let rev = p.poll_revents(&mut fds);
         if rev & libc::POLLOUT as u16 == 0 {
@@ -251,11 +237,7 @@ fn item03_poll_and_nonblocking() {
         assert_eq!(r, -libc::EAGAIN, "non-blocking drain");
         assert_eq!(p.state(), a::SND_PCM_STATE_DRAINING);
         let mut fds = p.poll_fds();
-        // SAFETY: fds is a live pollfd array.
-        assert!(
-            unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as _, 5000) } > 0,
-            "poll while draining timed out"
-        );
+        assert!(rdmix_poll(&mut fds, 5000) > 0, "poll while draining timed out");
         p.poll_revents(&mut fds);
         wakes += 1;
         assert!(t0.elapsed() < Duration::from_secs(10), "drain never completed");
@@ -351,9 +333,8 @@ fn item04_drain_with_dead_pump_fails() {
         },
     );
     write_frames(&p, 0, 4800);
-    for pid in pumps_with_slave("card10") {
-        // SAFETY: signalling a process by pid.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
+    for pid in pumps_of_set(10) {
+        kill(pid, libc::SIGKILL);
     }
     let t0 = Instant::now();
     let r = p.drain();

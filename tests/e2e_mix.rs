@@ -197,16 +197,14 @@ fn a_slave_underrun_is_recovered_and_the_stream_stays_exact() {
     );
     // Freeze the pump long enough for the device to run dry, then let it go on.
     let pump = w.pumps()[0];
-    // SAFETY: signalling a process by pid.
-    unsafe { libc::kill(pump, libc::SIGSTOP) };
+    kill(pump, libc::SIGSTOP);
     let frozen_at = std::time::Instant::now();
     wait_until(
         Duration::from_secs(5),
         || frozen_at.elapsed() > Duration::from_millis(300),
         String::new,
     );
-    // SAFETY: as above.
-    unsafe { libc::kill(pump, libc::SIGCONT) };
+    kill(pump, libc::SIGCONT);
     let o = wait_child(player, Duration::from_secs(30), "player");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     w.wait_pump_gone(Duration::from_secs(10));

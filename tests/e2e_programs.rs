@@ -7,10 +7,6 @@ use std::time::Duration;
 
 use common::*;
 
-fn heard(rec: &[[i16; 2]]) -> Vec<[i16; 2]> {
-    rec.iter().copied().filter(|f| *f != [0, 0]).collect()
-}
-
 fn play_exact(args: &[&str]) {
     assert!(have("aplay"), "aplay is required");
     let w = World::new("");
@@ -18,13 +14,7 @@ fn play_exact(args: &[&str]) {
     write_wav_s16(&w.path("s.wav"), 48000, &data);
     let mut all = args.to_vec();
     all.push("s.wav");
-    let o = wait_child(w.spawn("aplay", &all), Duration::from_secs(60), "aplay");
-    assert!(
-        o.status.success(),
-        "aplay {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    w.wait_pump_gone(Duration::from_secs(10));
+    w.play("aplay", &all);
     assert_eq!(
         heard(&read_rec_s16(&w.path("rec.wav"))),
         data,

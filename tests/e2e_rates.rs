@@ -4,16 +4,12 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::alsa::{Params, Pcm, rec_path};
 use common::*;
 
 /// Amplitude and residual RMS of a sine at `f` fitted to `x` (48 kHz).
 fn fit(x: &[f64], f: f64) -> (f64, f64) {
-    let mut rest = x.to_vec();
-    let amp = remove_sine(&mut rest, f, 48000.0);
-    (amp, rms(&rest))
+    sine_and_residual(x, f, 48000.0)
 }
 
 fn tone_s16(rate: u32, f: f64, amp: f64, secs: f64) -> Vec<u8> {
@@ -45,13 +41,7 @@ fn clients_at_44k1_48k_and_22k05_mix_at_their_levels() {
                 .unwrap();
                 let data = tone_s16(rate, f, 0.3, 2.0);
                 barrier.wait();
-                let frames = data.len() as u64 / 4;
-                let mut off = 0;
-                while off < frames {
-                    let r = p.writei(&data[off as usize * 4..], frames - off);
-                    assert!(r > 0, "{rate} Hz: writei {r}");
-                    off += r as u64;
-                }
+                p.write_all(&data, 4);
                 assert_eq!(p.drain(), 0);
             })
         })
@@ -121,16 +111,6 @@ fn make_with_sox(w: &World, args: &[&str]) {
     );
 }
 
-fn play(w: &World, program: &str, args: &[&str]) {
-    let o = wait_child(w.spawn(program, args), Duration::from_secs(60), program);
-    assert!(
-        o.status.success(),
-        "{program} {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    w.wait_pump_gone(Duration::from_secs(10));
-}
-
 #[test]
 fn aplay_plays_44k1_mono_as_is() {
     assert!(have("aplay") && have("sox"), "aplay and sox are required");
@@ -141,7 +121,7 @@ fn aplay_plays_44k1_mono_as_is() {
             "-q", "-n", "-r", "44100", "-c", "1", "-b", "16", "m.wav", "synth", "1", "sine", "1000", "vol", "0.5",
         ],
     );
-    play(&w, "aplay", &["-q", "m.wav"]);
+    w.play("aplay", &["-q", "m.wav"]);
     // Mono reaches both sides at full level.
     analyse(&w, 1000.0, 0.5, 1.0, "aplay 44.1 kHz mono");
 }
@@ -156,7 +136,7 @@ fn aplay_plays_96k_24_bit_as_is() {
             "-q", "-n", "-r", "96000", "-c", "2", "-b", "24", "h.wav", "synth", "1", "sine", "3000", "vol", "0.4",
         ],
     );
-    play(&w, "aplay", &["-q", "h.wav"]);
+    w.play("aplay", &["-q", "h.wav"]);
     analyse(&w, 3000.0, 0.4, 1.0, "aplay 96 kHz 24-bit");
 }
 
@@ -187,7 +167,7 @@ fn sox_plays_a_float_file_as_is() {
         ],
     );
     // -D: no dither, so sox hands over exactly what the file holds.
-    play(&w, "sox", &["-q", "-D", "f.wav", "-t", "alsa", "default"]);
+    w.play("sox", &["-q", "-D", "f.wav", "-t", "alsa", "default"]);
     analyse(&w, 700.0, 0.3, 1.0, "sox FLOAT 44.1 kHz");
 }
 
@@ -195,8 +175,7 @@ fn sox_plays_a_float_file_as_is() {
 fn speaker_test_plays_5_1_through_the_stereo_device() {
     assert!(have("speaker-test"), "speaker-test is required");
     let w = World::new("");
-    play(
-        &w,
+    w.play(
         "speaker-test",
         &["-t", "sine", "-f", "440", "-c", "6", "-l", "1", "-r", "48000"],
     );
@@ -224,7 +203,7 @@ fn bindings_route_channels_as_configured() {
             "-q", "-n", "-r", "48000", "-c", "1", "-b", "16", "m.wav", "synth", "0.5", "sine", "800", "vol", "0.5",
         ],
     );
-    play(&w, "aplay", &["-q", "-D", "bound", "m.wav"]);
+    w.play("aplay", &["-q", "-D", "bound", "m.wav"]);
     let rec = read_rec_s16(&w.path("rec.wav"));
     let left = rec.iter().filter(|f| f[0] != 0).count();
     let right = rec.iter().filter(|f| f[1].unsigned_abs() > 64).count();
@@ -249,13 +228,7 @@ fn a_resampled_stream_drains_its_tail_and_its_delay_is_the_time_left() {
     .unwrap();
     // Ask for 44.1 kHz, get 44.1 kHz (no "nearest" 48 kHz).
     let data = tone_s16(44100, 1000.0, 0.3, 1.0);
-    let frames = data.len() as u64 / 4;
-    let mut off = 0;
-    while off < frames {
-        let r = p.writei(&data[off as usize * 4..], frames - off);
-        assert!(r > 0, "writei {r}");
-        off += r as u64;
-    }
+    p.write_all(&data, 4);
     let d = p.delay().unwrap();
     let t0 = std::time::Instant::now();
     assert_eq!(p.drain(), 0);

@@ -9,17 +9,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::alsa::{Params, Pcm, mono_ns, pumps_with_slave, rec_path, set_key, world};
+use common::alsa::{Params, Pcm, mono_ns, pumps_of_set, rec_path, set_key, world};
 use common::*;
-
-fn heard(rec: &[[i16; 2]]) -> Vec<[i16; 2]> {
-    rec.iter().copied().filter(|f| *f != [0, 0]).collect()
-}
-
-fn kill(pid: i32, sig: i32) {
-    // SAFETY: sending a signal to a pid.
-    unsafe { libc::kill(pid, sig) };
-}
 
 /// Fault 1: 200 clients SIGKILLed at random points while one plays on, exactly.
 #[test]
@@ -184,7 +175,7 @@ fn fault3_pump_killed() {
         || killed_at.load(Ordering::Acquire) == -1,
         || "writer never got going".into(),
     );
-    let pumps = pumps_with_slave(&format!("card{n}"));
+    let pumps = pumps_of_set(n);
     assert_eq!(pumps.len(), 1);
     let t_kill = mono_ns();
     kill(pumps[0], libc::SIGKILL);
@@ -303,7 +294,7 @@ fn fault5_wedged_slave() {
 /// Fault 6: impostors and leftovers where the pump should be.
 #[test]
 fn fault6_leftovers_and_impostors() {
-    use asound_module_pcm_rdmix::control::{self, Msg, WELCOME};
+    use asound_module_pcm_rdmix::shm::wire::{self, Msg, WELCOME};
     use asound_module_pcm_rdmix::sys;
     assert!(have("aplay"), "aplay is required");
     // (behaviour of the fake pump, expected message)
@@ -317,34 +308,31 @@ fn fault6_leftovers_and_impostors() {
     for (how, want) in cases {
         let w = World::new("");
         write_wav_s16(&w.path("s.wav"), 48000, &counting_stream(4800));
-        let listener = sys::listen(&control::socket_name(w.key)).unwrap();
+        let listener = sys::socket::listen(&wire::socket_name(w.key)).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let imp = {
             let stop = stop.clone();
             std::thread::spawn(move || {
                 let mut held = Vec::new();
                 while !stop.load(Ordering::Relaxed) {
-                    let Ok(Some(s)) = sys::accept(&listener) else {
+                    let Ok(Some(s)) = sys::socket::accept(&listener) else {
                         std::thread::sleep(Duration::from_millis(2));
                         continue;
                     };
                     match how {
                         "close" => drop(s),
                         "garbage" => {
-                            let _ = sys::send(&s, b"hello, I am not rdmix", None);
+                            let _ = sys::socket::send(&s, b"hello, I am not rdmix", None);
                             held.push(s);
                         }
                         "bad-magic" | "empty-segment" => {
-                            // SAFETY: memfd_create with a literal name.
-                            let fd = unsafe { libc::memfd_create(c"impostor".as_ptr(), 0) };
-                            // SAFETY: fresh descriptor.
-                            let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+                            let fd = sys::memfd::unsealed(c"impostor").unwrap();
                             if how == "bad-magic" {
                                 let f = std::fs::File::from(fd.try_clone().unwrap());
                                 f.set_len(1 << 20).unwrap();
                                 std::os::unix::fs::FileExt::write_all_at(&f, &0xdeadbeefu32.to_le_bytes(), 0).unwrap();
                             }
-                            let _ = control::send(&s, Msg::new(WELCOME), Some(std::os::fd::AsFd::as_fd(&fd)));
+                            let _ = wire::send(&s, &Msg::new(WELCOME), Some(std::os::fd::AsFd::as_fd(&fd)));
                             held.push(s);
                         }
                         _ => held.push(s),
@@ -423,7 +411,7 @@ fn fault8_hostile_slot_writes() {
     );
     let lane = log_has_us().unwrap();
     // The same shared memory the pump gave us, opened through the pump's descriptor.
-    let pump = pumps_with_slave(&format!("card{n}"))[0];
+    let pump = pumps_of_set(n)[0];
     let memfd = std::fs::read_dir(format!("/proc/{pump}/fd"))
         .unwrap()
         .flatten()
@@ -435,7 +423,8 @@ fn fault8_hostile_slot_writes() {
         .open(memfd.path())
         .unwrap();
     let map = memmap2::MmapOptions::new().map_raw(&f).unwrap();
-    let slot = asound_module_pcm_rdmix::segment::HEADER_BYTES + lane * asound_module_pcm_rdmix::segment::SLOT_BYTES;
+    let slot =
+        asound_module_pcm_rdmix::shm::segment::HEADER_BYTES + lane * asound_module_pcm_rdmix::shm::segment::SLOT_BYTES;
     let mut rng = Rng(42);
     let t0 = Instant::now();
     let mut writes = 0u64;
@@ -452,7 +441,7 @@ fn fault8_hostile_slot_writes() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     wait_until(
         Duration::from_secs(10),
-        || pumps_with_slave(&format!("card{n}")).is_empty(),
+        || pumps_of_set(n).is_empty(),
         || "pump gone".into(),
     );
     let log = std::fs::read_to_string(w.dir.join("pump.log")).unwrap();

@@ -9,8 +9,9 @@
 mod common;
 
 use alsa_sys as a;
-use asound_module_pcm_rdmix::convert::{matrix, standard_map};
-use asound_module_pcm_rdmix::mix::{FORMATS, Format, store};
+use asound_module_pcm_rdmix::dsp::chmap::{matrix, standard_map};
+use asound_module_pcm_rdmix::dsp::format::{FORMATS, Format};
+use asound_module_pcm_rdmix::dsp::mix::store;
 use common::alsa::{Params, Pcm, rec_path};
 use common::*;
 
@@ -129,7 +130,10 @@ fn check(set: u32, fmt: Format, rate: u32, channels: u32) -> Result<String, Stri
     let mid = &rec[first + 2400..last - 2400];
     let m = matrix(&standard_map(channels), &[a::SND_CHMAP_FL, a::SND_CHMAP_FR]);
     let freqs: Vec<f64> = (0..channels as usize).map(freq).collect();
-    let narrow = matches!(fmt.kind, asound_module_pcm_rdmix::mix::Kind::Int { bits: 8, .. });
+    let narrow = matches!(
+        fmt.kind,
+        asound_module_pcm_rdmix::dsp::format::Kind::Int { bits: 8, .. }
+    );
     let mut worst_db: f64 = 0.0;
     let mut worst_res: f64 = -200.0;
     for d in 0..2 {

@@ -43,15 +43,11 @@ fn ensure_users() {
 /// A world every test user can read and write.
 fn shared_world(extra: &str) -> World {
     let w = World::new(extra);
-    // SAFETY: chmod on our own directory path.
-    let c = std::ffi::CString::new(w.dir.as_os_str().as_encoded_bytes()).unwrap();
-    unsafe { libc::chmod(c.as_ptr(), 0o777) };
+    chmod(&w.dir, 0o777);
     // The test device's files, writable by whichever user's pump opens the device.
     for f in ["rec.wav", "card.log"] {
         std::fs::write(w.path(f), b"").unwrap();
-        let c = std::ffi::CString::new(w.path(f).as_os_str().as_encoded_bytes()).unwrap();
-        // SAFETY: chmod on our own file path.
-        unsafe { libc::chmod(c.as_ptr(), 0o666) };
+        chmod(&w.path(f), 0o666);
     }
     write_wav_s16(&w.path("s.wav"), 48000, &vec![[1, -1]; 2 * 48_000]);
     w

@@ -8,10 +8,17 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use asound_module_pcm_rdmix as rdmix;
-use rdmix::lane::{Ctl, Geometry, HW_DRAINED, State, Word, pos_diff};
-use rdmix::mix::Format;
-use rdmix::pump::{Engine, Pump, Slave};
-use rdmix::segment::{DeviceParams, Segment};
+use rdmix::dsp::format::Format;
+use rdmix::error::{Error, Result};
+use rdmix::pump::engine::Engine;
+use rdmix::pump::pacing::{Pump, Slave};
+use rdmix::shm::ring::{Ctl, Geometry, Producer, State, pos_diff};
+use rdmix::shm::segment::{DeviceParams, Segment};
+
+/// An engine over `seg` at the device parameters it publishes.
+fn engine(seg: &Arc<Segment>) -> Engine {
+    Engine::new(seg.clone(), seg.device(), seg.chmap()).unwrap()
+}
 
 const RATE: u32 = 48000;
 const CH: usize = 2;
@@ -41,11 +48,11 @@ impl FakeSlave {
 }
 
 impl Slave for FakeSlave {
-    fn write(&mut self, buf: &[u8], frames: usize) -> Result<usize, i32> {
+    fn write(&mut self, buf: &[u8], frames: usize) -> Result<usize> {
         let room = (self.buffer - (self.written - self.played())) as usize;
         let n = frames.min(room);
         if n == 0 || self.wedged {
-            return Err(-libc::EAGAIN);
+            return Err(Error::errno(libc::EAGAIN));
         }
         self.record.extend(
             buf[..n * CH * 2]
@@ -58,16 +65,16 @@ impl Slave for FakeSlave {
         }
         Ok(n)
     }
-    fn avail(&mut self) -> Result<usize, i32> {
+    fn avail(&mut self) -> Result<usize> {
         if self.wedged {
             return Ok(0);
         }
         Ok((self.buffer - (self.written - self.played())) as usize)
     }
-    fn delay(&mut self) -> Result<i64, i32> {
+    fn delay(&mut self) -> Result<i64> {
         Ok((self.written - self.played()) as i64)
     }
-    fn recover(&mut self, _err: i32) -> Result<(), i32> {
+    fn recover(&mut self, _err: &Error) -> Result<()> {
         Ok(())
     }
 }
@@ -90,20 +97,19 @@ struct Client {
 
 impl Client {
     fn publish(&self, seg: &Segment) {
-        Ctl {
+        Producer::new(seg, self.idx).publish(Ctl {
             epoch: self.epoch,
             state: self.state,
             appl: self.appl,
-        }
-        .store(seg.slot(self.idx));
+        });
     }
-    fn hw(&self, seg: &Segment) -> u64 {
-        let w = Word::unpack(seg.slot(self.idx).hw.load(Ordering::Acquire));
-        if w.epoch == self.epoch { w.pos } else { 0 }
+    fn consumed(&self, seg: &Segment) -> u64 {
+        let m = Producer::new(seg, self.idx).mixed();
+        if m.epoch == self.epoch { m.consumed } else { 0 }
     }
     /// Writes up to `max` frames of this client's signal, as much as the ring has room for.
     fn top_up(&mut self, seg: &Segment, max: u64) {
-        let free = self.geom.buffer_frames as i64 - pos_diff(self.appl, self.hw(seg));
+        let free = self.geom.buffer_frames as i64 - pos_diff(self.appl, self.consumed(seg));
         let n = (free.max(0) as u64).min(max);
         let bytes: Vec<u8> = (self.appl..self.appl + n)
             .flat_map(|k| {
@@ -111,7 +117,7 @@ impl Client {
                 [v, v].concat()
             })
             .collect();
-        self.geom.write(seg, self.idx, self.appl, &bytes);
+        Producer::new(seg, self.idx).write(&self.geom, self.appl, &bytes);
         self.appl += n;
         self.publish(seg);
     }
@@ -140,12 +146,14 @@ fn clients_starting_stopping_and_underrunning_mix_exactly() {
         buffer_frames: 960,
     };
     let seg = Arc::new(Segment::in_memory(&dev));
-    let mut engine = Engine::new(seg.clone()).unwrap();
+    let mut engine = engine(&seg);
     let s16 = Format::lookup(alsa_sys::SND_PCM_FORMAT_S16_LE).unwrap();
     let mut clients: Vec<Client> = (0..4)
         .map(|idx| {
             engine.attach(idx);
-            engine.setup(idx, s16, CH as u32, RATE, 2048, &[]).unwrap();
+            engine
+                .setup(idx, s16, CH as u32, RATE, 2048, &Default::default())
+                .unwrap();
             Client {
                 idx,
                 geom: Geometry::new(4, 2048).unwrap(),
@@ -213,10 +221,10 @@ fn clients_starting_stopping_and_underrunning_mix_exactly() {
             if matches!(c.state, State::Running | State::Draining) && to > from {
                 start_mix
                     .entry((c.idx, c.epoch))
-                    .or_insert(seg.slot(c.idx).start_mix.load(Ordering::Relaxed));
+                    .or_insert(Producer::new(&seg, c.idx).start_mix());
             }
         }
-        if Word::unpack(seg.slot(3).hw.load(Ordering::Acquire)).tag & HW_DRAINED != 0 {
+        if Producer::new(&seg, 3).mixed().drained {
             drained_seen = true;
         }
         log.push(Mixed { from, to, view });
@@ -255,10 +263,7 @@ fn clients_starting_stopping_and_underrunning_mix_exactly() {
         "both rails exercised: {saturated_hi} {saturated_lo}"
     );
     assert!(drained_seen, "client 3's drain completed");
-    assert!(
-        seg.slot(2).underruns.load(Ordering::Relaxed) >= 1,
-        "client 2's underrun was seen"
-    );
+    assert!(Producer::new(&seg, 2).underruns() >= 1, "client 2's underrun was seen");
     let _ = silent_checked;
 }
 
@@ -269,17 +274,17 @@ fn pump_paces_an_unpaced_slave_by_the_clock() {
         frames: u64,
     }
     impl Slave for Null {
-        fn write(&mut self, _b: &[u8], f: usize) -> Result<usize, i32> {
+        fn write(&mut self, _b: &[u8], f: usize) -> Result<usize> {
             self.frames += f as u64;
             Ok(f)
         }
-        fn avail(&mut self) -> Result<usize, i32> {
+        fn avail(&mut self) -> Result<usize> {
             Ok(1 << 20)
         }
-        fn delay(&mut self) -> Result<i64, i32> {
+        fn delay(&mut self) -> Result<i64> {
             Ok(0)
         }
-        fn recover(&mut self, _e: i32) -> Result<(), i32> {
+        fn recover(&mut self, _e: &Error) -> Result<()> {
             Ok(())
         }
     }
@@ -291,7 +296,7 @@ fn pump_paces_an_unpaced_slave_by_the_clock() {
         buffer_frames: 960,
     };
     let seg = Arc::new(Segment::in_memory(&dev));
-    let mut pump = Pump::new(Engine::new(seg).unwrap(), Null { frames: 0 }, 0);
+    let mut pump = Pump::new(engine(&seg), Null { frames: 0 }, 0);
     let mut wake = Vec::new();
     let mut t = 0;
     for _ in 0..1000 {
@@ -320,24 +325,24 @@ fn hostile_positions_only_hurt_their_own_lane() {
         buffer_frames: 256,
     };
     let seg = Arc::new(Segment::in_memory(&dev));
-    let mut engine = Engine::new(seg.clone()).unwrap();
+    let mut engine = engine(&seg);
     let s16 = Format::lookup(alsa_sys::SND_PCM_FORMAT_S16_LE).unwrap();
     engine.attach(0);
-    engine.setup(0, s16, 2, RATE, 128, &[]).unwrap();
+    engine.setup(0, s16, 2, RATE, 128, &Default::default()).unwrap();
     engine.attach(1);
-    engine.setup(1, s16, 2, RATE, 128, &[]).unwrap();
+    engine.setup(1, s16, 2, RATE, 128, &Default::default()).unwrap();
     // Lane 0 plays a constant 1000.
     let g = Geometry::new(4, 128).unwrap();
     let ones: Vec<u8> = (0..128)
         .flat_map(|_| [1000i16.to_le_bytes(), 1000i16.to_le_bytes()].concat())
         .collect();
-    g.write(&seg, 0, 0, &ones);
-    Ctl {
+    let lane0 = Producer::new(&seg, 0);
+    lane0.write(&g, 0, &ones);
+    lane0.publish(Ctl {
         epoch: 1,
         state: State::Running,
         appl: 128,
-    }
-    .store(seg.slot(0));
+    });
     let mut wake = Vec::new();
     let mut x: u64 = 1;
     for round in 0..2000 {
@@ -345,19 +350,18 @@ fn hostile_positions_only_hurt_their_own_lane() {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        seg.slot(1).ctl.store(x, Ordering::Release);
-        seg.slot(1).wake_at.store(x.rotate_left(7), Ordering::Release);
-        seg.slot(1).wake_armed.store(x as u32, Ordering::Release);
+        seg.scribble(1, 0, x); // ctl
+        seg.scribble(1, 1, x.rotate_left(7)); // wake_at
+        seg.scribble(1, 5, x as u32 as u64); // wake_armed (and underruns)
         let out = engine.mix_period(&mut wake).to_vec();
         // Keep lane 0 fed so it always plays 1000.
         let pos = (round + 1) * 64;
-        g.write(&seg, 0, pos as u64 + 64, &ones[..64 * 4]);
-        Ctl {
+        lane0.write(&g, pos as u64 + 64, &ones[..64 * 4]);
+        lane0.publish(Ctl {
             epoch: 1,
             state: State::Running,
             appl: pos as u64 + 128,
-        }
-        .store(seg.slot(0));
+        });
         for c in out.chunks_exact(2) {
             let v = i16::from_le_bytes([c[0], c[1]]);
             // Lane 1 can add anything in range, but lane 0's 1000 is always under it, and
@@ -366,12 +370,11 @@ fn hostile_positions_only_hurt_their_own_lane() {
         }
     }
     // Lane 0 alone, after lane 1 is stopped, is exact again.
-    Ctl {
+    Producer::new(&seg, 1).publish(Ctl {
         epoch: 7,
         state: State::Idle,
         appl: 0,
-    }
-    .store(seg.slot(1));
+    });
     let out = engine.mix_period(&mut wake).to_vec();
     assert!(out.chunks_exact(2).all(|c| i16::from_le_bytes([c[0], c[1]]) == 1000));
 }

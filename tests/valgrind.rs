@@ -40,9 +40,7 @@ fn plugin_and_pump_are_memcheck_clean() {
         format!("#!/bin/sh\nexec valgrind {} {pump} \"$@\"\n", vg("pump").join(" ")),
     )
     .unwrap();
-    // SAFETY: chmod on our own file path.
-    let c = std::ffi::CString::new(wrapper.as_os_str().as_encoded_bytes()).unwrap();
-    unsafe { libc::chmod(c.as_ptr(), 0o755) };
+    chmod(&wrapper, 0o755);
     std::fs::write(
         w.path(".asoundrc"),
         std::fs::read_to_string(w.path(".asoundrc")).unwrap()

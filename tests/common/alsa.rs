@@ -185,6 +185,17 @@ impl Pcm {
         unsafe { a::snd_pcm_writei(self.0, data.as_ptr() as *const _, frames as _) as i64 }
     }
 
+    /// Writes every frame of `data` (frames of `frame_bytes`), blocking; panics on an error.
+    pub fn write_all(&self, data: &[u8], frame_bytes: usize) {
+        let frames = (data.len() / frame_bytes) as u64;
+        let mut off = 0u64;
+        while off < frames {
+            let r = self.writei(&data[off as usize * frame_bytes..], frames - off);
+            assert!(r > 0, "writei: {r}");
+            off += r as u64;
+        }
+    }
+
     pub fn writen(&self, bufs: &[&[u8]], frames: u64) -> i64 {
         let mut ptrs: Vec<*mut std::ffi::c_void> = bufs.iter().map(|b| b.as_ptr() as *mut _).collect();
         // SAFETY: one buffer per channel, each holding `frames` samples.
@@ -400,24 +411,8 @@ pub fn thread_cpu_ns() -> i64 {
     ts.tv_sec * 1_000_000_000 + ts.tv_nsec
 }
 
-/// Live pumps of this test binary's world whose slave is `card`.
-pub fn pumps_with_slave(card: &str) -> Vec<i32> {
-    let dir = world().dir.as_os_str().as_encoded_bytes().to_vec();
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
-            continue;
-        };
-        let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
-        let env = std::fs::read(e.path().join("environ")).unwrap_or_default();
-        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
-        if args.first().is_some_and(|a| a.ends_with(b"rdmix-pump"))
-            && args.contains(&card.as_bytes())
-            && env.windows(dir.len()).any(|w| w == dir.as_slice())
-            && !stat.rsplit(')').next().unwrap_or("").trim().starts_with('Z')
-        {
-            out.push(e.file_name().to_string_lossy().parse().unwrap_or(0));
-        }
-    }
-    out
+/// Live pumps of set `n` (`pcm.mixN`, over `pcm.cardN`).
+pub fn pumps_of_set(n: u32) -> Vec<i32> {
+    world();
+    super::pumps_for_key(set_key(n))
 }

@@ -112,6 +112,18 @@ pcm.!default {{ type rdmix; ipc_key {{key}}; slave.pcm "card" }}
             .unwrap_or_else(|e| panic!("{program}: {e}"))
     }
 
+    /// Runs a program to completion (60 s at most), asserts it succeeded, and waits for the
+    /// pump to go (so the recording is complete).
+    pub fn play(&self, program: &str, args: &[&str]) {
+        let o = wait_child(self.spawn(program, args), Duration::from_secs(60), program);
+        assert!(
+            o.status.success(),
+            "{program} {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        self.wait_pump_gone(Duration::from_secs(10));
+    }
+
     pub fn pump_log(&self) -> String {
         std::fs::read_to_string(self.path("pump.log")).unwrap_or_default()
     }
@@ -238,6 +250,18 @@ pub fn read_raw_s16(path: &Path) -> Vec<[i16; 2]> {
         .collect()
 }
 
+/// poll(2) through rdmix's own wrapper: descriptors ready, 0 on timeout.
+pub fn rdmix_poll(fds: &mut [libc::pollfd], timeout_ms: i32) -> usize {
+    asound_module_pcm_rdmix::sys::fd::poll(fds, timeout_ms).expect("poll")
+}
+
+/// Sets a file's permission bits.
+pub fn chmod(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
+}
+
 /// Open descriptors and threads of a process.
 pub fn fds_and_threads(pid: i32) -> (usize, usize) {
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
@@ -263,11 +287,34 @@ impl Rng {
     }
 }
 
-/// A stereo stream whose frame k reads back as k mod 30000 (never silent): L = k+1, R = -L.
+/// Frame k of the counting stream: never silent, and k (mod 30000) reads back: L = k+1, R = -L.
+pub fn sig(k: u64) -> [i16; 2] {
+    let v = (k % 30000 + 1) as i16;
+    [v, -v]
+}
+
+/// Frames 0..n of the counting stream.
 pub fn counting_stream(n: u64) -> Vec<[i16; 2]> {
-    (0..n)
-        .map(|k| [(k % 30000 + 1) as i16, -((k % 30000 + 1) as i16)])
+    (0..n).map(sig).collect()
+}
+
+/// Interleaved little-endian bytes of 16-bit stereo frames.
+pub fn s16_bytes(frames: &[[i16; 2]]) -> Vec<u8> {
+    frames
+        .iter()
+        .flat_map(|f| [f[0].to_le_bytes(), f[1].to_le_bytes()].concat())
         .collect()
+}
+
+/// The frames of a recording that are not silent.
+pub fn heard(rec: &[[i16; 2]]) -> Vec<[i16; 2]> {
+    rec.iter().copied().filter(|f| *f != [0, 0]).collect()
+}
+
+/// Sends `sig` to `pid`.
+pub fn kill(pid: i32, sig: i32) {
+    // SAFETY: sending a signal to a pid.
+    unsafe { libc::kill(pid, sig) };
 }
 
 /// Least-squares fit of a sine at `f` Hz to `x` sampled at `rate`: (sine, cosine) coefficients.
@@ -295,6 +342,13 @@ pub fn remove_sine(x: &mut [f64], f: f64, rate: f64) -> f64 {
         *v -= a * s + b * c;
     }
     a.hypot(b)
+}
+
+/// Amplitude of a sine at `f` fitted to `x`, and the RMS of what is left without it.
+pub fn sine_and_residual(x: &[f64], f: f64, rate: f64) -> (f64, f64) {
+    let mut rest = x.to_vec();
+    let amp = remove_sine(&mut rest, f, rate);
+    (amp, rms(&rest))
 }
 
 /// Root mean square.

@@ -21,9 +21,10 @@ use std::os::unix::fs::FileExt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use alsa_sys as a;
-use asound_module_pcm_rdmix::boundary::conf::{Conf, Value};
-use asound_module_pcm_rdmix::boundary::ffi::*;
-use asound_module_pcm_rdmix::mix::Format;
+use asound_module_pcm_rdmix::alsa::conf::{Conf, Value};
+use asound_module_pcm_rdmix::alsa::ffi::*;
+use asound_module_pcm_rdmix::dsp::format::Format;
+use asound_module_pcm_rdmix::sys::time::now_ns;
 use libc::pollfd;
 
 struct Fake {
@@ -47,13 +48,6 @@ struct Fake {
     append: bool,
 }
 
-fn now_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: writes into our timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
 impl Fake {
     fn played(&self) -> u64 {
         let Some(t0) = self.start_ns else {
@@ -69,7 +63,10 @@ impl Fake {
     fn wav_header(&self) -> [u8; 44] {
         let bits = self.format.sample_bytes() as u16 * 8;
         let block = bits / 8 * self.channels as u16;
-        let float = matches!(self.format.kind, asound_module_pcm_rdmix::mix::Kind::Float { .. });
+        let float = matches!(
+            self.format.kind,
+            asound_module_pcm_rdmix::dsp::format::Kind::Float { .. }
+        );
         let mut h = [0u8; 44];
         h[0..4].copy_from_slice(b"RIFF");
         h[4..8].copy_from_slice(&((36 + self.data_bytes) as u32).to_le_bytes());

@@ -1,21 +1,14 @@
 //! A safe handle on an alsa-lib PCM, with just what the pump needs to drive its slave.
+//! Failures are bare errnos ([`Error::errno`]); the caller knows what it was asking for.
 
 use std::ffi::{CStr, CString};
 
 use alsa_sys as a;
 
-pub fn strerror(err: i32) -> String {
-    // SAFETY: snd_strerror returns a static string for any value.
-    let p = unsafe { a::snd_strerror(err) };
-    if p.is_null() {
-        return format!("error {err}");
-    }
-    // SAFETY: non-NULL results are static NUL-terminated strings.
-    unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
-}
+use crate::error::{Error, Result};
 
-fn check(r: libc::c_int) -> Result<(), i32> {
-    if r < 0 { Err(r) } else { Ok(()) }
+fn check(r: libc::c_int) -> Result<()> {
+    if r < 0 { Err(Error::errno(r)) } else { Ok(()) }
 }
 
 /// An open playback PCM, closed on drop.
@@ -40,7 +33,7 @@ impl Drop for HwParams<'_> {
 }
 
 impl HwParams<'_> {
-    pub fn set_access_rw_interleaved(&mut self) -> Result<(), i32> {
+    pub fn set_access_rw_interleaved(&mut self) -> Result<()> {
         // SAFETY: live pcm and params.
         check(unsafe { a::snd_pcm_hw_params_set_access(self.pcm.pcm, self.hw, a::SND_PCM_ACCESS_RW_INTERLEAVED) })
     }
@@ -48,61 +41,61 @@ impl HwParams<'_> {
         // SAFETY: live pcm and params.
         unsafe { a::snd_pcm_hw_params_test_format(self.pcm.pcm, self.hw, f) == 0 }
     }
-    pub fn set_format(&mut self, f: a::snd_pcm_format_t) -> Result<(), i32> {
+    pub fn set_format(&mut self, f: a::snd_pcm_format_t) -> Result<()> {
         // SAFETY: live pcm and params.
         check(unsafe { a::snd_pcm_hw_params_set_format(self.pcm.pcm, self.hw, f) })
     }
-    pub fn set_channels(&mut self, c: u32) -> Result<(), i32> {
+    pub fn set_channels(&mut self, c: u32) -> Result<()> {
         // SAFETY: live pcm and params.
         check(unsafe { a::snd_pcm_hw_params_set_channels(self.pcm.pcm, self.hw, c) })
     }
-    pub fn set_channels_near(&mut self, c: u32) -> Result<u32, i32> {
+    pub fn set_channels_near(&mut self, c: u32) -> Result<u32> {
         let mut v = c;
         // SAFETY: live pcm and params; v is ours.
         check(unsafe { a::snd_pcm_hw_params_set_channels_near(self.pcm.pcm, self.hw, &mut v) }).map(|_| v)
     }
-    pub fn set_rate(&mut self, r: u32) -> Result<(), i32> {
+    pub fn set_rate(&mut self, r: u32) -> Result<()> {
         // SAFETY: live pcm and params.
         check(unsafe { a::snd_pcm_hw_params_set_rate(self.pcm.pcm, self.hw, r, 0) })
     }
-    pub fn set_rate_near(&mut self, r: u32) -> Result<u32, i32> {
+    pub fn set_rate_near(&mut self, r: u32) -> Result<u32> {
         let mut v = r;
         // SAFETY: live pcm and params; v is ours.
         check(unsafe { a::snd_pcm_hw_params_set_rate_near(self.pcm.pcm, self.hw, &mut v, std::ptr::null_mut()) })
             .map(|_| v)
     }
-    pub fn set_period_size_near(&mut self, f: u64) -> Result<u64, i32> {
+    pub fn set_period_size_near(&mut self, f: u64) -> Result<u64> {
         let mut v = f as a::snd_pcm_uframes_t;
         let mut dir = 0;
         // SAFETY: live pcm and params; v and dir are ours.
         check(unsafe { a::snd_pcm_hw_params_set_period_size_near(self.pcm.pcm, self.hw, &mut v, &mut dir) })
             .map(|_| v as u64)
     }
-    pub fn set_period_time_near(&mut self, us: u32) -> Result<u32, i32> {
+    pub fn set_period_time_near(&mut self, us: u32) -> Result<u32> {
         let mut v = us;
         let mut dir = 0;
         // SAFETY: live pcm and params; v and dir are ours.
         check(unsafe { a::snd_pcm_hw_params_set_period_time_near(self.pcm.pcm, self.hw, &mut v, &mut dir) }).map(|_| v)
     }
-    pub fn set_buffer_size_near(&mut self, f: u64) -> Result<u64, i32> {
+    pub fn set_buffer_size_near(&mut self, f: u64) -> Result<u64> {
         let mut v = f as a::snd_pcm_uframes_t;
         // SAFETY: live pcm and params; v is ours.
         check(unsafe { a::snd_pcm_hw_params_set_buffer_size_near(self.pcm.pcm, self.hw, &mut v) }).map(|_| v as u64)
     }
-    pub fn set_buffer_time_near(&mut self, us: u32) -> Result<u32, i32> {
+    pub fn set_buffer_time_near(&mut self, us: u32) -> Result<u32> {
         let mut v = us;
         let mut dir = 0;
         // SAFETY: live pcm and params; v and dir are ours.
         check(unsafe { a::snd_pcm_hw_params_set_buffer_time_near(self.pcm.pcm, self.hw, &mut v, &mut dir) }).map(|_| v)
     }
-    pub fn set_periods_near(&mut self, n: u32) -> Result<u32, i32> {
+    pub fn set_periods_near(&mut self, n: u32) -> Result<u32> {
         let mut v = n;
         let mut dir = 0;
         // SAFETY: live pcm and params; v and dir are ours.
         check(unsafe { a::snd_pcm_hw_params_set_periods_near(self.pcm.pcm, self.hw, &mut v, &mut dir) }).map(|_| v)
     }
     /// Installs the parameters on the PCM.
-    pub fn apply(self) -> Result<(), i32> {
+    pub fn apply(self) -> Result<()> {
         // SAFETY: live pcm and params.
         check(unsafe { a::snd_pcm_hw_params(self.pcm.pcm, self.hw) })
     }
@@ -120,8 +113,8 @@ pub struct Negotiated {
 
 impl Pcm {
     /// Opens `name` for non-blocking playback.
-    pub fn open(name: &str) -> Result<Pcm, i32> {
-        let c = CString::new(name).map_err(|_| -libc::EINVAL)?;
+    pub fn open(name: &str) -> Result<Pcm> {
+        let c = CString::new(name).map_err(|_| Error::errno(libc::EINVAL))?;
         let mut pcm = std::ptr::null_mut();
         // SAFETY: c is NUL-terminated; pcm receives a handle on success.
         check(unsafe {
@@ -135,7 +128,7 @@ impl Pcm {
         Ok(Pcm { pcm })
     }
 
-    pub fn hw_params(&self) -> Result<HwParams<'_>, i32> {
+    pub fn hw_params(&self) -> Result<HwParams<'_>> {
         let mut hw = std::ptr::null_mut();
         // SAFETY: allocation of an opaque container; freed by HwParams::drop.
         check(unsafe { a::snd_pcm_hw_params_malloc(&mut hw) })?;
@@ -146,7 +139,7 @@ impl Pcm {
     }
 
     /// Reads back the installed hw_params.
-    pub fn negotiated(&self) -> Result<Negotiated, i32> {
+    pub fn negotiated(&self) -> Result<Negotiated> {
         let p = self.hw_params()?;
         // SAFETY: snd_pcm_hw_params_current fills p.hw from the live PCM; getters write our locals.
         unsafe {
@@ -173,7 +166,7 @@ impl Pcm {
     }
 
     /// start_threshold, stop_threshold and avail_min, in frames.
-    pub fn set_sw_params(&self, start: u64, stop: u64, avail_min: u64) -> Result<(), i32> {
+    pub fn set_sw_params(&self, start: u64, stop: u64, avail_min: u64) -> Result<()> {
         let mut sw = std::ptr::null_mut();
         // SAFETY: allocation, configuration and release of an opaque sw_params container.
         unsafe {
@@ -205,28 +198,36 @@ impl Pcm {
         }
     }
 
-    pub fn writei(&self, buf: &[u8], frames: usize) -> Result<usize, i32> {
+    pub fn writei(&self, buf: &[u8], frames: usize) -> Result<usize> {
         // SAFETY: buf holds at least `frames` frames (the caller sizes it from the negotiated format).
         let r = unsafe { a::snd_pcm_writei(self.pcm, buf.as_ptr() as *const libc::c_void, frames as _) };
-        if r < 0 { Err(r as i32) } else { Ok(r as usize) }
+        if r < 0 {
+            Err(Error::errno(r as i32))
+        } else {
+            Ok(r as usize)
+        }
     }
 
-    pub fn avail(&self) -> Result<usize, i32> {
+    pub fn avail(&self) -> Result<usize> {
         // SAFETY: live pcm.
         let r = unsafe { a::snd_pcm_avail(self.pcm) };
-        if r < 0 { Err(r as i32) } else { Ok(r as usize) }
+        if r < 0 {
+            Err(Error::errno(r as i32))
+        } else {
+            Ok(r as usize)
+        }
     }
 
-    pub fn delay(&self) -> Result<i64, i32> {
+    pub fn delay(&self) -> Result<i64> {
         let mut d: a::snd_pcm_sframes_t = 0;
         // SAFETY: live pcm; d is ours.
         check(unsafe { a::snd_pcm_delay(self.pcm, &mut d) })?;
         Ok(d as i64)
     }
 
-    pub fn recover(&self, err: i32) -> Result<(), i32> {
+    pub fn recover(&self, err: &Error) -> Result<()> {
         // SAFETY: live pcm.
-        check(unsafe { a::snd_pcm_recover(self.pcm, err, 1) })
+        check(unsafe { a::snd_pcm_recover(self.pcm, err.neg(), 1) })
     }
 
     /// The PCM's type name as alsa-lib reports it (`HW`, `FILE`, `IOPLUG`, ...).

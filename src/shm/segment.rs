@@ -1,4 +1,5 @@
-//! The shared segment: one header, one control slot per client, one lane (ring) per client.
+//! The shared segment's layout: one header, one control slot per client, one lane (ring)
+//! per client.
 //!
 //! The pump creates the segment as a sealed memfd and hands it to each admitted client over
 //! the control socket. It therefore never appears in `/dev/shm`, vanishes with its last
@@ -10,11 +11,13 @@
 //! by the pump before the segment is shared.
 
 use std::fs::File;
-use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering, fence};
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 
 use memmap2::{MmapOptions, MmapRaw};
+
+use crate::error::{Error, Result};
+use crate::sys;
 
 /// "RDMX", little-endian.
 pub const MAGIC: u32 = 0x584d_4452;
@@ -70,24 +73,26 @@ pub struct Header {
     _reserved: [u32; 89],
 }
 
-/// A client's control slot. `ctl` and `wake_*` are written by the client, the rest by the pump.
+/// A client's control slot. `ctl` and `wake_*` are written by the client, the rest by the
+/// pump; `ring::Producer` and `ring::Consumer` are the only ways in, and `ring` says which
+/// word publishes what.
 #[repr(C)]
 pub struct Slot {
-    /// Client: `epoch:16 | state:4 | appl:44` (see `lane::Word`).
-    pub ctl: AtomicU64,
+    /// Client: `epoch:16 | state:4 | appl:44` (see `ring::Ctl`).
+    pub(super) ctl: AtomicU64,
     /// Client: lane position at which the pump should signal the client's eventfd.
-    pub wake_at: AtomicU64,
-    /// Pump: `epoch:16 | flags:4 | hw:44`.
-    pub hw: AtomicU64,
+    pub(super) wake_at: AtomicU64,
+    /// Pump: `epoch:16 | tags:4 | consumed:44` (see `ring::Mixed`).
+    pub(super) mixed: AtomicU64,
     /// Pump: mix position just past the last frame of a drained lane.
-    pub drain_end: AtomicU64,
-    /// Pump: the mix position of lane frame 0 as the lane currently runs (`mix_pos - hw`):
+    pub(super) drain_end: AtomicU64,
+    /// Pump: the mix position of lane frame 0 as the lane currently runs (`mix_pos - consumed`):
     /// fixed while it runs, underruns included; a pause shifts it.
-    pub start_mix: AtomicU64,
+    pub(super) start_mix: AtomicU64,
     /// Client sets 1 when it wants a wake-up at `wake_at`; the pump clears it when it signals.
-    pub wake_armed: AtomicU32,
+    pub(super) wake_armed: AtomicU32,
     /// Pump: times this lane ran dry while running (frames of silence were mixed for it).
-    pub underruns: AtomicU32,
+    pub(super) underruns: AtomicU32,
     _reserved: [u64; 10],
 }
 
@@ -110,14 +115,6 @@ pub struct DeviceParams {
     pub channels: u32,
     pub period_frames: u32,
     pub buffer_frames: u32,
-}
-
-/// A consistent reading of the device clock.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Clock {
-    pub mix_pos: u64,
-    pub slave_delay: u64,
-    pub tstamp_ns: u64,
 }
 
 enum Backing {
@@ -148,89 +145,53 @@ unsafe impl Send for Segment {}
 // SAFETY: as above.
 unsafe impl Sync for Segment {}
 
-/// Why a mapped segment was refused.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Invalid {
-    TooSmall(u64),
-    Magic(u32),
-    Version(u32),
-    Size(u64),
-    Geometry,
-}
-
-impl std::fmt::Display for Invalid {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Invalid::TooSmall(n) => write!(f, "segment is {n} bytes, smaller than its header"),
-            Invalid::Magic(m) => write!(f, "segment magic {m:#010x} is not rdmix's"),
-            Invalid::Version(v) => {
-                write!(f, "segment layout version {v}, this rdmix speaks {LAYOUT_VERSION}")
-            }
-            Invalid::Size(s) => write!(f, "segment claims {s} bytes, expected {SEGMENT_BYTES}"),
-            Invalid::Geometry => write!(f, "segment header has impossible geometry"),
-        }
-    }
-}
-
-pub fn now_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: clock_gettime writes into the timespec we own.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+fn refused(why: String) -> Error {
+    Error::new(libc::EPROTO, why)
 }
 
 impl Segment {
     /// Creates a fresh, sealed memfd segment with its header filled in.
-    pub fn create(dev: &DeviceParams, chmap: &[u32], perm: u32, gid: Option<u32>) -> io::Result<(Segment, OwnedFd)> {
-        // SAFETY: memfd_create takes a NUL-terminated name and flags; it returns a new fd or -1.
-        let fd = unsafe { libc::memfd_create(c"rdmix-segment".as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: fd is a fresh descriptor that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let file = File::from(fd.try_clone()?);
-        file.set_len(SEGMENT_BYTES as u64)?;
-        // SAFETY: plain fcntl/fchmod/fchown calls on a descriptor we own.
-        unsafe {
-            if libc::fcntl(
-                file.as_raw_fd(),
-                libc::F_ADD_SEALS,
-                libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL,
-            ) < 0
-            {
-                return Err(io::Error::last_os_error());
-            }
-            if libc::fchmod(file.as_raw_fd(), perm & 0o666) < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            if let Some(g) = gid
-                && libc::fchown(file.as_raw_fd(), u32::MAX, g) < 0
-            {
-                return Err(io::Error::last_os_error());
-            }
-        }
-        let seg = Self::map_file(&file)?;
+    pub fn create(
+        dev: &DeviceParams,
+        chmap: &[u32],
+        perm: u32,
+        gid: Option<u32>,
+    ) -> std::io::Result<(Segment, OwnedFd)> {
+        let fd = sys::memfd::sealed(c"rdmix-segment", SEGMENT_BYTES as u64, perm, gid)?;
+        let seg = Self::map_file(&File::from(fd.try_clone()?))?;
         seg.init_header(dev, chmap);
         Ok((seg, fd))
     }
 
     /// Maps a segment received from a pump and checks that it is one this build understands.
-    pub fn attach(fd: OwnedFd) -> Result<Segment, String> {
+    /// The error's line says what is wrong; the caller names the pump it came from.
+    pub fn attach(fd: OwnedFd) -> Result<Segment> {
         let file = File::from(fd);
-        let len = file.metadata().map_err(|e| format!("cannot stat segment: {e}"))?.len();
+        let len = file
+            .metadata()
+            .map_err(|e| refused(format!("cannot stat segment: {e}")))?
+            .len();
         if len < HEADER_BYTES as u64 {
-            return Err(Invalid::TooSmall(len).to_string());
+            return Err(refused(format!("segment is {len} bytes, smaller than its header")));
         }
-        let seg = Self::map_file(&file).map_err(|e| format!("cannot map segment: {e}"))?;
+        let seg = Self::map_file(&file).map_err(|e| refused(format!("cannot map segment: {e}")))?;
         let h = seg.header();
-        let check = if h.magic != MAGIC {
-            Err(Invalid::Magic(h.magic))
-        } else if h.version != LAYOUT_VERSION {
-            Err(Invalid::Version(h.version))
-        } else if h.segment_bytes != SEGMENT_BYTES as u64 || len != SEGMENT_BYTES as u64 {
-            Err(Invalid::Size(h.segment_bytes.min(len)))
-        } else if h.header_bytes as usize != HEADER_BYTES
+        if h.magic != MAGIC {
+            return Err(refused(format!("segment magic {:#010x} is not rdmix's", h.magic)));
+        }
+        if h.version != LAYOUT_VERSION {
+            return Err(refused(format!(
+                "segment layout version {}, this rdmix speaks {LAYOUT_VERSION}",
+                h.version
+            )));
+        }
+        if h.segment_bytes != SEGMENT_BYTES as u64 || len != SEGMENT_BYTES as u64 {
+            return Err(refused(format!(
+                "segment claims {} bytes, expected {SEGMENT_BYTES}",
+                h.segment_bytes.min(len)
+            )));
+        }
+        if h.header_bytes as usize != HEADER_BYTES
             || h.slot_bytes as usize != SLOT_BYTES
             || h.lane_bytes as usize != LANE_BYTES
             || h.max_lanes as usize != MAX_LANES
@@ -240,15 +201,12 @@ impl Segment {
             || h.buffer_frames < h.period_frames
             || h.rate == 0
         {
-            Err(Invalid::Geometry)
-        } else {
-            Ok(())
-        };
-        check.map_err(|e| e.to_string())?;
+            return Err(refused("segment header has impossible geometry".into()));
+        }
         Ok(seg)
     }
 
-    fn map_file(file: &File) -> io::Result<Segment> {
+    fn map_file(file: &File) -> std::io::Result<Segment> {
         let len = file.metadata()?.len() as usize;
         let map = MmapOptions::new().len(len.max(HEADER_BYTES)).map_raw(file)?;
         let base = map.as_mut_ptr();
@@ -315,14 +273,14 @@ impl Segment {
     }
 
     /// The control slot of lane `i`. Panics on an index outside the segment (a bug, not input).
-    pub fn slot(&self, i: usize) -> &Slot {
+    pub(super) fn slot(&self, i: usize) -> &Slot {
         assert!(i < MAX_LANES, "slot index {i} out of range");
         // SAFETY: i < MAX_LANES keeps the slot inside the header region; Slot is all atomics.
         unsafe { &*(self.base.add(HEADER_BYTES + i * SLOT_BYTES) as *const Slot) }
     }
 
     /// Copies `src` into lane `i` at byte offset `off`. Out-of-range requests are clipped to the lane.
-    pub fn lane_write(&self, i: usize, off: usize, src: &[u8]) {
+    pub(super) fn lane_write(&self, i: usize, off: usize, src: &[u8]) {
         assert!(i < MAX_LANES, "lane index {i} out of range");
         let n = src.len().min(LANE_BYTES.saturating_sub(off));
         // SAFETY: [off, off+n) lies inside lane i; the lane is plain bytes that the pump only copies out.
@@ -330,7 +288,7 @@ impl Segment {
     }
 
     /// Copies bytes of lane `i` from offset `off` into `dst`. Out-of-range requests are clipped.
-    pub fn lane_read(&self, i: usize, off: usize, dst: &mut [u8]) {
+    pub(super) fn lane_read(&self, i: usize, off: usize, dst: &mut [u8]) {
         assert!(i < MAX_LANES, "lane index {i} out of range");
         let n = dst.len().min(LANE_BYTES.saturating_sub(off));
         // SAFETY: [off, off+n) lies inside lane i. A client may be rewriting those bytes (a rewind
@@ -340,52 +298,14 @@ impl Segment {
         };
     }
 
-    /// Publishes the device clock (pump only).
-    pub fn publish_clock(&self, c: Clock) {
-        let h = self.header();
-        let s = h.clock_seq.load(Ordering::Relaxed);
-        h.clock_seq.store(s.wrapping_add(1), Ordering::Relaxed);
-        fence(Ordering::Release);
-        h.mix_pos.store(c.mix_pos, Ordering::Relaxed);
-        h.slave_delay.store(c.slave_delay, Ordering::Relaxed);
-        h.tstamp_ns.store(c.tstamp_ns, Ordering::Relaxed);
-        h.clock_seq.store(s.wrapping_add(2), Ordering::Release);
-    }
-
-    /// Reads the device clock consistently; `None` if the writer never settles (a dead pump mid-write).
-    pub fn clock(&self) -> Option<Clock> {
-        let h = self.header();
-        for _ in 0..1000 {
-            let s1 = h.clock_seq.load(Ordering::Acquire);
-            if s1 & 1 == 1 {
-                std::hint::spin_loop();
-                continue;
-            }
-            let c = Clock {
-                mix_pos: h.mix_pos.load(Ordering::Relaxed),
-                slave_delay: h.slave_delay.load(Ordering::Relaxed),
-                tstamp_ns: h.tstamp_ns.load(Ordering::Relaxed),
-            };
-            fence(Ordering::Acquire);
-            if h.clock_seq.load(Ordering::Relaxed) == s1 {
-                return Some(c);
-            }
-        }
-        None
-    }
-}
-
-impl Clock {
-    /// Frames still queued in the slave at `now_ns`, extrapolated from the last sample.
-    pub fn queued_at(&self, now_ns: u64, rate: u32) -> u64 {
-        let elapsed = now_ns.saturating_sub(self.tstamp_ns);
-        let played = (elapsed as u128 * rate as u128 / 1_000_000_000) as u64;
-        self.slave_delay.saturating_sub(played)
-    }
-
-    /// Mix position the device has played up to at `now_ns`.
-    pub fn played_at(&self, now_ns: u64, rate: u32) -> u64 {
-        self.mix_pos - self.queued_at(now_ns, rate).min(self.mix_pos)
+    /// Writes `value` over word `word` of slot `i`: what a hostile client can do to its own
+    /// slot, for tests that prove it hurts nobody else.
+    #[doc(hidden)]
+    pub fn scribble(&self, i: usize, word: usize, value: u64) {
+        assert!(word < SLOT_BYTES / 8, "word {word} is outside a slot");
+        let base = self.slot(i) as *const Slot as *const AtomicU64;
+        // SAFETY: the slot is SLOT_BYTES of 8-byte-aligned words and word < SLOT_BYTES / 8.
+        unsafe { (*base.add(word)).store(value, Ordering::Release) };
     }
 }
 
@@ -406,7 +326,7 @@ mod tests {
     #[test]
     fn memfd_segment_roundtrips_and_validates() {
         let (seg, fd) = Segment::create(&dev(), &[3, 4], 0o600, None).unwrap();
-        seg.slot(3).ctl.store(77, Ordering::Release);
+        seg.scribble(3, 0, 77);
         seg.lane_write(5, 100, &[1, 2, 3]);
         let other = Segment::attach(fd.try_clone().unwrap()).unwrap();
         assert_eq!(other.device(), dev());
@@ -426,37 +346,20 @@ mod tests {
         // SAFETY: test-only corruption of a private mapping's header.
         unsafe { (*(seg.base as *mut Header)).magic = 0xdead_beef };
         let e = Segment::attach(fd).err().unwrap();
-        assert!(e.contains("magic"), "{e}");
+        assert!(e.line().contains("magic"), "{e}");
 
         let (seg, fd) = Segment::create(&dev(), &[], 0o600, None).unwrap();
         // SAFETY: as above.
         unsafe { (*(seg.base as *mut Header)).version = 99 };
-        assert!(Segment::attach(fd).err().unwrap().contains("version 99"));
+        assert!(Segment::attach(fd).err().unwrap().line().contains("version 99"));
 
-        // SAFETY: memfd_create with a literal name.
-        let raw = unsafe { libc::memfd_create(c"t".as_ptr(), 0) };
-        // SAFETY: fresh descriptor.
-        let empty = unsafe { OwnedFd::from_raw_fd(raw) };
+        let empty = sys::memfd::unsealed(c"t").unwrap();
         assert!(
             Segment::attach(empty)
                 .err()
                 .unwrap()
+                .line()
                 .contains("smaller than its header")
         );
-    }
-
-    #[test]
-    fn clock_extrapolates_playback() {
-        let seg = Segment::in_memory(&dev());
-        seg.publish_clock(Clock {
-            mix_pos: 10_000,
-            slave_delay: 960,
-            tstamp_ns: 1_000_000_000,
-        });
-        let c = seg.clock().unwrap();
-        assert_eq!(c.queued_at(1_000_000_000, 48000), 960);
-        assert_eq!(c.queued_at(1_010_000_000, 48000), 480);
-        assert_eq!(c.queued_at(2_000_000_000, 48000), 0);
-        assert_eq!(c.played_at(1_010_000_000, 48000), 10_000 - 480);
     }
 }

@@ -1,4 +1,4 @@
-//! Mixing and conversion: decode any client sample format, sum lanes, saturate into the slave's.
+//! Mixing: decode any client sample format, sum lanes, saturate into the slave's.
 //!
 //! Lanes hold the client's own frames; conversion happens here, while summing, so a client that
 //! already matches the slave pays only a widening add. The accumulator is chosen by the slave
@@ -9,102 +9,7 @@
 //!
 //! Saturation happens once, at the end, so a sum that overshoots and comes back is not clipped.
 
-use alsa_sys as a;
-
-/// How one sample of a format is stored.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    /// `bits` significant bits in the low end of `bytes` bytes.
-    Int {
-        bytes: u8,
-        bits: u8,
-        unsigned: bool,
-        big: bool,
-    },
-    Float {
-        bytes: u8,
-        big: bool,
-    },
-}
-
-/// A sample format rdmix can read from a lane or write to a slave.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Format {
-    pub id: a::snd_pcm_format_t,
-    pub kind: Kind,
-}
-
-const fn int(id: a::snd_pcm_format_t, bytes: u8, bits: u8, unsigned: bool, big: bool) -> Format {
-    Format {
-        id,
-        kind: Kind::Int {
-            bytes,
-            bits,
-            unsigned,
-            big,
-        },
-    }
-}
-const fn float(id: a::snd_pcm_format_t, bytes: u8, big: bool) -> Format {
-    Format {
-        id,
-        kind: Kind::Float { bytes, big },
-    }
-}
-
-/// Every format rdmix accepts, in the order it prefers them for a slave.
-pub const FORMATS: &[Format] = &[
-    int(a::SND_PCM_FORMAT_S16_LE, 2, 16, false, false),
-    int(a::SND_PCM_FORMAT_S32_LE, 4, 32, false, false),
-    int(a::SND_PCM_FORMAT_S24_LE, 4, 24, false, false),
-    int(a::SND_PCM_FORMAT_S24_3LE, 3, 24, false, false),
-    float(a::SND_PCM_FORMAT_FLOAT_LE, 4, false),
-    int(a::SND_PCM_FORMAT_U8, 1, 8, true, false),
-    int(a::SND_PCM_FORMAT_S8, 1, 8, false, false),
-    int(a::SND_PCM_FORMAT_S16_BE, 2, 16, false, true),
-    int(a::SND_PCM_FORMAT_U16_LE, 2, 16, true, false),
-    int(a::SND_PCM_FORMAT_U16_BE, 2, 16, true, true),
-    int(a::SND_PCM_FORMAT_S24_BE, 4, 24, false, true),
-    int(a::SND_PCM_FORMAT_U24_LE, 4, 24, true, false),
-    int(a::SND_PCM_FORMAT_U24_BE, 4, 24, true, true),
-    int(a::SND_PCM_FORMAT_S32_BE, 4, 32, false, true),
-    int(a::SND_PCM_FORMAT_U32_LE, 4, 32, true, false),
-    int(a::SND_PCM_FORMAT_U32_BE, 4, 32, true, true),
-    int(a::SND_PCM_FORMAT_S24_3BE, 3, 24, false, true),
-    int(a::SND_PCM_FORMAT_U24_3LE, 3, 24, true, false),
-    int(a::SND_PCM_FORMAT_U24_3BE, 3, 24, true, true),
-    float(a::SND_PCM_FORMAT_FLOAT_BE, 4, true),
-    float(a::SND_PCM_FORMAT_FLOAT64_LE, 8, false),
-    float(a::SND_PCM_FORMAT_FLOAT64_BE, 8, true),
-];
-
-impl Format {
-    pub fn lookup(id: a::snd_pcm_format_t) -> Option<Format> {
-        FORMATS.iter().copied().find(|f| f.id == id)
-    }
-    pub fn sample_bytes(&self) -> usize {
-        match self.kind {
-            Kind::Int { bytes, .. } | Kind::Float { bytes, .. } => bytes as usize,
-        }
-    }
-    /// ALSA's name for the format, e.g. `S16_LE`.
-    pub fn name(&self) -> String {
-        // SAFETY: snd_pcm_format_name returns a static string or NULL for any id.
-        let p = unsafe { a::snd_pcm_format_name(self.id) };
-        if p.is_null() {
-            return format!("format {}", self.id);
-        }
-        // SAFETY: non-NULL results are NUL-terminated static strings.
-        unsafe { std::ffi::CStr::from_ptr(p) }.to_string_lossy().into_owned()
-    }
-    /// Looks a format up by ALSA name (`S16_LE`, `FLOAT`, ...), case-insensitively.
-    pub fn by_name(name: &str) -> Option<Format> {
-        let c = std::ffi::CString::new(name).ok()?;
-        // SAFETY: c is NUL-terminated; snd_pcm_format_value only reads it.
-        let id = unsafe { a::snd_pcm_format_value(c.as_ptr()) };
-        Format::lookup(id)
-    }
-}
+use super::format::{Format, Kind};
 
 const S32_SCALE: f64 = 2147483648.0;
 
@@ -454,7 +359,9 @@ impl Mixer {
 
 #[cfg(test)]
 mod tests {
+    use super::super::format::FORMATS;
     use super::*;
+    use alsa_sys as a;
 
     fn f(id: a::snd_pcm_format_t) -> Format {
         Format::lookup(id).unwrap()

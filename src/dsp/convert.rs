@@ -9,111 +9,18 @@
 //! the quality of a long sinc filter at a fraction of the CPU (see BENCHMARKS.md and the
 //! quality tests below: THD+N and passband are measured, not assumed).
 
-use alsa_sys as a;
 use audioadapter_buffers::direct::InterleavedSlice;
 use rubato::{Fft, FixedSync, Resampler};
 
-use crate::mix::{Format, Mixer, decode_f32};
+use super::format::Format;
+use super::mix::{Mixer, decode_f32};
+use crate::error::{Error, Result};
 
 /// Client rates rdmix converts from.
 pub const MIN_RATE: u32 = 8000;
 pub const MAX_RATE: u32 = 192_000;
 /// Client channel counts rdmix maps.
 pub const MAX_CHANNELS: u32 = 8;
-
-const HALF: f32 = std::f32::consts::FRAC_1_SQRT_2;
-
-/// ALSA's standard positions for `n` channels (mono, stereo, 2.1, quad, 4.1... 7.1).
-pub fn standard_map(n: u32) -> Vec<u32> {
-    use a::*;
-    let surround = [
-        SND_CHMAP_FL,
-        SND_CHMAP_FR,
-        SND_CHMAP_RL,
-        SND_CHMAP_RR,
-        SND_CHMAP_FC,
-        SND_CHMAP_LFE,
-        SND_CHMAP_SL,
-        SND_CHMAP_SR,
-    ];
-    match n {
-        1 => vec![SND_CHMAP_MONO],
-        3 => vec![SND_CHMAP_FL, SND_CHMAP_FR, SND_CHMAP_LFE],
-        7 => vec![
-            SND_CHMAP_FL,
-            SND_CHMAP_FR,
-            SND_CHMAP_RL,
-            SND_CHMAP_RR,
-            SND_CHMAP_FC,
-            SND_CHMAP_LFE,
-            SND_CHMAP_RC,
-        ],
-        n if (n as usize) <= surround.len() => surround[..n as usize].to_vec(),
-        n => vec![SND_CHMAP_UNKNOWN; n as usize],
-    }
-}
-
-/// The gain matrix (`out.len()` rows of `inp.len()`) that plays channels at positions `inp`
-/// on a device whose channels sit at `out`. Same positions pass at unity; mono goes to both
-/// front sides; what the device lacks folds into the nearest front side at -3 dB (ITU-R
-/// BS.775 downmix); LFE and unknown positions the device lacks are dropped.
-pub fn matrix(inp: &[u32], out: &[u32]) -> Vec<f32> {
-    use a::*;
-    let mut m = vec![0f32; inp.len() * out.len()];
-    let col = |pos: u32| out.iter().position(|p| *p == pos);
-    let device_mono = out.len() == 1;
-    let audible = inp
-        .iter()
-        .filter(|p| !matches!(**p, SND_CHMAP_LFE | SND_CHMAP_UNKNOWN | SND_CHMAP_NA))
-        .count();
-    for (c, &p) in inp.iter().enumerate() {
-        let mut put = |pos: u32, g: f32| {
-            if let Some(d) = col(pos) {
-                m[d * inp.len() + c] += g;
-            }
-        };
-        if device_mono {
-            if !matches!(p, SND_CHMAP_LFE | SND_CHMAP_UNKNOWN | SND_CHMAP_NA) {
-                m[c] = 1.0 / audible.max(1) as f32;
-            }
-            continue;
-        }
-        if col(p).is_some() {
-            put(p, 1.0);
-            continue;
-        }
-        match p {
-            SND_CHMAP_MONO => {
-                put(SND_CHMAP_FL, 1.0);
-                put(SND_CHMAP_FR, 1.0);
-            }
-            SND_CHMAP_FC => {
-                put(SND_CHMAP_FL, HALF);
-                put(SND_CHMAP_FR, HALF);
-            }
-            SND_CHMAP_RL | SND_CHMAP_SL | SND_CHMAP_FLC | SND_CHMAP_RLC | SND_CHMAP_FLW => put(SND_CHMAP_FL, HALF),
-            SND_CHMAP_RR | SND_CHMAP_SR | SND_CHMAP_FRC | SND_CHMAP_RRC | SND_CHMAP_FRW => put(SND_CHMAP_FR, HALF),
-            SND_CHMAP_RC => {
-                put(SND_CHMAP_FL, 0.5);
-                put(SND_CHMAP_FR, 0.5);
-            }
-            _ => {} // LFE and unknown extras are dropped
-        }
-    }
-    m
-}
-
-/// A `bindings { N M }` table as a matrix: client channel N plays on device channel M.
-pub fn binding_matrix(bindings: &[(u32, u32)], out_ch: usize) -> Vec<f32> {
-    let in_ch = bindings.iter().map(|b| b.0 as usize + 1).max().unwrap_or(0);
-    let mut m = vec![0f32; in_ch * out_ch];
-    for &(c, d) in bindings {
-        if (d as usize) < out_ch {
-            m[d as usize * in_ch + c as usize] = 1.0;
-        }
-    }
-    m
-}
 
 /// Converts one lane's frames into device periods and adds them to the mix.
 pub struct Converter {
@@ -134,13 +41,19 @@ impl Converter {
         out_rate: u32,
         period: usize,
         matrix: Vec<f32>,
-    ) -> Result<Converter, String> {
+    ) -> Result<Converter> {
         let resampler = if in_rate == out_rate {
             None
         } else {
             Some(
-                Fft::<f32>::new(in_rate as usize, out_rate as usize, period, in_ch, FixedSync::Output)
-                    .map_err(|e| format!("no resampler for {in_rate} -> {out_rate} Hz: {e}"))?,
+                Fft::<f32>::new(in_rate as usize, out_rate as usize, period, in_ch, FixedSync::Output).map_err(
+                    |e| {
+                        Error::new(
+                            libc::EINVAL,
+                            format!("rdmix: hw_params: no resampler for {in_rate} -> {out_rate} Hz: {e}"),
+                        )
+                    },
+                )?,
             )
         };
         let max_in = resampler.as_ref().map(|r| r.input_frames_max()).unwrap_or(period);
@@ -208,26 +121,6 @@ impl Converter {
 mod tests {
     use super::*;
     use alsa_sys::*;
-
-    #[test]
-    fn standard_layouts_map_by_the_usual_rules() {
-        let st = standard_map(2);
-        // Mono to both sides of stereo.
-        assert_eq!(matrix(&standard_map(1), &st), vec![1.0, 1.0]);
-        // Stereo to 5.1 front only.
-        let m = matrix(&st, &standard_map(6));
-        assert_eq!(m, vec![1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
-        // 5.1 down to stereo: L = FL + 0.707 FC + 0.707 RL, LFE dropped.
-        let m = matrix(&standard_map(6), &st);
-        let (l, r) = m.split_at(6);
-        assert_eq!(l, &[1.0, 0.0, HALF, 0.0, HALF, 0.0]);
-        assert_eq!(r, &[0.0, 1.0, 0.0, HALF, HALF, 0.0]);
-        // Unknown extra channels are dropped.
-        let m = matrix(&[SND_CHMAP_FL, SND_CHMAP_FR, SND_CHMAP_UNKNOWN], &st);
-        assert_eq!(m, vec![1.0, 0.0, 0.0, 0.0, 1.0, 0.0]);
-        // Bindings route explicitly.
-        assert_eq!(binding_matrix(&[(0, 1), (1, 0)], 2), vec![0.0, 1.0, 1.0, 0.0]);
-    }
 
     fn s16() -> Format {
         Format::lookup(SND_PCM_FORMAT_S16_LE).unwrap()

@@ -1,0 +1,616 @@
+//! The client PCM: what each program that opens rdmix runs, behind ioplug's callbacks.
+//!
+//! It never touches the device. Its lane is its DMA buffer: `transfer` copies frames in,
+//! `pointer` reports how far the pump has consumed them, and the eventfd the pump signals
+//! is its poll descriptor. What each call reports in each state is `state::Phase`'s table.
+
+use std::ffi::CStr;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use alsa_sys as a;
+
+use super::attach::{Attachment, attach};
+use super::state::{Delay, Phase, Pointer, Poll};
+use crate::alsa::ioplug::{DrainStep, HwChoice, IoView, Plugin, Revents, Space, SwChoice};
+use crate::alsa::strerror;
+use crate::config::Config;
+use crate::dsp::chmap::standard_map;
+use crate::dsp::convert::{MAX_CHANNELS, MAX_RATE, MIN_RATE};
+use crate::dsp::format::{FORMATS, Format};
+use crate::error::{Error, Result};
+use crate::shm::clock::{frames_to_ns, rescale};
+use crate::shm::ring::{Ctl, Geometry, POS_MASK, State, pos_diff};
+use crate::shm::segment::{DeviceParams, LANE_BYTES};
+use crate::shm::wire::{self, Incoming, Msg, REPLY, SETUP};
+use crate::sys;
+use crate::sys::time::now_ns;
+
+/// The hardware parameters the application chose.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientParams {
+    pub format: Format,
+    pub channels: u32,
+    pub rate: u32,
+    pub period: u64,
+    pub buffer: u64,
+}
+
+pub struct Client {
+    pub cfg: Config,
+    pub dev: DeviceParams,
+    pub chmap: Vec<u32>,
+    ev: OwnedFd,
+    /// Wakes a poller while a drained stream plays out (the pump has nothing more to say).
+    timer: OwnedFd,
+    att: Option<Attachment>,
+    params: Option<ClientParams>,
+    geom: Option<Geometry>,
+    boundary: u64,
+    avail_min: u64,
+    stop_threshold: u64,
+    epoch: u16,
+    /// The lane state published for the pump.
+    state: State,
+    /// Unwrapped lane positions: frames written, and frames the pump has consumed.
+    appl: u64,
+    consumed: u64,
+    /// ioplug's appl_ptr when `appl` was last brought up to date (it can move without us:
+    /// rewind and forward).
+    io_appl: u64,
+    /// Frames the slave still held when the stream was paused (delay is frozen while paused).
+    paused_delay: i64,
+    /// The errno with which the pump gave up on the slave, if it did.
+    slave_failed: Option<i32>,
+}
+
+/// How stale the pump's clock may get before the client checks whether the pump is alive.
+const STALE_NS: u64 = 40_000_000;
+
+fn pump_gone(what: &str) -> Error {
+    Error::new(libc::EPIPE, format!("rdmix: {what}: the pump is gone"))
+}
+
+impl Client {
+    /// Attaches to (or starts) the pump for `cfg`.
+    pub fn open(cfg: Config) -> Result<Client> {
+        let ev = sys::fd::eventfd().map_err(|e| Error::io("rdmix: eventfd", e))?;
+        let timer = sys::fd::timerfd().map_err(|e| Error::io("rdmix: timerfd", e))?;
+        let att = attach(&cfg, &ev)?;
+        let dev = att.seg.device();
+        if Format::lookup(dev.format).is_none() {
+            return Err(Error::new(
+                libc::EPROTO,
+                "rdmix: the pump runs a format this rdmix cannot read",
+            ));
+        }
+        let chmap = att.seg.chmap();
+        Ok(Client {
+            cfg,
+            dev,
+            chmap,
+            ev,
+            timer,
+            att: Some(att),
+            params: None,
+            geom: None,
+            boundary: u64::MAX,
+            avail_min: 1,
+            stop_threshold: 0,
+            epoch: 0,
+            state: State::Idle,
+            appl: 0,
+            consumed: 0,
+            io_appl: 0,
+            paused_delay: 0,
+            slave_failed: None,
+        })
+    }
+
+    fn sock_fd(&self) -> i32 {
+        self.att
+            .as_ref()
+            .map(|a| a.sock.as_raw_fd())
+            .unwrap_or(self.ev.as_raw_fd())
+    }
+
+    fn att(&self) -> Result<&Attachment> {
+        self.att
+            .as_ref()
+            .ok_or_else(|| Error::new(libc::ENODEV, "rdmix: the pump is gone; prepare to reconnect"))
+    }
+
+    /// Lets go of a pump that is gone, remembering whether it gave up on the slave.
+    fn lose_pump(&mut self) {
+        if let Some(att) = self.att.take() {
+            let failed = att.seg.header().failed.load(Ordering::Acquire);
+            if failed != 0 {
+                self.slave_failed = Some(failed);
+            }
+        }
+    }
+
+    /// Whether the pump is still there; lets go of it if not. Cheap while its clock is fresh.
+    fn pump_alive(&mut self) -> bool {
+        let Some(att) = &self.att else { return false };
+        if att.seg.header().failed.load(Ordering::Acquire) != 0 {
+            self.lose_pump();
+            return false;
+        }
+        let fresh = att
+            .seg
+            .clock()
+            .map(|c| now_ns().saturating_sub(c.tstamp_ns) < STALE_NS)
+            .unwrap_or(false);
+        if fresh {
+            return true;
+        }
+        let mut p = [sys::fd::pollfd(att.sock.as_raw_fd(), libc::POLLIN)];
+        if sys::fd::poll(&mut p, 0).unwrap_or(0) > 0 && p[0].revents != 0 {
+            // The pump only ever writes to us in answer to a request; anything now is a hang-up.
+            self.lose_pump();
+            return false;
+        }
+        true
+    }
+
+    /// The stream's phase (see `state`): asks whether the pump is alive, and reads how far
+    /// it has consumed the lane.
+    fn phase(&mut self, io: &IoView) -> Phase {
+        let gone = !self.pump_alive();
+        let drained = !gone && self.refresh();
+        Phase::of(io.state, gone, drained)
+    }
+
+    fn publish(&self) {
+        if let Some(att) = &self.att {
+            att.lane().publish(Ctl {
+                epoch: self.epoch,
+                state: self.state,
+                appl: self.appl & POS_MASK,
+            });
+        }
+    }
+
+    /// Reads the pump's word for our lane into `consumed`; returns whether the lane is drained.
+    fn refresh(&mut self) -> bool {
+        let Some(att) = &self.att else { return false };
+        let m = att.lane().mixed();
+        if m.epoch != self.epoch {
+            return false; // the pump has not seen this epoch yet: nothing consumed
+        }
+        let d = pos_diff(m.consumed, self.consumed & POS_MASK);
+        if d > 0 {
+            self.consumed += d as u64;
+        }
+        m.drained
+    }
+
+    /// Brings `appl` in line with ioplug's appl_ptr (which rewind/forward move silently).
+    fn sync_appl(&mut self, io: &IoView) {
+        let b = self.boundary.max(1);
+        let mut d = (io.appl_ptr % b + b - self.io_appl % b) % b;
+        let back = d > b / 2;
+        if back {
+            d = b - d;
+        }
+        if back {
+            self.appl = self.appl.saturating_sub(d);
+        } else {
+            self.appl += d;
+        }
+        self.io_appl = io.appl_ptr;
+    }
+
+    /// Frames written but not yet consumed by the pump (negative after an underrun).
+    fn queued(&self) -> i64 {
+        self.appl as i64 - self.consumed as i64
+    }
+
+    fn buffer(&self) -> i64 {
+        self.params.map_or(0, |p| p.buffer as i64)
+    }
+
+    fn avail_reached(&self) -> bool {
+        self.buffer() - self.queued() >= self.avail_min as i64
+    }
+
+    /// Asks the pump for a wake-up when avail reaches avail_min.
+    fn arm_wake(&self) {
+        let (Some(att), Some(p)) = (&self.att, &self.params) else {
+            return;
+        };
+        att.lane()
+            .arm_wake((self.appl as i64 - p.buffer as i64 + self.avail_min as i64).max(0) as u64);
+    }
+
+    fn send_setup(&self, p: &ClientParams) -> Result<()> {
+        let att = self.att()?;
+        let mut m = Msg::new(SETUP);
+        m.args = [p.format.id as u64, p.channels as u64, p.rate as u64, p.buffer];
+        wire::send(&att.sock, &m, None)
+            .map_err(|e| Error::new(libc::EPIPE, format!("rdmix: hw_params: the pump is gone: {e}")))?;
+        match wire::recv_until(&att.sock, Instant::now() + Duration::from_secs(2)) {
+            Ok(Incoming::Msg(r, _)) if r.kind == REPLY => r.refusal().map_or(Ok(()), Err),
+            Ok(_) => Err(Error::new(libc::EPIPE, "rdmix: hw_params: the pump hung up")),
+            Err(e) => Err(Error::new(
+                libc::ETIMEDOUT,
+                format!("rdmix: hw_params: the pump did not answer: {e}"),
+            )),
+        }
+    }
+
+    /// Client frames as device frames (the two differ when the pump resamples).
+    fn to_device(&self, frames: u64) -> u64 {
+        self.params
+            .map_or(frames, |p| rescale(frames as i64, p.rate, self.dev.rate) as u64)
+    }
+
+    fn to_client(&self, frames: i64) -> i64 {
+        self.params.map_or(frames, |p| rescale(frames, self.dev.rate, p.rate))
+    }
+
+    /// Frames queued in the lane plus frames queued in the slave, by the pump's clock.
+    fn device_delay(&self) -> Result<i64> {
+        let att = self.att()?;
+        let lane = att.lane();
+        let clock = att.seg.clock().unwrap_or_default();
+        let played = clock.played_at(now_ns(), self.dev.rate);
+        let m = lane.mixed();
+        // Where our last written frame sits in the device stream, minus what the device has
+        // played. Until the pump has mixed us, the lane starts at the current mix position.
+        let start = if m.epoch == self.epoch && m.running {
+            lane.start_mix()
+        } else {
+            clock.mix_pos.wrapping_sub(self.to_device(self.consumed))
+        };
+        let device_frames = start.wrapping_add(self.to_device(self.appl)) as i64 - played as i64;
+        Ok(self.to_client(device_frames))
+    }
+
+    /// `Some(ns)` until the drained lane's last frame has been played; `None` while the pump
+    /// is still mixing the lane.
+    fn drain_remaining_ns(&self) -> Option<u64> {
+        let att = self.att.as_ref()?;
+        let lane = att.lane();
+        let m = lane.mixed();
+        if m.epoch != self.epoch || !m.drained {
+            return None;
+        }
+        let end = lane.drain_end();
+        let played = att.seg.clock()?.played_at(now_ns(), self.dev.rate);
+        Some(frames_to_ns(end.saturating_sub(played), self.dev.rate))
+    }
+
+    /// The channel map a client with `channels` channels plays: the device's own when it
+    /// matches, the configured bindings' device positions, or ALSA's standard layout.
+    pub fn client_chmap(&self, channels: u32) -> Vec<u32> {
+        let b = &self.cfg.bindings;
+        if !b.is_empty() {
+            let mut m = vec![a::SND_CHMAP_UNKNOWN; b.channels() as usize];
+            for &(c, d) in b.pairs() {
+                if let (Some(slot), Some(pos)) = (m.get_mut(c as usize), self.chmap.get(d as usize)) {
+                    *slot = *pos;
+                }
+            }
+            return m;
+        }
+        if channels == self.dev.channels {
+            return self.chmap.clone();
+        }
+        standard_map(channels)
+    }
+
+    /// Channel counts a client may open with.
+    pub fn channel_range(&self) -> (u32, u32) {
+        match self.cfg.bindings.channels() {
+            0 => (1, MAX_CHANNELS),
+            n => (n, n),
+        }
+    }
+}
+
+impl Plugin for Client {
+    const NAME: &'static CStr = c"rdmix: share a copy-only device";
+
+    /// Exactly what the pump accepts.
+    fn space(&self) -> Space {
+        // The pump takes a device period's worth from each lane at once, so a client buffer
+        // must hold at least that. Constraints are in bytes: the floor is a device period of
+        // 8-byte samples at the device's channel count (for S16 stereo, four periods).
+        let min_buffer_bytes = self.dev.period_frames * self.dev.channels * 8;
+        Space {
+            access: vec![
+                a::SND_PCM_ACCESS_RW_INTERLEAVED,
+                a::SND_PCM_ACCESS_RW_NONINTERLEAVED,
+                a::SND_PCM_ACCESS_MMAP_INTERLEAVED,
+                a::SND_PCM_ACCESS_MMAP_NONINTERLEAVED,
+            ],
+            formats: FORMATS.iter().map(|f| f.id).collect(),
+            channels: self.channel_range(),
+            rate: (MIN_RATE, MAX_RATE),
+            period_bytes: (32, LANE_BYTES as u32 / 2),
+            buffer_bytes: (min_buffer_bytes, LANE_BYTES as u32),
+            periods: (2, 1024),
+        }
+    }
+
+    /// The eventfd the pump signals, the control socket (a hang-up means the pump is gone),
+    /// and a timer for the play-out at the end of a drain.
+    fn poll_descriptors(&self) -> Vec<libc::pollfd> {
+        vec![
+            sys::fd::pollfd(self.ev.as_raw_fd(), libc::POLLIN),
+            sys::fd::pollfd(self.sock_fd(), libc::POLLIN),
+            sys::fd::pollfd(self.timer.as_raw_fd(), libc::POLLIN),
+        ]
+    }
+
+    fn start(&mut self) -> Result<()> {
+        if !self.pump_alive() {
+            return Err(pump_gone("start"));
+        }
+        self.state = State::Running;
+        self.publish();
+        Ok(())
+    }
+
+    fn stop(&mut self) {
+        self.state = State::Idle;
+        self.publish();
+        // A drain waiting in another thread wakes and sees the stream dropped.
+        sys::fd::eventfd_signal(self.ev.as_fd());
+    }
+
+    fn pointer(&mut self, io: &IoView) -> Result<u64> {
+        let phase = self.phase(io);
+        self.sync_appl(io);
+        match phase.pointer() {
+            Pointer::Xrun => return Err(Error::errno(libc::EPIPE)),
+            // An xrun is avail passing stop_threshold (never, if that is the boundary). The
+            // pump takes a whole device period at once, so avail == buffer only means "all
+            // mixed"; the device has not played it yet and the client can still refill in
+            // time. Only avail beyond that means the pump had to mix silence for us.
+            Pointer::PositionOrXrun
+                if self.stop_threshold < self.boundary
+                    && self.buffer() - self.queued() > self.stop_threshold as i64 =>
+            {
+                return Err(Error::errno(libc::EPIPE));
+            }
+            Pointer::PositionOrXrun | Pointer::Position => {}
+        }
+        Ok(self.consumed % self.boundary)
+    }
+
+    fn frame_bytes(&self) -> Option<usize> {
+        self.params.map(|p| p.format.sample_bytes() * p.channels as usize)
+    }
+
+    /// Copies `frames` interleaved frames into the lane at ioplug's application pointer.
+    fn transfer(&mut self, io: &IoView, interleaved: &[u8], frames: u64) -> Result<u64> {
+        let geom = self
+            .geom
+            .ok_or_else(|| Error::new(libc::EBADFD, "rdmix: transfer before hw_params"))?;
+        self.sync_appl(io);
+        self.att()?.lane().write(&geom, self.appl & POS_MASK, interleaved);
+        self.appl += frames;
+        self.io_appl = io.appl_ptr + frames;
+        self.publish();
+        self.arm_wake();
+        Ok(frames)
+    }
+
+    fn hw_params(&mut self, hw: HwChoice) -> Result<()> {
+        let format = Format::lookup(hw.format).ok_or_else(|| {
+            Error::new(
+                libc::EINVAL,
+                format!("rdmix: hw_params: format {} is not supported", hw.format),
+            )
+        })?;
+        let p = ClientParams {
+            format,
+            channels: hw.channels,
+            rate: hw.rate,
+            period: hw.period,
+            buffer: hw.buffer,
+        };
+        let frame_bytes = format.sample_bytes() * p.channels as usize;
+        let geom = usize::try_from(p.buffer)
+            .ok()
+            .and_then(|b| Geometry::new(frame_bytes, b))
+            .ok_or_else(|| {
+                Error::new(
+                    libc::EINVAL,
+                    format!("rdmix: hw_params: a buffer of {} frames does not fit a lane", p.buffer),
+                )
+            })?;
+        self.state = State::Idle;
+        self.publish();
+        self.send_setup(&p)?;
+        self.params = Some(p);
+        self.geom = Some(geom);
+        Ok(())
+    }
+
+    fn hw_free(&mut self) {
+        self.state = State::Idle;
+        self.publish();
+        self.params = None;
+        self.geom = None;
+    }
+
+    fn sw_params(&mut self, sw: SwChoice) {
+        self.boundary = sw.boundary.max(1);
+        self.avail_min = sw.avail_min.max(1);
+        self.stop_threshold = sw.stop_threshold;
+        self.arm_wake();
+    }
+
+    /// A new epoch: positions restart at zero, as ioplug's do. Reconnects if the pump died.
+    fn prepare(&mut self) -> Result<()> {
+        if !self.pump_alive() {
+            // A pump that gave up on the device is not restarted behind the program's back:
+            // the device is gone or broken, and the program should hear so.
+            if let Some(e) = self.slave_failed {
+                return Err(Error::new(
+                    e,
+                    format!(
+                        "rdmix: slave.pcm \"{}\" failed: {}; reopen the PCM once the device is back",
+                        self.cfg.slave.pcm,
+                        strerror(e)
+                    ),
+                ));
+            }
+            // A pump that died (killed, crashed) is replaced: the program sees one xrun.
+            let att = attach(&self.cfg, &self.ev)?;
+            if att.seg.device() != self.dev {
+                return Err(Error::new(
+                    libc::ENODEV,
+                    "rdmix: the restarted pump runs the device differently; reopen the PCM",
+                ));
+            }
+            self.att = Some(att);
+            self.epoch = 0;
+            if let Some(p) = self.params {
+                self.send_setup(&p)?;
+            }
+        }
+        self.epoch = self.epoch.wrapping_add(1);
+        self.state = State::Prepared;
+        self.appl = 0;
+        self.consumed = 0;
+        self.io_appl = 0;
+        self.paused_delay = 0;
+        self.publish();
+        sys::fd::eventfd_clear(self.ev.as_fd());
+        self.arm_wake();
+        Ok(())
+    }
+
+    fn pause(&mut self, io: &IoView, enable: bool) -> Result<()> {
+        if enable {
+            self.paused_delay = self.delay(io).unwrap_or(0);
+            self.state = State::Paused;
+        } else {
+            self.state = State::Running;
+        }
+        self.publish();
+        Ok(())
+    }
+
+    /// The pump mixes what is queued, then marks the lane drained. Returns the latest the
+    /// drain may end before rdmix reports the device stuck.
+    fn drain_begin(&mut self) -> Instant {
+        if self.state != State::Draining {
+            self.state = State::Draining;
+            self.publish();
+        }
+        let queued = self.to_device(self.queued().max(0) as u64) + self.dev.buffer_frames as u64;
+        Instant::now() + Duration::from_nanos(frames_to_ns(queued, self.dev.rate)) + Duration::from_secs(2)
+    }
+
+    /// One step of a drain: done once the device has played the last frame, else what to
+    /// sleep on (outside the client lock) before the next step.
+    fn drain_step(&mut self) -> Result<DrainStep> {
+        if !self.pump_alive() {
+            return Err(Error::new(
+                libc::EPIPE,
+                "rdmix: drain: the pump is gone; the queued frames are lost",
+            ));
+        }
+        self.refresh();
+        let fds = [self.ev.as_raw_fd(), self.sock_fd()];
+        Ok(match self.drain_remaining_ns() {
+            Some(0) => DrainStep::Done,
+            Some(ns) => DrainStep::Wait { fds, ns },
+            None => {
+                // Still mixing: the pump wakes us once the lane's last frame is mixed.
+                if let Some(att) = &self.att {
+                    att.lane().arm_wake(self.appl & POS_MASK);
+                }
+                DrainStep::Wait {
+                    fds,
+                    ns: frames_to_ns(self.dev.period_frames as u64, self.dev.rate),
+                }
+            }
+        })
+    }
+
+    fn poll_revents(&mut self, io: &IoView, fds: &[libc::pollfd]) -> Revents {
+        sys::fd::eventfd_clear(self.ev.as_fd());
+        sys::fd::eventfd_clear(self.timer.as_fd()); // a timerfd reads like an eventfd
+        let sock = self.sock_fd();
+        if sock != self.ev.as_raw_fd() && fds.iter().any(|p| p.fd == sock && p.revents != 0) {
+            self.lose_pump(); // the pump only ever writes in answer: this is a hang-up
+        }
+        let phase = self.phase(io);
+        self.sync_appl(io);
+        let ready = Revents {
+            events: libc::POLLOUT,
+            xrun: false,
+        };
+        match phase.poll() {
+            Poll::Error => {
+                self.lose_pump();
+                Revents {
+                    events: libc::POLLOUT | libc::POLLERR,
+                    xrun: true,
+                }
+            }
+            Poll::Ready => ready,
+            Poll::WhenAvail if self.avail_reached() => ready,
+            Poll::WhenPlayedOut => match self.drain_remaining_ns() {
+                Some(0) => ready,
+                Some(ns) => {
+                    sys::fd::timerfd_arm(self.timer.as_fd(), ns.max(1));
+                    Revents::default()
+                }
+                None => Revents::default(),
+            },
+            Poll::WhenAvail | Poll::WhenMixed => {
+                self.arm_wake();
+                // The pump may have moved between our check and arming: look once more.
+                let drained = self.refresh();
+                let now_ready = match phase.poll() {
+                    Poll::WhenMixed => drained && self.drain_remaining_ns() == Some(0),
+                    _ => self.avail_reached(),
+                };
+                if now_ready {
+                    sys::fd::eventfd_signal(self.ev.as_fd());
+                    return ready;
+                }
+                Revents::default()
+            }
+        }
+    }
+
+    fn delay(&mut self, io: &IoView) -> Result<i64> {
+        match self.phase(io).delay() {
+            Delay::Xrun => Err(Error::errno(libc::EPIPE)),
+            Delay::Frozen => Ok(self.paused_delay),
+            Delay::Lane => Ok(self.queued()),
+            Delay::LaneAndDevice => self.device_delay(),
+        }
+    }
+
+    fn query_chmaps(&self) -> Vec<Vec<u32>> {
+        let (lo, hi) = self.channel_range();
+        (lo..=hi).map(|n| self.client_chmap(n)).collect()
+    }
+
+    fn chmap(&self, channels: u32) -> Vec<u32> {
+        self.client_chmap(if channels == 0 { self.dev.channels } else { channels })
+    }
+
+    fn dump(&self) -> String {
+        format!(
+            "rdmix PCM: slave \"{}\", ipc_key {:#x}, device {} Hz, {} ch, period {} / buffer {} frames\n",
+            self.cfg.slave.pcm,
+            self.cfg.ipc_key,
+            self.dev.rate,
+            self.dev.channels,
+            self.dev.period_frames,
+            self.dev.buffer_frames
+        )
+    }
+}

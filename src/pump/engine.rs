@@ -1,0 +1,327 @@
+//! The mixing half of the pump: once per device period it sums the running lanes at the
+//! device position and saturates the sum into the slave format. Pure: segment in, bytes
+//! out, no clock and no device, so tests drive it directly.
+
+use std::sync::Arc;
+
+use crate::config::Bindings;
+use crate::dsp::chmap;
+use crate::dsp::convert::{self, Converter};
+use crate::dsp::format::Format;
+use crate::dsp::mix::Mixer;
+use crate::error::{Error, Result};
+use crate::shm::clock::rescale;
+use crate::shm::ring::{Consumer, Geometry, Mixed, State, pos_add, pos_diff};
+use crate::shm::segment::{DeviceParams, MAX_LANES, Segment};
+
+/// What a client declared at hw_params time (validated before it is accepted).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LaneSetup {
+    pub format: Format,
+    pub channels: u32,
+    pub rate: u32,
+    pub geometry: Geometry,
+}
+
+/// What the pump has made of a lane in the current epoch.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Phase {
+    /// Mixed whenever the client says it runs. `starved` through a dry spell, so that each
+    /// spell counts as one underrun.
+    #[default]
+    Live,
+    Starved,
+    /// A drain's last frame has been mixed: nothing more is taken.
+    Drained,
+}
+
+#[derive(Default)]
+struct Lane {
+    setup: Option<LaneSetup>,
+    /// Present unless the client matches the device in rate, channels and layout.
+    conv: Option<Converter>,
+    epoch: u16,
+    /// Client frames consumed: the lane position.
+    consumed: u64,
+    /// Device frames produced for this lane in this epoch.
+    out: u64,
+    phase: Phase,
+}
+
+impl Lane {
+    /// A new epoch (prepare): positions restart, and so does the converter.
+    fn restart(&mut self, epoch: u16) {
+        if let Some(c) = &mut self.conv {
+            c.reset();
+        }
+        self.epoch = epoch;
+        self.consumed = 0;
+        self.out = 0;
+        self.phase = Phase::Live;
+    }
+
+    /// Where this lane's frame 0 sits in the device stream (a pause moves it on).
+    fn origin(&self, mix_pos: u64) -> u64 {
+        let delay = self.conv.as_ref().map_or(0, |c| c.delay_frames() as u64);
+        mix_pos.wrapping_sub(self.out).wrapping_add(delay)
+    }
+
+    /// Client frames the next device period takes.
+    fn need(&self, period: u64) -> u64 {
+        self.conv.as_ref().map_or(period, |c| c.input_frames_next() as u64)
+    }
+}
+
+/// One period's shared working state, lent to each lane in turn.
+struct Period<'a> {
+    mix_pos: u64,
+    frames: u64,
+    device_rate: u32,
+    mixer: &'a mut Mixer,
+    scratch: &'a mut Vec<u8>,
+}
+
+/// Sums lanes into device periods.
+pub struct Engine {
+    seg: Arc<Segment>,
+    /// The pump's own copy of the device parameters: never re-read from shared memory.
+    dev: DeviceParams,
+    chmap: Vec<u32>,
+    lanes: Vec<Lane>,
+    mixer: Mixer,
+    scratch: Vec<u8>,
+    out: Vec<u8>,
+    mix_pos: u64,
+}
+
+impl Engine {
+    pub fn new(seg: Arc<Segment>, dev: DeviceParams, chmap: Vec<u32>) -> Result<Engine> {
+        let fmt = Format::lookup(dev.format)
+            .ok_or_else(|| Error::new(libc::EINVAL, format!("rdmix: unsupported slave format {}", dev.format)))?;
+        if dev.channels == 0 || dev.period_frames == 0 || dev.rate == 0 {
+            return Err(Error::new(
+                libc::EINVAL,
+                format!("rdmix: impossible device parameters {dev:?}"),
+            ));
+        }
+        let samples = dev.period_frames as usize * dev.channels as usize;
+        Ok(Engine {
+            seg,
+            dev,
+            chmap,
+            lanes: (0..MAX_LANES).map(|_| Lane::default()).collect(),
+            mixer: Mixer::new(fmt, samples),
+            scratch: Vec::new(),
+            out: vec![0; samples * fmt.sample_bytes()],
+            mix_pos: 0,
+        })
+    }
+
+    pub fn device(&self) -> DeviceParams {
+        self.dev
+    }
+
+    /// Bytes of one device frame.
+    pub fn frame_bytes(&self) -> usize {
+        self.dev.channels as usize * self.mixer.format().sample_bytes()
+    }
+
+    pub fn segment(&self) -> &Segment {
+        &self.seg
+    }
+
+    pub fn mix_pos(&self) -> u64 {
+        self.mix_pos
+    }
+
+    /// Gives lane `idx` to a new client: every word starts at zero (epoch 0, idle).
+    pub fn attach(&mut self, idx: usize) {
+        Consumer::new(&self.seg, idx).reset();
+        self.lanes[idx] = Lane::default();
+    }
+
+    pub fn detach(&mut self, idx: usize) {
+        self.lanes[idx] = Lane::default();
+    }
+
+    /// Accepts or refuses a client's hw_params. The lane is not mixed until this succeeds.
+    /// `bindings` replace the standard channel mapping.
+    pub fn setup(
+        &mut self,
+        idx: usize,
+        format: Format,
+        channels: u32,
+        rate: u32,
+        buffer_frames: u64,
+        bindings: &Bindings,
+    ) -> Result<()> {
+        let refuse = |why: String| Error::new(libc::EINVAL, format!("rdmix: hw_params: {why}"));
+        if !(convert::MIN_RATE..=convert::MAX_RATE).contains(&rate) {
+            return Err(refuse(format!(
+                "rate {rate} is outside {}..{} Hz",
+                convert::MIN_RATE,
+                convert::MAX_RATE
+            )));
+        }
+        if channels == 0 || channels > convert::MAX_CHANNELS {
+            return Err(refuse(format!(
+                "{channels} channels; rdmix maps 1 to {}",
+                convert::MAX_CHANNELS
+            )));
+        }
+        if bindings
+            .pairs()
+            .iter()
+            .any(|&(c, d)| c >= channels || d >= self.dev.channels)
+        {
+            return Err(refuse(format!(
+                "bindings {:?} do not fit {channels} channels on a {}-channel device",
+                bindings.pairs(),
+                self.dev.channels
+            )));
+        }
+        let frame_bytes = format.sample_bytes() * channels as usize;
+        let geometry = usize::try_from(buffer_frames)
+            .ok()
+            .and_then(|b| Geometry::new(frame_bytes, b))
+            .ok_or_else(|| {
+                refuse(format!(
+                    "a buffer of {buffer_frames} frames of {frame_bytes} bytes does not fit a lane"
+                ))
+            })?;
+        let matrix = if bindings.is_empty() {
+            chmap::matrix(&chmap::standard_map(channels), &self.chmap)
+        } else {
+            chmap::binding_matrix(bindings.pairs(), self.dev.channels as usize)
+        };
+        let identity = bindings.is_empty() && channels == self.dev.channels;
+        let conv = if identity && rate == self.dev.rate {
+            None // the client matches the device: the plain integer path, no conversion
+        } else {
+            Some(Converter::new(
+                format,
+                rate,
+                channels as usize,
+                self.dev.rate,
+                self.dev.period_frames as usize,
+                matrix,
+            )?)
+        };
+        self.lanes[idx] = Lane {
+            setup: Some(LaneSetup {
+                format,
+                channels,
+                rate,
+                geometry,
+            }),
+            conv,
+            ..Lane::default()
+        };
+        Ok(())
+    }
+
+    /// Mixes the next device period. Lanes whose wake-up fell due are pushed onto `wake`.
+    pub fn mix_period(&mut self, wake: &mut Vec<usize>) -> &[u8] {
+        let frames = self.dev.period_frames as u64;
+        self.mixer.clear(frames as usize * self.dev.channels as usize);
+        let mut p = Period {
+            mix_pos: self.mix_pos,
+            frames,
+            device_rate: self.dev.rate,
+            mixer: &mut self.mixer,
+            scratch: &mut self.scratch,
+        };
+        for (idx, lane) in self.lanes.iter_mut().enumerate() {
+            if mix_lane(lane, &Consumer::new(&self.seg, idx), &mut p) {
+                wake.push(idx);
+            }
+        }
+        self.mixer.finish(&mut self.out);
+        self.mix_pos += frames;
+        &self.out
+    }
+}
+
+/// One lane's part of a period; returns whether its client should be woken.
+fn mix_lane(lane: &mut Lane, end: &Consumer, p: &mut Period) -> bool {
+    let Some(setup) = lane.setup else { return false };
+    // A slot with an impossible state tag is treated as stopped: it hurts only its owner.
+    let Some(ctl) = end.ctl() else { return false };
+    if ctl.epoch != lane.epoch {
+        lane.restart(ctl.epoch);
+        end.publish(Mixed {
+            epoch: ctl.epoch,
+            ..Mixed::default()
+        });
+    }
+    if !ctl.state.is_mixed() || lane.phase == Phase::Drained {
+        return false;
+    }
+    let origin = lane.origin(p.mix_pos);
+    end.set_start_mix(origin);
+    let need = lane.need(p.frames);
+    // Never trust the client's position: clamp it to what its ring can hold.
+    let queued = pos_diff(ctl.appl, lane.consumed).clamp(0, setup.geometry.buffer_frames as i64) as u64;
+    let took = queued.min(need);
+    add_frames(lane, &setup, end, took, p);
+    lane.out += p.frames;
+    let mixed = if ctl.state == State::Draining && queued <= need {
+        finish_drain(lane, &setup, end, took, origin, p)
+    } else {
+        advance(lane, end, took, need)
+    };
+    end.publish(mixed);
+    if mixed.drained {
+        return true; // a drain waiting on its end is always woken
+    }
+    end.take_wake(lane.consumed)
+}
+
+/// Reads `n` frames at the lane position and adds them (converted, if need be) to the mix.
+fn add_frames(lane: &mut Lane, setup: &LaneSetup, end: &Consumer, n: u64, p: &mut Period) {
+    let g = setup.geometry;
+    p.scratch.resize(n as usize * g.frame_bytes, 0);
+    if n > 0 {
+        end.read(&g, lane.consumed, p.scratch);
+    }
+    match &mut lane.conv {
+        Some(c) => c.process(p.scratch, p.mixer),
+        None if n > 0 => p.mixer.add(setup.format, p.scratch),
+        None => {}
+    }
+}
+
+/// Everything of a draining lane is in: it is done once the device stream has passed its
+/// last frame (for a converted lane, the resampler's tail included).
+fn finish_drain(lane: &mut Lane, setup: &LaneSetup, end: &Consumer, took: u64, origin: u64, p: &Period) -> Mixed {
+    lane.consumed = pos_add(lane.consumed, took as i64);
+    let last = origin.wrapping_add(rescale(lane.consumed as i64, setup.rate, p.device_rate) as u64);
+    let drained = p.mix_pos + p.frames >= last;
+    if drained {
+        lane.phase = Phase::Drained;
+        end.set_drain_end(last);
+    }
+    Mixed {
+        epoch: lane.epoch,
+        running: true,
+        drained,
+        consumed: lane.consumed,
+    }
+}
+
+/// The device clock moves on whether or not the client kept up, as on hardware; a client
+/// that could not give what the period needed has underrun (counted once per dry spell).
+fn advance(lane: &mut Lane, end: &Consumer, took: u64, need: u64) -> Mixed {
+    lane.consumed = pos_add(lane.consumed, need as i64);
+    let dry = took < need;
+    if dry && lane.phase != Phase::Starved {
+        end.count_underrun();
+    }
+    lane.phase = if dry { Phase::Starved } else { Phase::Live };
+    Mixed {
+        epoch: lane.epoch,
+        running: true,
+        drained: false,
+        consumed: lane.consumed,
+    }
+}

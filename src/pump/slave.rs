@@ -1,0 +1,201 @@
+//! Opening and configuring the slave: read/write interleaved access only, never mmap.
+
+use std::fmt::Display;
+
+use super::pacing::Slave;
+use crate::alsa::pcm::{HwParams, Negotiated, Pcm};
+use crate::alsa::strerror;
+use crate::config::SlaveRequest;
+use crate::dsp::chmap::standard_map;
+use crate::dsp::format::{FORMATS, Format};
+use crate::error::{Error, Result};
+use crate::shm::segment::{DeviceParams, MAX_CHMAP};
+
+/// rdmix's defaults, chosen for low latency: 5 ms periods, 4 of them (about 21 ms at 48 kHz,
+/// against 1024-frame quanta in sound servers).
+pub const DEFAULT_RATE: u32 = 48000;
+pub const DEFAULT_CHANNELS: u32 = 2;
+pub const DEFAULT_PERIOD_TIME_US: u32 = 5333;
+pub const DEFAULT_PERIODS: u32 = 4;
+
+/// The slave PCM as the pump drives it.
+pub struct AlsaSlave {
+    pcm: Pcm,
+}
+
+/// `rdmix: slave.pcm "NAME": WHAT: CAUSE`
+fn failed(name: &str, what: &str, e: Error) -> Error {
+    let cause = strerror(e.neg());
+    e.context(format!("rdmix: slave.pcm \"{name}\": {what}: {cause}"))
+}
+
+/// `rdmix: slave.KEY VALUE: refused by slave.pcm "NAME": CAUSE`
+fn refused(name: &str, key: &str, value: impl Display, e: Error) -> Error {
+    let cause = strerror(e.neg());
+    e.context(format!(
+        "rdmix: slave.{key} {value}: refused by slave.pcm \"{name}\": {cause}"
+    ))
+}
+
+fn unusable(name: &str, why: String) -> Error {
+    Error::new(libc::EINVAL, format!("rdmix: slave.pcm \"{name}\": {why}"))
+}
+
+impl AlsaSlave {
+    /// Opens and configures the slave; the error is one line naming the option and the cause.
+    pub fn open(req: &SlaveRequest) -> Result<(AlsaSlave, DeviceParams, Vec<u32>)> {
+        let name = req.pcm.as_str();
+        let pcm = Pcm::open(name).map_err(|e| {
+            if e.is(libc::ELOOP) {
+                // The nested rdmix refused to open inside a pump (see plugin::open).
+                e.context(format!(
+                    "rdmix: slave.pcm \"{name}\": leads back to rdmix itself; name a device or plugin chain"
+                ))
+            } else {
+                failed(name, "cannot open", e)
+            }
+        })?;
+        let mut hw = pcm
+            .hw_params()
+            .map_err(|e| failed(name, "cannot read its parameters", e))?;
+        hw.set_access_rw_interleaved()
+            .map_err(|e| failed(name, "refuses RW_INTERLEAVED access", e))?;
+        choose_format(&mut hw, req)?;
+        choose_channels(&mut hw, req)?;
+        choose_rate(&mut hw, req)?;
+        choose_sizes(&mut hw, req)?;
+        hw.apply()
+            .map_err(|e| failed(name, "refuses the asked parameters", e))?;
+        let got = pcm
+            .negotiated()
+            .map_err(|e| failed(name, "cannot read back its parameters", e))?;
+        check_usable(name, &got)?;
+        // Start once the buffer is full; an underrun is a real xrun, which the pump recovers.
+        // The pump writes whole periods, so start at the last whole period that fits.
+        let start = got.buffer / got.period * got.period;
+        pcm.set_sw_params(start, got.buffer, got.period)
+            .map_err(|e| failed(name, "refuses the software parameters", e))?;
+        let chmap = pcm
+            .chmap()
+            .filter(|m| m.len() == got.channels as usize)
+            .unwrap_or_else(|| standard_map(got.channels));
+        let dev = DeviceParams {
+            format: got.format,
+            rate: got.rate,
+            channels: got.channels,
+            period_frames: got.period as u32,
+            buffer_frames: got.buffer as u32,
+        };
+        Ok((AlsaSlave { pcm }, dev, chmap))
+    }
+
+    pub fn type_name(&self) -> String {
+        self.pcm.type_name()
+    }
+}
+
+/// The asked format, or the first of rdmix's that the slave takes.
+fn choose_format(hw: &mut HwParams, req: &SlaveRequest) -> Result<()> {
+    let name = req.pcm.as_str();
+    match req.format {
+        Some(f) => {
+            let n = Format::lookup(f).map(|f| f.name()).unwrap_or_default();
+            hw.set_format(f).map_err(|e| refused(name, "format", n, e))
+        }
+        None => {
+            let f = FORMATS
+                .iter()
+                .find(|f| hw.test_format(f.id))
+                .ok_or_else(|| unusable(name, "offers no sample format rdmix can mix".into()))?;
+            hw.set_format(f.id)
+                .map_err(|e| failed(name, "cannot set its format", e))
+        }
+    }
+}
+
+fn choose_channels(hw: &mut HwParams, req: &SlaveRequest) -> Result<()> {
+    let name = req.pcm.as_str();
+    match req.channels {
+        Some(c) => hw.set_channels(c).map_err(|e| refused(name, "channels", c, e)),
+        None => hw
+            .set_channels_near(DEFAULT_CHANNELS)
+            .map(drop)
+            .map_err(|e| failed(name, "cannot set channels", e)),
+    }
+}
+
+fn choose_rate(hw: &mut HwParams, req: &SlaveRequest) -> Result<()> {
+    let name = req.pcm.as_str();
+    match req.rate {
+        Some(r) => hw.set_rate(r).map_err(|e| refused(name, "rate", r, e)),
+        None => hw
+            .set_rate_near(DEFAULT_RATE)
+            .map(drop)
+            .map_err(|e| failed(name, "cannot set a rate", e)),
+    }
+}
+
+/// Period first (size, else time, else rdmix's default time), then the buffer (size, else
+/// time, else a number of periods).
+fn choose_sizes(hw: &mut HwParams, req: &SlaveRequest) -> Result<()> {
+    let name = req.pcm.as_str();
+    let period = match (req.period_size, req.period_time) {
+        (Some(p), _) => hw.set_period_size_near(p as u64).map_err(|e| ("period_size", p, e)),
+        (None, Some(t)) => hw
+            .set_period_time_near(t)
+            .map(u64::from)
+            .map_err(|e| ("period_time", t, e)),
+        (None, None) => hw
+            .set_period_time_near(DEFAULT_PERIOD_TIME_US)
+            .map(u64::from)
+            .map_err(|e| ("period_time", DEFAULT_PERIOD_TIME_US, e)),
+    };
+    period.map_err(|(key, v, e)| refused(name, key, v, e))?;
+    let buffer = match (req.buffer_size, req.buffer_time) {
+        (Some(b), _) => hw.set_buffer_size_near(b as u64).map_err(|e| ("buffer_size", b, e)),
+        (None, Some(t)) => hw
+            .set_buffer_time_near(t)
+            .map(u64::from)
+            .map_err(|e| ("buffer_time", t, e)),
+        (None, None) => {
+            let n = req.periods.unwrap_or(DEFAULT_PERIODS);
+            hw.set_periods_near(n).map(u64::from).map_err(|e| ("periods", n, e))
+        }
+    };
+    buffer.map(drop).map_err(|(key, v, e)| refused(name, key, v, e))
+}
+
+/// What the slave settled on must be something the engine can run.
+fn check_usable(name: &str, got: &Negotiated) -> Result<()> {
+    if Format::lookup(got.format).is_none() {
+        return Err(unusable(name, "runs a format rdmix cannot mix".into()));
+    }
+    if got.channels == 0 || got.channels as usize > MAX_CHMAP {
+        return Err(unusable(
+            name,
+            format!("{} channels is beyond rdmix's {MAX_CHMAP}", got.channels),
+        ));
+    }
+    if got.period == 0 || got.buffer < 2 * got.period || got.period > 1 << 16 {
+        return Err(unusable(
+            name,
+            format!("unusable period {} / buffer {} frames", got.period, got.buffer),
+        ));
+    }
+    Ok(())
+}
+
+impl Slave for AlsaSlave {
+    fn write(&mut self, buf: &[u8], frames: usize) -> Result<usize> {
+        self.pcm.writei(buf, frames)
+    }
+    fn avail(&mut self) -> Result<usize> {
+        self.pcm.avail()
+    }
+    fn delay(&mut self) -> Result<i64> {
+        self.pcm.delay()
+    }
+    fn recover(&mut self, err: &Error) -> Result<()> {
+        self.pcm.recover(err)
+    }
+}

@@ -1,0 +1,67 @@
+//! Descriptors to sleep on: eventfds, timerfds and poll(2).
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use super::cvt;
+
+/// A non-blocking eventfd: the client's poll descriptor.
+pub fn eventfd() -> io::Result<OwnedFd> {
+    // SAFETY: eventfd returns a new descriptor or -1.
+    let fd = cvt(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) })?;
+    // SAFETY: fd is fresh and ours.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Makes an eventfd readable. Errors (a full counter) are harmless: it is readable then anyway.
+pub fn eventfd_signal(fd: BorrowedFd) {
+    let one: u64 = 1;
+    // SAFETY: writes 8 bytes from a live u64.
+    unsafe { libc::write(fd.as_raw_fd(), &one as *const u64 as *const libc::c_void, 8) };
+}
+
+/// Clears an eventfd; returns whether it had been signalled.
+pub fn eventfd_clear(fd: BorrowedFd) -> bool {
+    let mut v: u64 = 0;
+    // SAFETY: reads 8 bytes into a live u64; the fd is non-blocking.
+    unsafe { libc::read(fd.as_raw_fd(), &mut v as *mut u64 as *mut libc::c_void, 8) == 8 }
+}
+
+/// A non-blocking CLOCK_MONOTONIC timerfd.
+pub fn timerfd() -> io::Result<OwnedFd> {
+    // SAFETY: timerfd_create returns a new descriptor or -1.
+    let fd = cvt(unsafe { libc::timerfd_create(libc::CLOCK_MONOTONIC, libc::TFD_CLOEXEC | libc::TFD_NONBLOCK) })?;
+    // SAFETY: fd is fresh and ours.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Arms a one-shot timer `ns` from now (0 disarms it).
+pub fn timerfd_arm(fd: BorrowedFd, ns: u64) {
+    let spec = libc::itimerspec {
+        it_interval: libc::timespec { tv_sec: 0, tv_nsec: 0 },
+        it_value: libc::timespec {
+            tv_sec: (ns / 1_000_000_000) as _,
+            tv_nsec: (ns % 1_000_000_000) as _,
+        },
+    };
+    // SAFETY: arms our timer with a valid itimerspec.
+    unsafe { libc::timerfd_settime(fd.as_raw_fd(), 0, &spec, std::ptr::null_mut()) };
+}
+
+/// poll(2), retried on EINTR as a zero-event wake-up.
+pub fn poll(fds: &mut [libc::pollfd], timeout_ms: i32) -> io::Result<usize> {
+    // SAFETY: fds is a live slice of pollfd.
+    let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() == io::ErrorKind::Interrupted {
+            return Ok(0);
+        }
+        return Err(e);
+    }
+    Ok(r as usize)
+}
+
+pub fn pollfd(fd: RawFd, events: i16) -> libc::pollfd {
+    libc::pollfd { fd, events, revents: 0 }
+}

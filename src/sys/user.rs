@@ -1,0 +1,28 @@
+//! Who we are, and groups by name.
+
+use std::ffi::CString;
+
+pub fn group_by_name(name: &str) -> Option<u32> {
+    let c = CString::new(name).ok()?;
+    let mut grp: libc::group = unsafe_zeroed_group();
+    let mut buf = vec![0 as libc::c_char; 16384];
+    let mut out: *mut libc::group = std::ptr::null_mut();
+    // SAFETY: getgrnam_r writes into grp and buf, which outlive the call.
+    let r = unsafe { libc::getgrnam_r(c.as_ptr(), &mut grp, buf.as_mut_ptr(), buf.len(), &mut out) };
+    (r == 0 && !out.is_null()).then_some(grp.gr_gid)
+}
+
+fn unsafe_zeroed_group() -> libc::group {
+    // SAFETY: libc::group is plain old data; all-zero (NULL pointers) is valid before getgrnam_r fills it.
+    unsafe { std::mem::zeroed() }
+}
+
+pub fn euid() -> u32 {
+    // SAFETY: no preconditions.
+    unsafe { libc::geteuid() }
+}
+
+pub fn egid() -> u32 {
+    // SAFETY: no preconditions.
+    unsafe { libc::getegid() }
+}
