@@ -19,5 +19,5 @@ RUSTFLAGS="-Zsanitizer=address -Clink-arg=-Wl,--export-dynamic" cargo +nightly t
     --lib --test pump_fake_slave --test capi --test conformance --test fuzz_config
 echo "== ThreadSanitizer"
 RUSTFLAGS="-Zsanitizer=thread" TSAN_OPTIONS=halt_on_error=1 \
-    cargo +nightly test -Zbuild-std --target "$triple" --lib --test pump_fake_slave -- lane pump clients hostile
+    cargo +nightly test -Zbuild-std --target "$triple" --lib --test pump_fake_slave -- ring pump clients hostile
 echo "sanitizers: clean"

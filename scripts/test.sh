@@ -13,7 +13,7 @@ cargo test --workspace
 # with Miri is installed; the full sanitizer and memcheck runs are scripts/sanitizers.sh
 # and scripts/valgrind.sh.
 if cargo +nightly miri --version >/dev/null 2>&1; then
-    cargo +nightly miri test --lib -- lane mix
+    cargo +nightly miri test --lib -- ring mix
 else
     echo "miri: skipped: no nightly toolchain with Miri here"
 fi

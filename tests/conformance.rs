@@ -1,5 +1,5 @@
-//! PCM semantics through real alsa-lib, one test per numbered item of the conformance list:
-//! rdmix must behave like a `hw` sound card that happens to be shared. The paced copy-only
+//! PCM semantics through real alsa-lib, one test per behaviour: rdmix must behave like a
+//! `hw` sound card that happens to be shared. The paced copy-only
 //! test device is the ground truth for timing: it logs when it started and which recorded
 //! frame it started on, so the frame it plays at any instant is known.
 //!
@@ -72,9 +72,9 @@ fn open(n: u32, nonblock: bool, p: Params) -> Pcm {
     pcm
 }
 
-/// Item 1: the state machine, including hw_free and a second hw_params with other sizes.
+/// the state machine, including hw_free and a second hw_params with other sizes.
 #[test]
-fn item01_states() {
+fn state_machine_follows_hw_including_hw_free() {
     let p = Pcm::open("mix6", false).unwrap();
     assert_eq!(p.state(), a::SND_PCM_STATE_OPEN);
     let (period, buffer) = p.set_params(Params::default()).unwrap();
@@ -120,9 +120,9 @@ fn item01_states() {
     assert_eq!(p.state(), a::SND_PCM_STATE_SETUP);
 }
 
-/// Item 2: start_threshold, explicit start, and a start with nothing written.
+/// start_threshold, explicit start, and a start with nothing written.
 #[test]
-fn item02_start() {
+fn start_threshold_explicit_start_and_empty_start() {
     let p = open(7, false, Params::default());
     p.set_sw(2 * 480, Some(1920), 480).unwrap();
     write_frames(&p, 0, 480);
@@ -162,10 +162,10 @@ fn item02_start() {
     p.drop_();
 }
 
-/// Item 3: non-blocking writes, poll wake-ups exactly when avail reaches avail_min,
+/// non-blocking writes, poll wake-ups exactly when avail reaches avail_min,
 /// snd_pcm_wait, no busy-waiting, and poll while draining.
 #[test]
-fn item03_poll_and_nonblocking() {
+fn poll_wakes_at_avail_min_without_spinning() {
     let p = open(
         8,
         true,
@@ -209,7 +209,7 @@ fn item03_poll_and_nonblocking() {
         assert_eq!(r, avail);
         k += r as u64;
     }
-    summary("item03 poll wake lateness past avail_min (ms)", late);
+    summary("poll wake lateness past avail_min (ms)", late);
 
     // snd_pcm_wait sleeps until avail_min without burning CPU.
     let c0 = thread_cpu_ns();
@@ -217,7 +217,7 @@ fn item03_poll_and_nonblocking() {
     assert_eq!(p.wait(5000), 1);
     let (slept, burnt) = (t0.elapsed(), thread_cpu_ns() - c0);
     eprintln!(
-        "MEASURE item03 snd_pcm_wait: slept {slept:?}, thread CPU {:.3} ms",
+        "MEASURE snd_pcm_wait: slept {slept:?}, thread CPU {:.3} ms",
         burnt as f64 / 1e6
     );
     assert!(
@@ -244,7 +244,7 @@ fn item03_poll_and_nonblocking() {
     }
     let burnt = thread_cpu_ns() - c0;
     eprintln!(
-        "MEASURE item03 non-blocking drain: {wakes} wake-ups in {:?}, CPU {:.3} ms",
+        "MEASURE non-blocking drain: {wakes} wake-ups in {:?}, CPU {:.3} ms",
         t0.elapsed(),
         burnt as f64 / 1e6
     );
@@ -252,9 +252,9 @@ fn item03_poll_and_nonblocking() {
     assert!(wakes < 200, "{wakes} wake-ups: poll spins while draining");
 }
 
-/// Item 4: drain timing and its corner cases.
+/// drain timing and its corner cases.
 #[test]
-fn item04_drain() {
+fn drain_waits_for_the_device_and_a_drop_ends_it() {
     let p = open(
         9,
         false,
@@ -288,10 +288,7 @@ fn item04_drain() {
         );
         p.prepare();
     }
-    summary(
-        "item04 blocking drain beyond the queued audio incl. device buffer (ms)",
-        over,
-    );
+    summary("blocking drain beyond the queued audio incl. device buffer (ms)", over);
 
     // Every frame was handed to the device, so the recording holds all five rounds.
     let rec = read_rec_s16(&rec_path(9));
@@ -320,9 +317,9 @@ fn item04_drain() {
     assert_eq!(p.state(), a::SND_PCM_STATE_SETUP);
 }
 
-/// Item 4 (cont.): drain with a dead pump returns an error instead of hanging.
+/// drain with a dead pump returns an error instead of hanging.
 #[test]
-fn item04_drain_with_dead_pump_fails() {
+fn drain_with_a_dead_pump_fails_promptly() {
     let p = open(
         10,
         false,
@@ -338,17 +335,14 @@ fn item04_drain_with_dead_pump_fails() {
     }
     let t0 = Instant::now();
     let r = p.drain();
-    eprintln!(
-        "MEASURE item04 drain with the pump killed: {r} after {:?}",
-        t0.elapsed()
-    );
+    eprintln!("MEASURE drain with the pump killed: {r} after {:?}", t0.elapsed());
     assert!(r < 0, "drain reported success with the pump dead");
     assert!(t0.elapsed() < Duration::from_secs(3));
 }
 
-/// Item 5: pause and resume.
+/// pause and resume.
 #[test]
-fn item05_pause() {
+fn pause_inserts_silence_and_loses_nothing() {
     let p = Arc::new(open(
         11,
         false,
@@ -391,6 +385,13 @@ fn item05_pause() {
         || p.delay().unwrap_or(0) > 1000,
         || "never queued".into(),
     );
+    // The gap is measured from the first frame heard, so pause only once the device has
+    // played some of the stream (queued frames alone satisfy the delay above at once).
+    wait_until(
+        Duration::from_secs(5),
+        || read_rec_s16(&rec_path(11)).iter().any(|f| f[0] != 0),
+        || "never heard".into(),
+    );
     paused.store(true, Ordering::Release);
     assert_eq!(p.pause(true), 0);
     let d0 = p.delay().unwrap();
@@ -417,19 +418,16 @@ fn item05_pause() {
     let first = rec.iter().position(|f| f[0] != 0).unwrap();
     let last = rec.iter().rposition(|f| f[0] != 0).unwrap();
     let gap = (last - first + 1) as i64 - total as i64;
-    eprintln!(
-        "MEASURE item05 silent gap while paused: {:.1} ms (paused ~200 ms)",
-        ms(gap)
-    );
+    eprintln!("MEASURE silent gap while paused: {:.1} ms (paused ~200 ms)", ms(gap));
     // The recording is what the pump wrote, so the gap is what it wrote while we were paused:
     // about 200 ms, unless the pump itself was starved of CPU (a sanitizer run on a loaded
     // machine). The claim tested is that pausing inserts silence and loses nothing.
     assert!(gap >= dev_period(11), "the pause left a gap of only {:.1} ms", ms(gap));
 }
 
-/// Item 6: delay against the device's ground truth, and status/avail_delay agreement.
+/// delay against the device's ground truth, and status/avail_delay agreement.
 #[test]
-fn item06_delay_and_timestamps() {
+fn delay_matches_the_device_clock() {
     let p = open(
         12,
         false,
@@ -493,17 +491,17 @@ fn item06_delay_and_timestamps() {
         let slack = ((t1 - t0) * RATE / 1_000_000_000) + 48;
         assert!(err.abs() <= slack, "delay {d} vs truth {truth}: {:.3} ms off", ms(err));
     }
-    summary("item06 delay error vs the device (ms)", errs);
+    summary("delay error vs the device (ms)", errs);
     let st = p.status().unwrap();
     eprintln!(
-        "MEASURE item06 audio_htstamp from ioplug status: {} ns (ioplug does not report it)",
+        "MEASURE audio_htstamp from ioplug status: {} ns (ioplug does not report it)",
         st.audio_tstamp_ns
     );
 }
 
-/// Item 7: underrun, recovery, stop_threshold = boundary, and isolation from others.
+/// underrun, recovery, stop_threshold = boundary, and isolation from others.
 #[test]
-fn item07_underrun() {
+fn underrun_recovery_and_boundary_stop_threshold() {
     let p = open(13, false, Params::default());
     write_frames(&p, 0, 1920);
     assert_eq!(p.state(), a::SND_PCM_STATE_RUNNING);
@@ -535,9 +533,9 @@ fn item07_underrun() {
     p.drop_();
 }
 
-/// Item 7 (cont.): one client underrunning again and again never disturbs another.
+/// one client underrunning again and again never disturbs another.
 #[test]
-fn item07_underrun_is_private() {
+fn one_clients_underruns_never_disturb_another() {
     let steady = open(
         14,
         false,
@@ -577,9 +575,9 @@ fn item07_underrun_is_private() {
     }
 }
 
-/// Item 8: rewind over frames not yet mixed, forward, and avail bounds.
+/// rewind over frames not yet mixed, forward, and avail bounds.
 #[test]
-fn item08_rewind_forward() {
+fn rewind_and_forward_over_unmixed_frames() {
     let p = open(
         15,
         false,
@@ -620,10 +618,10 @@ fn item08_rewind_forward() {
     }
 }
 
-/// Item 9: every period/buffer combination refine allows works, hw_params cycles, and
+/// every period/buffer combination refine allows works, hw_params cycles, and
 /// several threads on one PCM and several PCMs in one process.
 #[test]
-fn item09_params_and_threads() {
+fn every_refinable_size_plays_and_threads_share_a_pcm() {
     // Buffers from the smallest refine allows for S16 (four device periods) upwards.
     let combos = [
         (64u64, 1024u64),
@@ -697,9 +695,9 @@ fn item09_params_and_threads() {
     assert_eq!(a.join().unwrap(), 0);
 }
 
-/// Item 10: channel maps report the device's layout.
+/// channel maps report the device's layout.
 #[test]
-fn item10_chmaps() {
+fn channel_maps_report_the_layout_played() {
     let p = open(20, false, Params::default());
     let fl = a::SND_CHMAP_FL;
     let fr = a::SND_CHMAP_FR;
@@ -735,9 +733,9 @@ fn item10_chmaps() {
     assert_eq!(p6.chmap(), Some(maps[5].clone()));
 }
 
-/// Item 11: reset, drop and close in every state, and drop unblocking a writer.
+/// reset, drop and close in every state, and drop unblocking a writer.
 #[test]
-fn item11_reset_drop_close() {
+fn reset_drop_and_close_in_every_state() {
     for state in ["setup", "prepared", "running", "paused", "xrun", "draining"] {
         for action in ["reset", "drop", "close"] {
             let p = Pcm::open("mix21", true).unwrap();

@@ -150,29 +150,7 @@ mod tests {
 
     /// Least-squares fit of a sine at `f`: (amplitude, residual RMS).
     fn fit(x: &[f64], f: f64, rate: f64) -> (f64, f64) {
-        let w = 2.0 * std::f64::consts::PI * f / rate;
-        let (mut ss, mut cc, mut sc, mut xs, mut xc) = (0.0, 0.0, 0.0, 0.0, 0.0);
-        for (n, v) in x.iter().enumerate() {
-            let (s, c) = (w * n as f64).sin_cos();
-            ss += s * s;
-            cc += c * c;
-            sc += s * c;
-            xs += v * s;
-            xc += v * c;
-        }
-        let det = ss * cc - sc * sc;
-        let a = (xs * cc - xc * sc) / det;
-        let b = (xc * ss - xs * sc) / det;
-        let res: f64 = x
-            .iter()
-            .enumerate()
-            .map(|(n, v)| {
-                let (s, c) = (w * n as f64).sin_cos();
-                (v - a * s - b * c).powi(2)
-            })
-            .sum::<f64>()
-            / x.len() as f64;
-        ((a * a + b * b).sqrt(), res.sqrt())
+        super::super::measure::sine_and_residual(x, f, rate)
     }
 
     fn tone(f: f64, rate: u32, secs: f64, amp: f64) -> Vec<f32> {

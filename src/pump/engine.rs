@@ -155,6 +155,30 @@ impl Engine {
         buffer_frames: u64,
         bindings: &Bindings,
     ) -> Result<()> {
+        let geometry = self.check(format, channels, rate, buffer_frames, bindings)?;
+        let conv = self.converter(format, channels, rate, bindings)?;
+        self.lanes[idx] = Lane {
+            setup: Some(LaneSetup {
+                format,
+                channels,
+                rate,
+                geometry,
+            }),
+            conv,
+            ..Lane::default()
+        };
+        Ok(())
+    }
+
+    /// Whether the pump can mix such a client; its ring geometry if so.
+    fn check(
+        &self,
+        format: Format,
+        channels: u32,
+        rate: u32,
+        buffer_frames: u64,
+        bindings: &Bindings,
+    ) -> Result<Geometry> {
         let refuse = |why: String| Error::new(libc::EINVAL, format!("rdmix: hw_params: {why}"));
         if !(convert::MIN_RATE..=convert::MAX_RATE).contains(&rate) {
             return Err(refuse(format!(
@@ -181,43 +205,36 @@ impl Engine {
             )));
         }
         let frame_bytes = format.sample_bytes() * channels as usize;
-        let geometry = usize::try_from(buffer_frames)
+        usize::try_from(buffer_frames)
             .ok()
             .and_then(|b| Geometry::new(frame_bytes, b))
             .ok_or_else(|| {
                 refuse(format!(
                     "a buffer of {buffer_frames} frames of {frame_bytes} bytes does not fit a lane"
                 ))
-            })?;
+            })
+    }
+
+    /// The converter a client needs, or `None` when it matches the device: the plain
+    /// integer path, which a lone client passes bit-exact.
+    fn converter(&self, format: Format, channels: u32, rate: u32, bindings: &Bindings) -> Result<Option<Converter>> {
+        if bindings.is_empty() && channels == self.dev.channels && rate == self.dev.rate {
+            return Ok(None);
+        }
         let matrix = if bindings.is_empty() {
             chmap::matrix(&chmap::standard_map(channels), &self.chmap)
         } else {
             chmap::binding_matrix(bindings.pairs(), self.dev.channels as usize)
         };
-        let identity = bindings.is_empty() && channels == self.dev.channels;
-        let conv = if identity && rate == self.dev.rate {
-            None // the client matches the device: the plain integer path, no conversion
-        } else {
-            Some(Converter::new(
-                format,
-                rate,
-                channels as usize,
-                self.dev.rate,
-                self.dev.period_frames as usize,
-                matrix,
-            )?)
-        };
-        self.lanes[idx] = Lane {
-            setup: Some(LaneSetup {
-                format,
-                channels,
-                rate,
-                geometry,
-            }),
-            conv,
-            ..Lane::default()
-        };
-        Ok(())
+        Converter::new(
+            format,
+            rate,
+            channels as usize,
+            self.dev.rate,
+            self.dev.period_frames as usize,
+            matrix,
+        )
+        .map(Some)
     }
 
     /// Mixes the next device period. Lanes whose wake-up fell due are pushed onto `wake`.

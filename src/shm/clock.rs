@@ -93,17 +93,7 @@ impl Segment {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::shm::segment::DeviceParams;
-
-    fn dev() -> DeviceParams {
-        DeviceParams {
-            format: 2,
-            rate: 48000,
-            channels: 2,
-            period_frames: 256,
-            buffer_frames: 1024,
-        }
-    }
+    use crate::shm::segment::test_device as dev;
 
     #[test]
     fn clock_extrapolates_playback() {

@@ -309,18 +309,24 @@ impl Segment {
     }
 }
 
+/// Device parameters for unit tests: S16_LE stereo at 48 kHz, periods of 256 in 1024.
+#[cfg(test)]
+pub(crate) fn test_device() -> DeviceParams {
+    DeviceParams {
+        format: 2,
+        rate: 48000,
+        channels: 2,
+        period_frames: 256,
+        buffer_frames: 1024,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn dev() -> DeviceParams {
-        DeviceParams {
-            format: 2,
-            rate: 48000,
-            channels: 2,
-            period_frames: 256,
-            buffer_frames: 1024,
-        }
+        test_device()
     }
 
     #[test]
