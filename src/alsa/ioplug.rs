@@ -627,41 +627,61 @@ pub unsafe fn open<P: Plugin>(
             callbacks: callbacks::<P>(),
             plugin: Mutex::new(plugin),
         }));
-        // SAFETY: h is a fresh, exclusively owned allocation; after create succeeds ioplug
-        // owns its lifetime and frees it through cb_close.
-        unsafe {
-            let io = &mut (*h).io;
-            io.version = SND_PCM_IOPLUG_VERSION;
-            io.name = P::NAME.as_ptr();
-            io.flags = SND_PCM_IOPLUG_FLAG_MONOTONIC | SND_PCM_IOPLUG_FLAG_BOUNDARY_WA;
-            io.poll_fd = poll_fd;
-            io.poll_events = libc::POLLIN as c_uint;
-            io.mmap_rw = 0;
-            io.callback = &(*h).callbacks;
-            io.private_data = h as *mut c_void;
-            let r = snd_pcm_ioplug_create(io, name, stream, mode);
-            if r < 0 {
-                drop(Box::from_raw(h));
-                snderr(
-                    c"open",
-                    &format!("rdmix: cannot create the PCM: {}", super::strerror(r)),
-                );
-                return r;
-            }
-            // ioplug does not take this from the open mode.
-            io.nonblock = args.nonblock as c_int;
-            if let Err(r) = constrain(io, &space) {
-                snderr(
-                    c"open",
-                    &format!("rdmix: cannot set hw constraints: {}", super::strerror(r)),
-                );
-                snd_pcm_ioplug_delete(io); // closes, which frees the holder
-                return r;
-            }
-            *pcmp = io.pcm;
-        }
-        0
+        // SAFETY: h is fresh and ours; the other arguments are alsa-lib's own.
+        unsafe { create(h, pcmp, name, stream, mode, poll_fd, args.nonblock, &space) }
     })
+}
+
+/// Registers a holder with ioplug and applies its space.
+///
+/// # Safety
+/// `h` must come from `Box::into_raw` and be owned by nobody else; the other arguments must
+/// be those alsa-lib passed to the open function. After this returns, ioplug owns `h`
+/// (freed through `cb_close`), or it has been freed on failure.
+#[allow(clippy::too_many_arguments)]
+unsafe fn create<P: Plugin>(
+    h: *mut Holder<P>,
+    pcmp: *mut *mut a::snd_pcm_t,
+    name: *const c_char,
+    stream: a::snd_pcm_stream_t,
+    mode: c_int,
+    poll_fd: c_int,
+    nonblock: bool,
+    space: &Space,
+) -> c_int {
+    // SAFETY: h is exclusively ours until snd_pcm_ioplug_create succeeds (see above).
+    unsafe {
+        let io = &mut (*h).io;
+        io.version = SND_PCM_IOPLUG_VERSION;
+        io.name = P::NAME.as_ptr();
+        io.flags = SND_PCM_IOPLUG_FLAG_MONOTONIC | SND_PCM_IOPLUG_FLAG_BOUNDARY_WA;
+        io.poll_fd = poll_fd;
+        io.poll_events = libc::POLLIN as c_uint;
+        io.mmap_rw = 0;
+        io.callback = &(*h).callbacks;
+        io.private_data = h as *mut c_void;
+        let r = snd_pcm_ioplug_create(io, name, stream, mode);
+        if r < 0 {
+            drop(Box::from_raw(h));
+            snderr(
+                c"open",
+                &format!("rdmix: cannot create the PCM: {}", super::strerror(r)),
+            );
+            return r;
+        }
+        // ioplug does not take this from the open mode.
+        io.nonblock = nonblock as c_int;
+        if let Err(r) = constrain(io, space) {
+            snderr(
+                c"open",
+                &format!("rdmix: cannot set hw constraints: {}", super::strerror(r)),
+            );
+            snd_pcm_ioplug_delete(io); // closes, which frees the holder
+            return r;
+        }
+        *pcmp = io.pcm;
+    }
+    0
 }
 
 /// Exports a PCM plugin's entry points for alsa-lib: `_snd_pcm_NAME_open` and the version
