@@ -263,7 +263,9 @@ impl Server {
                 format!("rdmix: ipc_key {key:#x}: all {MAX_LANES} lanes are in use"),
             ));
         };
-        let r = self.running.as_mut().expect("started above");
+        let Some(r) = self.running.as_mut() else {
+            return Err(Error::new(libc::EIO, "rdmix: the pump has no device open"));
+        };
         r.pump.engine.attach(slot);
         self.wakers[slot] = Some(ev);
         let peer = &mut self.peers[i];
