@@ -411,17 +411,8 @@ fn fault8_hostile_slot_writes() {
     );
     let lane = log_has_us().unwrap();
     // The same shared memory the pump gave us, opened through the pump's descriptor.
-    let pump = pumps_of_set(n)[0];
-    let memfd = std::fs::read_dir(format!("/proc/{pump}/fd"))
-        .unwrap()
-        .flatten()
-        .find(|e| std::fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy().contains("rdmix-segment")))
-        .expect("the pump's segment");
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(memfd.path())
-        .unwrap();
+    let memfd = segment_fd(&pumps_of_set(n)).expect("the pump's segment");
+    let f = std::fs::OpenOptions::new().read(true).write(true).open(&memfd).unwrap();
     let map = memmap2::MmapOptions::new().map_raw(&f).unwrap();
     let slot =
         asound_module_pcm_rdmix::shm::segment::HEADER_BYTES + lane * asound_module_pcm_rdmix::shm::segment::SLOT_BYTES;

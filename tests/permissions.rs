@@ -140,16 +140,11 @@ fn users_and_permissions() {
         "outsider: {err}"
     );
     // The outsider cannot open the segment through the pump's descriptor either.
-    let pump = w.pumps()[0];
-    let memfd = std::fs::read_dir(format!("/proc/{pump}/fd"))
-        .unwrap()
-        .flatten()
-        .find(|e| std::fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy().contains("rdmix-segment")))
-        .expect("the pump's segment");
+    let memfd = segment_fd(&w.pumps()).expect("the pump's segment");
     // The segment itself carries ipc_perm and ipc_gid, like dmix's shm.
     {
         use std::os::unix::fs::MetadataExt;
-        let meta = std::fs::metadata(memfd.path()).unwrap();
+        let meta = std::fs::metadata(&memfd).unwrap();
         let gid = Command::new("getent").args(["group", GROUP]).output().unwrap();
         let gid: u32 = String::from_utf8_lossy(&gid.stdout)
             .split(':')
@@ -165,13 +160,13 @@ fn users_and_permissions() {
     }
     let peek = w
         .cmd("runuser")
-        .args(["-u", OUT, "--", "head", "-c", "4", &memfd.path().display().to_string()])
+        .args(["-u", OUT, "--", "head", "-c", "4", &memfd.display().to_string()])
         .output()
         .unwrap();
     assert!(!peek.status.success(), "the outsider read the segment");
     let peek_member = w
         .cmd("runuser")
-        .args(["-u", IN_B, "--", "head", "-c", "4", &memfd.path().display().to_string()])
+        .args(["-u", IN_B, "--", "head", "-c", "4", &memfd.display().to_string()])
         .output()
         .unwrap();
     eprintln!(

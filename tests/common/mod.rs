@@ -262,6 +262,18 @@ pub fn chmod(path: &Path, mode: u32) {
         .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
 }
 
+/// The `/proc/PID/fd/N` path of the shared segment, held by whichever of `pids` holds one
+/// (a pump that lost the race to start can be alive beside the winner for a moment).
+pub fn segment_fd(pids: &[i32]) -> Option<PathBuf> {
+    pids.iter().find_map(|pid| {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .ok()?
+            .flatten()
+            .find(|e| std::fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy().contains("rdmix-segment")))
+            .map(|e| e.path())
+    })
+}
+
 /// Open descriptors and threads of a process.
 pub fn fds_and_threads(pid: i32) -> (usize, usize) {
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
