@@ -46,13 +46,7 @@ impl SlaveRequest {
         let Some(&(_, min, max)) = SLAVE_NUMBERS.iter().find(|(k, ..)| *k == key) else {
             return Err(Error::config(&format!("slave.{key}"), "unknown option"));
         };
-        if v < min || v > max {
-            return Err(Error::config(
-                &format!("slave.{key}"),
-                format!("{v} is out of range [{min}, {max}]"),
-            ));
-        }
-        let v = Some(v as u32);
+        let v = Some(in_range(&format!("slave.{key}"), v, min, max)? as u32);
         match key {
             "rate" => self.rate = v,
             "channels" => self.channels = v,
@@ -291,10 +285,8 @@ fn group_id(key: &str, n: &Conf) -> Result<u32> {
     Ok(in_range(key, integer(key, n)?, 0, u32::MAX as i64 - 1)? as u32)
 }
 
+/// `perm` is already within 0..=0o777: both callers check its range first.
 fn check_perm(perm: u32) -> Result<u32> {
-    if perm > 0o777 {
-        return Err(Error::config("ipc_perm", format!("{perm} is out of range [0, 511]")));
-    }
     if perm & 0o600 != 0o600 {
         return Err(Error::config(
             "ipc_perm",

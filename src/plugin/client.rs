@@ -526,7 +526,7 @@ impl Plugin for Client {
             None => {
                 // Still mixing: the pump wakes us once the lane's last frame is mixed.
                 if let Some(att) = &self.att {
-                    att.lane().arm_wake(self.appl & POS_MASK);
+                    att.lane().arm_wake(self.appl);
                 }
                 DrainStep::Wait {
                     fds,

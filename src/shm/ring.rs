@@ -210,16 +210,21 @@ impl Geometry {
 pub struct Producer<'a> {
     seg: &'a Segment,
     idx: usize,
+    slot: &'a Slot,
 }
 
 impl<'a> Producer<'a> {
+    /// Panics on an index outside the segment (a bug, not input): checked once, here.
     pub fn new(seg: &'a Segment, idx: usize) -> Producer<'a> {
-        seg.slot(idx); // checks the index once, here
-        Producer { seg, idx }
+        Producer {
+            seg,
+            idx,
+            slot: seg.slot(idx),
+        }
     }
 
     fn slot(&self) -> &'a Slot {
-        self.seg.slot(self.idx)
+        self.slot
     }
 
     /// Copies interleaved frames into the lane at position `pos`. Of a write longer than the
@@ -272,16 +277,21 @@ impl<'a> Producer<'a> {
 pub struct Consumer<'a> {
     seg: &'a Segment,
     idx: usize,
+    slot: &'a Slot,
 }
 
 impl<'a> Consumer<'a> {
+    /// Panics on an index outside the segment (a bug, not input): checked once, here.
     pub fn new(seg: &'a Segment, idx: usize) -> Consumer<'a> {
-        seg.slot(idx); // checks the index once, here
-        Consumer { seg, idx }
+        Consumer {
+            seg,
+            idx,
+            slot: seg.slot(idx),
+        }
     }
 
     fn slot(&self) -> &'a Slot {
-        self.seg.slot(self.idx)
+        self.slot
     }
 
     /// Gives the slot to a new client: every word starts at zero (epoch 0, idle).

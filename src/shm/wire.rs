@@ -136,7 +136,7 @@ pub enum Incoming {
 }
 
 pub fn recv(sock: &OwnedFd) -> io::Result<Incoming> {
-    let mut buf = vec![0u8; HEADER + MAX_PAYLOAD + 1];
+    let mut buf = [0u8; HEADER + MAX_PAYLOAD + 1];
     let (n, fd) = sys::socket::recv(sock, &mut buf)?;
     if n == 0 {
         return Ok(Incoming::Closed);
