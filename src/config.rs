@@ -11,7 +11,8 @@ use crate::alsa::conf::{Conf, Value};
 use crate::dsp::convert::MAX_CHANNELS;
 use crate::dsp::format::Format;
 use crate::error::{Error, Result};
-use crate::shm::segment::MAX_CHMAP;
+use crate::shm::segment::{MAX_CHMAP, MAX_LANES};
+use crate::shm::wire;
 
 /// Longest `slave.pcm` name: it must fit HELLO whole, with the rest of the configuration.
 pub const MAX_PCM_NAME: usize = 1024;
@@ -69,6 +70,24 @@ impl SlaveRequest {
             ("buffer_time", self.buffer_time),
             ("periods", self.periods),
         ]
+    }
+
+    /// The first option in which `other` asks for something else, as `option "value"`.
+    pub fn first_difference(&self, other: &SlaveRequest) -> Option<String> {
+        if self.pcm != other.pcm {
+            return Some(format!("slave.pcm \"{}\"", self.pcm));
+        }
+        if self.format != other.format {
+            return Some(format!("slave.format {:?}", self.format));
+        }
+        self.numbers()
+            .into_iter()
+            .zip(other.numbers())
+            .find(|(a, b)| a.1 != b.1)
+            .map(|((k, v), _)| match v {
+                Some(v) => format!("slave.{k} {v}"),
+                None => format!("no slave.{k}"),
+            })
     }
 
     fn set_pcm(&mut self, name: &str) -> Result<()> {
@@ -151,6 +170,8 @@ pub struct Config {
     pub ipc_key: u32,
     pub ipc_perm: u32,
     pub ipc_gid: Option<u32>,
+    /// On a shared key, how many lanes one user other than the pump's owner may hold.
+    pub ipc_user_lanes: u32,
     /// The pump executable, if not the one beside the plugin (the client's own business:
     /// it is not sent to the pump).
     pub pump: Option<PathBuf>,
@@ -285,6 +306,10 @@ fn group_id(key: &str, n: &Conf) -> Result<u32> {
     Ok(in_range(key, integer(key, n)?, 0, u32::MAX as i64 - 1)? as u32)
 }
 
+/// Lanes one user other than the pump's owner may hold by default: a quarter, so no one
+/// user can fill a shared pump.
+pub const DEFAULT_USER_LANES: u32 = MAX_LANES as u32 / 4;
+
 /// `perm` is already within 0..=0o777: both callers check its range first.
 fn check_perm(perm: u32) -> Result<u32> {
     if perm & 0o600 != 0o600 {
@@ -296,7 +321,32 @@ fn check_perm(perm: u32) -> Result<u32> {
     Ok(perm)
 }
 
+fn user_lanes_value(v: i64) -> Result<u32> {
+    Ok(in_range("ipc_user_lanes", v, 1, MAX_LANES as i64)? as u32)
+}
+
 impl Config {
+    /// Whether the pump is shared with other users (`ipc_perm` gives group or others access).
+    pub fn shared(&self) -> bool {
+        wire::is_shared(self.ipc_perm)
+    }
+
+    /// The first setting in which a client's configuration differs from the one a pump runs,
+    /// as `option value` of the pump's; `None` if the client may join.
+    pub fn first_difference(&self, client: &Config) -> Option<String> {
+        if let Some(d) = self.slave.first_difference(&client.slave) {
+            return Some(d);
+        }
+        if (self.ipc_perm, self.ipc_gid) != (client.ipc_perm, client.ipc_gid) {
+            return Some(format!(
+                "ipc_perm {:04o}{}",
+                self.ipc_perm,
+                self.ipc_gid.map(|g| format!(", ipc_gid {g}")).unwrap_or_default()
+            ));
+        }
+        (self.ipc_user_lanes != client.ipc_user_lanes).then(|| format!("ipc_user_lanes {}", self.ipc_user_lanes))
+    }
+
     /// Reads a plugin node. `root` resolves `slave "NAME"` references to `pcm_slave.NAME`.
     pub fn parse(node: &Conf, root: Option<&Conf>, uid: u32) -> Result<Config> {
         let mut slave = SlaveRequest::default();
@@ -304,6 +354,7 @@ impl Config {
         let mut add_uid = false;
         let mut perm = 0o600;
         let mut gid = None;
+        let mut user_lanes = DEFAULT_USER_LANES;
         let mut pump = None;
         let mut bindings = Bindings::default();
         for c in node.children() {
@@ -333,6 +384,7 @@ impl Config {
                 }
                 "ipc_perm" => perm = in_range("ipc_perm", integer("ipc_perm", &c)?, 0, 0o777)? as u32,
                 "ipc_gid" => gid = Some(group_id("ipc_gid", &c)?),
+                "ipc_user_lanes" => user_lanes = user_lanes_value(integer(&id, &c)?)?,
                 "bindings" => bindings = parse_bindings(&c)?,
                 "pump" => {
                     let p = PathBuf::from(string("pump", &c)?);
@@ -354,11 +406,25 @@ impl Config {
         if add_uid {
             ipc_key = ipc_key.wrapping_add(uid);
         }
+        let perm = check_perm(perm)?;
+        if wire::is_shared(perm)
+            && let Some(p) = &pump
+        {
+            return Err(Error::config(
+                "pump",
+                format!(
+                    "\"{}\": a pump shared with other users (ipc_perm {perm:04o}) runs only the rdmix-pump \
+                     installed beside the plugin; remove the option, or make the key private (ipc_perm 0600)",
+                    p.display()
+                ),
+            ));
+        }
         Ok(Config {
             slave,
             ipc_key,
-            ipc_perm: check_perm(perm)?,
+            ipc_perm: perm,
             ipc_gid: gid,
+            ipc_user_lanes: user_lanes,
             pump,
             bindings,
         })
@@ -384,6 +450,7 @@ impl Config {
         if let Some(g) = self.ipc_gid {
             fields.push(format!("ipc_gid={g}"));
         }
+        fields.push(format!("ipc_user_lanes={}", self.ipc_user_lanes));
         if !self.bindings.is_empty() {
             let b: Vec<String> = self.bindings.pairs().iter().map(|(c, d)| format!("{c}:{d}")).collect();
             fields.push(format!("bindings={}", b.join(",")));
@@ -400,6 +467,7 @@ impl Config {
             ipc_key: 0,
             ipc_perm: 0o600,
             ipc_gid: None,
+            ipc_user_lanes: DEFAULT_USER_LANES,
             pump: None,
             bindings: Bindings::default(),
         };
@@ -413,6 +481,7 @@ impl Config {
                 "ipc_key" => c.ipc_key = in_range(k, num()?, 1, i32::MAX as i64)? as u32,
                 "ipc_perm" => c.ipc_perm = check_perm(in_range(k, num()?, 0, 0o777)? as u32)?,
                 "ipc_gid" => c.ipc_gid = Some(in_range(k, num()?, 0, u32::MAX as i64 - 1)? as u32),
+                "ipc_user_lanes" => c.ipc_user_lanes = user_lanes_value(num()?)?,
                 "format" => c.slave.set_format(num()?)?,
                 "bindings" => {
                     let pairs = v
@@ -465,6 +534,7 @@ mod tests {
             ipc_key: 1234,
             ipc_perm: 0o660,
             ipc_gid: Some(29),
+            ipc_user_lanes: 5,
             pump: None,
             bindings: Bindings::new(vec![(0, 1), (1, 0)]).unwrap(),
         }

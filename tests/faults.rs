@@ -291,51 +291,99 @@ fn fault5_wedged_slave() {
     w.wait_pump_gone(Duration::from_secs(10));
 }
 
-/// Fault 6: impostors and leftovers where the pump should be.
+/// Fault 6: impostors where the pump should be. Each runs as this user (so the client
+/// trusts it), speaks as much of the protocol as it likes, and must get a clear refusal in
+/// bounded time, never a hang or a signal.
 #[test]
-fn fault6_leftovers_and_impostors() {
-    use asound_module_pcm_rdmix::shm::wire::{self, Msg, WELCOME};
+fn fault6_impostors() {
+    use asound_module_pcm_rdmix::shm::lane::LaneMem;
+    use asound_module_pcm_rdmix::shm::segment::{DeviceParams, SEGMENT_BYTES, SegmentWriter};
+    use asound_module_pcm_rdmix::shm::wire::{self, Incoming, Msg, REPLY, SETUP, WELCOME};
     use asound_module_pcm_rdmix::sys;
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::FileExt;
     assert!(have("aplay"), "aplay is required");
+    let dev = DeviceParams {
+        format: alsa_sys::SND_PCM_FORMAT_S16_LE,
+        rate: 48000,
+        channels: 2,
+        period_frames: 256,
+        buffer_frames: 1024,
+    };
     // (behaviour of the fake pump, expected message)
-    let cases: [(&str, &str); 5] = [
+    let cases: [(&str, &str); 6] = [
         ("close", "hangs up without answering"),
         ("garbage", "does not speak rdmix's protocol"),
         ("bad-magic", "is not rdmix's"),
-        ("empty-segment", "smaller than its header"),
+        ("truncatable", "lacks its seals"),
         ("silent", "pump did not answer"),
+        ("stall", "stopped advancing"),
     ];
     for (how, want) in cases {
         let w = World::new("");
-        write_wav_s16(&w.path("s.wav"), 48000, &counting_stream(4800));
-        let listener = sys::socket::listen(&wire::socket_name(w.key)).unwrap();
+        write_wav_s16(&w.path("s.wav"), 48000, &counting_stream(48_000));
+        let rv = wire::rendezvous(w.key, false).unwrap();
+        let sys::socket::Addr::Path(path) = &rv.addr else { panic!("a private key listens at a path") };
+        let _ = std::fs::remove_file(path);
+        let listener = sys::socket::listen(&rv.addr).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let imp = {
             let stop = stop.clone();
             std::thread::spawn(move || {
                 let mut held = Vec::new();
+                let mut keep = Vec::new();
                 while !stop.load(Ordering::Relaxed) {
+                    for (s, _) in &held {
+                        // The stalling pump accepts hw_params, then never moves.
+                        if let Ok(Incoming::Msg(m, _)) = wire::recv(s)
+                            && m.kind == SETUP
+                        {
+                            let _ = wire::send(s, &Msg::new(REPLY), &[]);
+                        }
+                    }
                     let Ok(Some(s)) = sys::socket::accept(&listener) else {
-                        std::thread::sleep(Duration::from_millis(2));
+                        let _ = sys::fd::poll(&mut [], 2);
                         continue;
+                    };
+                    let _ = wire::recv_until(&s, Instant::now() + Duration::from_secs(1)); // HELLO
+                    let (lane, lane_fd) = LaneMem::create().unwrap();
+                    let (theirs, mine) = sys::fd::wake_pair().unwrap();
+                    let send3 = |seg: &std::os::fd::OwnedFd| {
+                        let _ = wire::send(&s, &Msg::new(WELCOME), &[seg.as_fd(), lane_fd.as_fd(), theirs.as_fd()]);
                     };
                     match how {
                         "close" => drop(s),
                         "garbage" => {
-                            let _ = sys::socket::send(&s, b"hello, I am not rdmix", None);
-                            held.push(s);
+                            let _ = sys::socket::send(&s, b"hello, I am not rdmix", &[]);
+                            held.push((s, 0));
                         }
-                        "bad-magic" | "empty-segment" => {
+                        "bad-magic" => {
+                            let fd = sys::memfd::create(c"impostor", SEGMENT_BYTES as u64).unwrap();
+                            std::fs::File::from(fd.try_clone().unwrap())
+                                .write_all_at(&0xdeadbeefu32.to_le_bytes(), 0)
+                                .unwrap();
+                            sys::memfd::seal(fd.as_fd(), sys::memfd::SIZE_SEALS | sys::memfd::FUTURE_WRITE).unwrap();
+                            send3(&fd);
+                            held.push((s, 0));
+                        }
+                        "truncatable" => {
+                            // A header of the right size, which the impostor cuts short at once.
+                            let (real, _) = SegmentWriter::create(&dev, &[]).unwrap();
+                            drop(real);
                             let fd = sys::memfd::unsealed(c"impostor").unwrap();
-                            if how == "bad-magic" {
-                                let f = std::fs::File::from(fd.try_clone().unwrap());
-                                f.set_len(1 << 20).unwrap();
-                                std::os::unix::fs::FileExt::write_all_at(&f, &0xdeadbeefu32.to_le_bytes(), 0).unwrap();
-                            }
-                            let _ = wire::send(&s, &Msg::new(WELCOME), Some(std::os::fd::AsFd::as_fd(&fd)));
-                            held.push(s);
+                            let f = std::fs::File::from(fd.try_clone().unwrap());
+                            f.set_len(SEGMENT_BYTES as u64).unwrap();
+                            send3(&fd);
+                            f.set_len(0).unwrap();
+                            held.push((s, 0));
                         }
-                        _ => held.push(s),
+                        "stall" => {
+                            let (seg, seg_fd) = SegmentWriter::create(&dev, &[]).unwrap();
+                            send3(&seg_fd);
+                            keep.push((seg, lane, mine));
+                            held.push((s, 0));
+                        }
+                        _ => held.push((s, 0)),
                     }
                 }
             })
@@ -346,6 +394,7 @@ fn fault6_leftovers_and_impostors() {
         imp.join().unwrap();
         let err = String::from_utf8_lossy(&o.stderr);
         eprintln!("MEASURE fault6: impostor '{how}': refused after {:?}", t0.elapsed());
+        assert!(o.status.code().is_some(), "{how}: aplay was killed by a signal: {:?}", o.status);
         assert!(!o.status.success(), "{how}: must fail");
         assert!(
             err.contains("rdmix: ") && err.contains(want),
@@ -394,35 +443,17 @@ fn fault8_hostile_slot_writes() {
         .unwrap();
     let p = Pcm::open(&format!("mix{n}"), false).unwrap();
     p.set_params(Params::default()).unwrap();
-    // Find our own lane and map the segment this process was given.
-    let me = std::process::id();
-    let log_has_us = || {
-        std::fs::read_to_string(w.dir.join("pump.log"))
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| l.contains(&format!("client pid {me} took lane")))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<usize>().ok())
-            .next_back()
-    };
-    wait_until(
-        Duration::from_secs(5),
-        || log_has_us().is_some(),
-        || "our lane is not in the log".into(),
-    );
-    let lane = log_has_us().unwrap();
-    // The same shared memory the pump gave us, opened through the pump's descriptor.
-    let memfd = segment_fd(&pumps_of_set(n)).expect("the pump's segment");
-    let f = std::fs::OpenOptions::new().read(true).write(true).open(&memfd).unwrap();
-    let map = memmap2::MmapOptions::new().map_raw(&f).unwrap();
-    let slot =
-        asound_module_pcm_rdmix::shm::segment::HEADER_BYTES + lane * asound_module_pcm_rdmix::shm::segment::SLOT_BYTES;
+    // Our own lane is the one rdmix mapping this process may write.
+    let lanes: Vec<_> = rdmix_maps().into_iter().filter(|m| m.perms.starts_with("rw")).collect();
+    assert_eq!(lanes.len(), 1, "one writable rdmix mapping: our lane");
+    let slot = lanes[0].start;
     let mut rng = Rng(42);
     let t0 = Instant::now();
     let mut writes = 0u64;
     while t0.elapsed() < Duration::from_millis(1500) {
         for word in 0..8 {
-            // SAFETY: test-only scribbling over our own slot's words, inside the mapping.
-            unsafe { std::ptr::write_volatile((map.as_mut_ptr().add(slot) as *mut u64).add(word), rng.next()) };
+            // SAFETY: test-only scribbling over our own slot's words, inside our lane mapping.
+            unsafe { std::ptr::write_volatile((slot as *mut u64).add(word), rng.next()) };
             writes += 1;
         }
         std::thread::yield_now();

@@ -13,10 +13,11 @@ use rdmix::error::{Error, Result};
 use rdmix::pump::engine::Engine;
 use rdmix::pump::pacing::{Pump, Slave};
 use rdmix::shm::ring::{Ctl, Geometry, Producer, State, pos_diff};
-use rdmix::shm::segment::{DeviceParams, Segment};
+use rdmix::shm::lane::LaneMem;
+use rdmix::shm::segment::{DeviceParams, SegmentWriter};
 
 /// An engine over `seg` at the device parameters it publishes.
-fn engine(seg: &Arc<Segment>) -> Engine {
+fn engine(seg: &Arc<SegmentWriter>) -> Engine {
     Engine::new(seg.clone(), seg.device(), seg.chmap()).unwrap()
 }
 
@@ -89,6 +90,7 @@ fn sample(client: usize, k: u64) -> i16 {
 
 struct Client {
     idx: usize,
+    mem: Arc<LaneMem>,
     geom: Geometry,
     epoch: u16,
     state: State,
@@ -96,20 +98,20 @@ struct Client {
 }
 
 impl Client {
-    fn publish(&self, seg: &Segment) {
-        Producer::new(seg, self.idx).publish(Ctl {
+    fn publish(&self) {
+        Producer::new(&self.mem).publish(Ctl {
             epoch: self.epoch,
             state: self.state,
             appl: self.appl,
         });
     }
-    fn consumed(&self, seg: &Segment) -> u64 {
-        let m = Producer::new(seg, self.idx).mixed();
+    fn consumed(&self) -> u64 {
+        let m = Producer::new(&self.mem).mixed();
         if m.epoch == self.epoch { m.consumed } else { 0 }
     }
     /// Writes up to `max` frames of this client's signal, as much as the ring has room for.
-    fn top_up(&mut self, seg: &Segment, max: u64) {
-        let free = self.geom.buffer_frames as i64 - pos_diff(self.appl, self.consumed(seg));
+    fn top_up(&mut self, max: u64) {
+        let free = self.geom.buffer_frames as i64 - pos_diff(self.appl, self.consumed());
         let n = (free.max(0) as u64).min(max);
         let bytes: Vec<u8> = (self.appl..self.appl + n)
             .flat_map(|k| {
@@ -117,15 +119,15 @@ impl Client {
                 [v, v].concat()
             })
             .collect();
-        Producer::new(seg, self.idx).write(&self.geom, self.appl, &bytes);
+        Producer::new(&self.mem).write(&self.geom, self.appl, &bytes);
         self.appl += n;
-        self.publish(seg);
+        self.publish();
     }
-    fn prepare(&mut self, seg: &Segment) {
+    fn prepare(&mut self) {
         self.epoch += 1;
         self.appl = 0;
         self.state = State::Prepared;
-        self.publish(seg);
+        self.publish();
     }
 }
 
@@ -145,17 +147,19 @@ fn clients_starting_stopping_and_underrunning_mix_exactly() {
         period_frames: 240,
         buffer_frames: 960,
     };
-    let seg = Arc::new(Segment::in_memory(&dev));
+    let seg = Arc::new(SegmentWriter::in_memory(&dev));
     let mut engine = engine(&seg);
     let s16 = Format::lookup(alsa_sys::SND_PCM_FORMAT_S16_LE).unwrap();
     let mut clients: Vec<Client> = (0..4)
         .map(|idx| {
-            engine.attach(idx);
+            let mem = Arc::new(LaneMem::in_memory());
+            engine.attach(idx, mem.clone());
             engine
                 .setup(idx, s16, CH as u32, RATE, 2048, &Default::default())
                 .unwrap();
             Client {
                 idx,
+                mem,
                 geom: Geometry::new(4, 2048).unwrap(),
                 epoch: 0,
                 state: State::Idle,
@@ -186,31 +190,31 @@ fn clients_starting_stopping_and_underrunning_mix_exactly() {
             // Each client's script, in milliseconds.
             match (c.idx, ms) {
                 (0, 0) | (1, 37) | (2, 101) | (3, 3) => {
-                    c.prepare(&seg);
-                    c.top_up(&seg, 2048);
+                    c.prepare();
+                    c.top_up(2048);
                     c.state = State::Running;
-                    c.publish(&seg);
+                    c.publish();
                 }
                 (1, 400) => {
                     c.state = State::Idle; // snd_pcm_drop
-                    c.publish(&seg);
+                    c.publish();
                 }
                 (1, 610) => {
-                    c.prepare(&seg); // and play again from frame 0 of a new epoch
-                    c.top_up(&seg, 2048);
+                    c.prepare(); // and play again from frame 0 of a new epoch
+                    c.top_up(2048);
                     c.state = State::Running;
-                    c.publish(&seg);
+                    c.publish();
                 }
                 (3, 900) => {
                     c.state = State::Draining;
-                    c.publish(&seg);
+                    c.publish();
                 }
                 _ => {}
             }
             let starving = c.idx == 2 && (300..390).contains(&ms); // underrun for 90 ms
             let paused_writer = c.idx == 0 && ms % 97 < 40; // writes in bursts, never runs dry
             if matches!(c.state, State::Running) && !starving && !paused_writer {
-                c.top_up(&seg, 4096);
+                c.top_up(4096);
             }
         }
         let from = pump.engine.mix_pos();
@@ -221,10 +225,10 @@ fn clients_starting_stopping_and_underrunning_mix_exactly() {
             if matches!(c.state, State::Running | State::Draining) && to > from {
                 start_mix
                     .entry((c.idx, c.epoch))
-                    .or_insert(Producer::new(&seg, c.idx).start_mix());
+                    .or_insert(Producer::new(&c.mem).start_mix());
             }
         }
-        if Producer::new(&seg, 3).mixed().drained {
+        if Producer::new(&clients[3].mem).mixed().drained {
             drained_seen = true;
         }
         log.push(Mixed { from, to, view });
@@ -263,7 +267,7 @@ fn clients_starting_stopping_and_underrunning_mix_exactly() {
         "both rails exercised: {saturated_hi} {saturated_lo}"
     );
     assert!(drained_seen, "client 3's drain completed");
-    assert!(Producer::new(&seg, 2).underruns() >= 1, "client 2's underrun was seen");
+    assert!(Producer::new(&clients[2].mem).underruns() >= 1, "client 2's underrun was seen");
     let _ = silent_checked;
 }
 
@@ -295,7 +299,7 @@ fn pump_paces_an_unpaced_slave_by_the_clock() {
         period_frames: 240,
         buffer_frames: 960,
     };
-    let seg = Arc::new(Segment::in_memory(&dev));
+    let seg = Arc::new(SegmentWriter::in_memory(&dev));
     let mut pump = Pump::new(engine(&seg), Null { frames: 0 }, 0);
     let mut wake = Vec::new();
     let mut t = 0;
@@ -324,19 +328,20 @@ fn hostile_positions_only_hurt_their_own_lane() {
         period_frames: 64,
         buffer_frames: 256,
     };
-    let seg = Arc::new(Segment::in_memory(&dev));
+    let seg = Arc::new(SegmentWriter::in_memory(&dev));
     let mut engine = engine(&seg);
     let s16 = Format::lookup(alsa_sys::SND_PCM_FORMAT_S16_LE).unwrap();
-    engine.attach(0);
+    let (mem0, mem1) = (Arc::new(LaneMem::in_memory()), Arc::new(LaneMem::in_memory()));
+    engine.attach(0, mem0.clone());
     engine.setup(0, s16, 2, RATE, 128, &Default::default()).unwrap();
-    engine.attach(1);
+    engine.attach(1, mem1.clone());
     engine.setup(1, s16, 2, RATE, 128, &Default::default()).unwrap();
     // Lane 0 plays a constant 1000.
     let g = Geometry::new(4, 128).unwrap();
     let ones: Vec<u8> = (0..128)
         .flat_map(|_| [1000i16.to_le_bytes(), 1000i16.to_le_bytes()].concat())
         .collect();
-    let lane0 = Producer::new(&seg, 0);
+    let lane0 = Producer::new(&mem0);
     lane0.write(&g, 0, &ones);
     lane0.publish(Ctl {
         epoch: 1,
@@ -350,9 +355,9 @@ fn hostile_positions_only_hurt_their_own_lane() {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        seg.scribble(1, 0, x); // ctl
-        seg.scribble(1, 1, x.rotate_left(7)); // wake_at
-        seg.scribble(1, 5, x as u32 as u64); // wake_armed (and underruns)
+        mem1.scribble(0, x); // ctl
+        mem1.scribble(1, x.rotate_left(7)); // wake_at
+        mem1.scribble(5, x as u32 as u64); // wake_armed (and underruns)
         let out = engine.mix_period(&mut wake).to_vec();
         // Keep lane 0 fed so it always plays 1000.
         let pos = (round + 1) * 64;
@@ -370,7 +375,7 @@ fn hostile_positions_only_hurt_their_own_lane() {
         }
     }
     // Lane 0 alone, after lane 1 is stopped, is exact again.
-    Producer::new(&seg, 1).publish(Ctl {
+    Producer::new(&mem1).publish(Ctl {
         epoch: 7,
         state: State::Idle,
         appl: 0,

@@ -1,17 +1,29 @@
-//! Reaching a pump: connect to the one for our key (starting it if nobody listens), say
-//! HELLO with our configuration and eventfd, and map the segment it answers with.
+//! Reaching a pump: find where the pump for our key listens (starting it if nobody does),
+//! make sure it is one we trust, say HELLO with our configuration, and check and map what
+//! it answers with.
+//!
+//! # Which pump a client trusts
+//!
+//! Judged on the kernel's credentials for the listening socket (`SO_PEERCRED`, and
+//! `SO_PEERGROUPS`), never on anything the pump says:
+//! - a pump that runs as this user, or as root;
+//! - when the configuration shares the pump with a group (`ipc_perm` gives the group read
+//!   and write, and `ipc_gid` names it), a pump run by a member of that group.
+//!
+//! Any other pump is refused before it hears a byte of configuration or audio.
 
 use std::io::{self, Read};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::shm::lane::LaneMem;
 use crate::shm::ring::Producer;
 use crate::shm::segment::{MAX_LANES, Segment};
-use crate::shm::wire::{self, HELLO, Incoming, Msg, PROTO_VERSION, WELCOME};
+use crate::shm::wire::{self, HELLO, Incoming, Msg, PROTO_VERSION, PumpArgs, Rendezvous, WELCOME};
 use crate::sys;
 
 /// How long an open may take to reach a working pump, spawning included.
@@ -23,17 +35,21 @@ const MAX_SPAWNS: u32 = 3;
 /// always hangs up is not a pump.
 const MAX_HANGUPS: u32 = 3;
 
-/// A client's attachment: its control socket, the mapped segment and its lane.
+/// A client's attachment: its control socket, the pump's header (read-only), its own lane,
+/// and the read end of the wake-up pipe the pump pokes.
 pub struct Attachment {
     pub sock: OwnedFd,
     pub seg: Segment,
+    pub mem: LaneMem,
+    pub wake: OwnedFd,
     pub slot: usize,
+    pub pump_pid: i32,
 }
 
 impl Attachment {
     /// The client's end of its lane.
     pub fn lane(&self) -> Producer<'_> {
-        Producer::new(&self.seg, self.slot)
+        Producer::new(&self.mem)
     }
 }
 
@@ -47,8 +63,9 @@ enum Greeting {
 }
 
 /// Connects to the pump for `cfg` (spawning it if nobody listens), and attaches.
-pub fn attach(cfg: &Config, eventfd: &OwnedFd) -> Result<Attachment> {
+pub fn attach(cfg: &Config) -> Result<Attachment> {
     let key = cfg.ipc_key;
+    let rv = wire::rendezvous(key, cfg.shared())?;
     let mut hello = Msg::new(HELLO)
         .with_payload(cfg.encode())
         .ok_or_else(|| Error::config("slave.pcm", "the configuration is too large to hand to a pump"))?;
@@ -62,11 +79,15 @@ pub fn attach(cfg: &Config, eventfd: &OwnedFd) -> Result<Attachment> {
                 format!("rdmix: ipc_key {key:#x}: no pump answered within {ATTACH_TIMEOUT:?}"),
             ));
         }
-        let Some(sock) = connect_or_spawn(cfg, deadline, &mut spawns)? else {
+        let Some(sock) = connect_or_spawn(cfg, &rv, deadline, &mut spawns)? else {
             continue;
         };
-        match greet(key, sock, &hello, eventfd, deadline)? {
-            Greeting::Welcomed(a) => return Ok(a),
+        let pump_pid = trust(cfg, &sock)?;
+        match greet(key, sock, &hello, deadline)? {
+            Greeting::Welcomed(mut a) => {
+                a.pump_pid = pump_pid;
+                return Ok(a);
+            }
             Greeting::Gone => continue,
             Greeting::HungUp => {
                 hangups += 1;
@@ -84,31 +105,62 @@ pub fn attach(cfg: &Config, eventfd: &OwnedFd) -> Result<Attachment> {
     }
 }
 
-/// A socket to the pump, or `None` once a new pump has been started (connect again).
-fn connect_or_spawn(cfg: &Config, deadline: Instant, spawns: &mut u32) -> Result<Option<OwnedFd>> {
+/// The pump's pid if the process listening on `sock` is one this configuration trusts.
+fn trust(cfg: &Config, sock: &OwnedFd) -> Result<i32> {
     let key = cfg.ipc_key;
-    match sys::socket::connect(&wire::socket_name(key)) {
+    let (pid, uid, gid) = sys::socket::peer_cred(sock)
+        .map_err(|e| Error::io(&format!("rdmix: ipc_key {key:#x}: cannot tell who the pump is"), e))?;
+    let me = sys::user::euid();
+    let group = cfg
+        .ipc_gid
+        .filter(|_| cfg.ipc_perm & 0o060 == 0o060)
+        .is_some_and(|g| gid == g || sys::socket::peer_groups(sock).contains(&g));
+    if uid == me || uid == 0 || group {
+        return Ok(pid);
+    }
+    let who = sys::user::describe(uid);
+    let fix = match cfg.ipc_gid {
+        Some(g) if cfg.ipc_perm & 0o060 == 0o060 => format!("it is not a member of ipc_gid {g}"),
+        _ if cfg.shared() => "set ipc_gid to a group you trust to run a shared pump".to_string(),
+        _ => "a private pump must run as you".to_string(),
+    };
+    Err(Error::new(
+        libc::EACCES,
+        format!(
+            "rdmix: ipc_key {key:#x}: refusing the pump there (pid {pid}): it runs as {who}, whom this \
+             configuration does not trust ({fix}); give this PCM another ipc_key"
+        ),
+    ))
+}
+
+/// A socket to the pump, or `None` once a new pump has been started (connect again).
+fn connect_or_spawn(cfg: &Config, rv: &Rendezvous, deadline: Instant, spawns: &mut u32) -> Result<Option<OwnedFd>> {
+    let key = cfg.ipc_key;
+    match sys::socket::connect(&rv.addr) {
         Ok(s) => Ok(Some(s)),
-        Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => {
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ECONNREFUSED | libc::ENOENT)) => {
             // Nobody listens: start a pump. If another client's pump wins the race to bind,
             // ours exits quietly and the next connect reaches the winner.
             if *spawns >= MAX_SPAWNS {
                 return Err(Error::new(
                     libc::EIO,
-                    format!("rdmix: ipc_key {key:#x}: pump started but nobody listens"),
+                    format!("rdmix: ipc_key {key:#x}: pump started but nobody listens at {}", rv.addr),
                 ));
             }
             *spawns += 1;
             spawn_pump(cfg, deadline)?;
             Ok(None)
         }
-        Err(e) => Err(Error::io(&format!("rdmix: ipc_key {key:#x}: cannot reach the pump"), e)),
+        Err(e) => Err(Error::io(
+            &format!("rdmix: ipc_key {key:#x}: cannot reach the pump at {}", rv.addr),
+            e,
+        )),
     }
 }
 
 /// Says HELLO and reads the answer.
-fn greet(key: u32, sock: OwnedFd, hello: &Msg, eventfd: &OwnedFd, deadline: Instant) -> Result<Greeting> {
-    if wire::send(&sock, hello, Some(eventfd.as_fd())).is_err() {
+fn greet(key: u32, sock: OwnedFd, hello: &Msg, deadline: Instant) -> Result<Greeting> {
+    if wire::send(&sock, hello, &[]).is_err() {
         return Ok(Greeting::Gone);
     }
     let reply = match wire::recv_until(&sock, deadline) {
@@ -122,12 +174,14 @@ fn greet(key: u32, sock: OwnedFd, hello: &Msg, eventfd: &OwnedFd, deadline: Inst
         )
     };
     match reply {
-        Ok(Incoming::Msg(m, fd)) if m.kind == WELCOME => {
+        Ok(Incoming::Msg(m, fds)) if m.kind == WELCOME => {
             if let Some(e) = m.refusal() {
                 return Err(e);
             }
-            let fd = fd.ok_or_else(not_rdmix)?;
-            welcome(key, sock, &m, fd).map(Greeting::Welcomed)
+            let Ok([seg, mem, wake]) = <[OwnedFd; 3]>::try_from(fds) else {
+                return Err(not_rdmix());
+            };
+            welcome(key, sock, &m, seg, mem, wake).map(Greeting::Welcomed)
         }
         Ok(Incoming::Msg(m, _)) => Err(m.refusal().unwrap_or_else(not_rdmix)),
         Ok(Incoming::Closed) => Ok(Greeting::HungUp),
@@ -139,12 +193,15 @@ fn greet(key: u32, sock: OwnedFd, hello: &Msg, eventfd: &OwnedFd, deadline: Inst
     }
 }
 
-/// Maps the segment a WELCOME brought, after checking it is one this build understands.
-fn welcome(key: u32, sock: OwnedFd, m: &Msg, fd: OwnedFd) -> Result<Attachment> {
-    let seg = Segment::attach(fd).map_err(|e| {
+/// Checks and maps what a WELCOME brought: nothing is mapped before its seals and size
+/// are checked, so a pump cannot cut memory short under us.
+fn welcome(key: u32, sock: OwnedFd, m: &Msg, seg: OwnedFd, mem: OwnedFd, wake: OwnedFd) -> Result<Attachment> {
+    let refusing = |e: Error| {
         let why = e.line().to_string();
         e.context(format!("rdmix: ipc_key {key:#x}: refusing segment: {why}"))
-    })?;
+    };
+    let seg = Segment::attach(seg).map_err(refusing)?;
+    let mem = LaneMem::attach(mem).map_err(refusing)?;
     let slot = m.slot as usize;
     if slot >= MAX_LANES {
         return Err(Error::new(
@@ -152,7 +209,14 @@ fn welcome(key: u32, sock: OwnedFd, m: &Msg, fd: OwnedFd) -> Result<Attachment> 
             format!("rdmix: pump gave slot {slot}, out of range"),
         ));
     }
-    Ok(Attachment { sock, seg, slot })
+    Ok(Attachment {
+        sock,
+        seg,
+        mem,
+        wake,
+        slot,
+        pump_pid: 0,
+    })
 }
 
 fn pump_path(cfg: &Config) -> Result<PathBuf> {
@@ -169,10 +233,27 @@ fn pump_path(cfg: &Config) -> Result<PathBuf> {
 /// The pump detaches itself (double fork), so it is never this program's child for long and
 /// never becomes its zombie; the detached daemon writes the report on the standard output
 /// it inherited, then lets go of it.
+///
+/// A pump other users will share starts with a clean environment (no `LD_PRELOAD`, no
+/// `ALSA_CONFIG_PATH`, no `HOME`): it must not run on this user's private settings.
 fn spawn_pump(cfg: &Config, deadline: Instant) -> Result<()> {
     let path = pump_path(cfg)?;
-    let mut child = Command::new(&path)
-        .args(wire::pump_args(cfg.ipc_key))
+    let args = PumpArgs {
+        key: cfg.ipc_key,
+        perm: cfg.ipc_perm,
+        gid: cfg.ipc_gid,
+    };
+    let mut cmd = Command::new(&path);
+    if cfg.shared() {
+        cmd.env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("HOME", wire::SYSTEM_HOME);
+        if let Some(log) = std::env::var_os("RDMIX_PUMP_LOG") {
+            cmd.env("RDMIX_PUMP_LOG", log);
+        }
+    }
+    let mut child = cmd
+        .args(args.to_args())
         .env("RDMIX_PUMP", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -184,7 +265,9 @@ fn spawn_pump(cfg: &Config, deadline: Instant) -> Result<()> {
                 format!("rdmix: pump: cannot start {}: {e}", path.display()),
             )
         })?;
-    let mut out = child.stdout.take().expect("stdout is piped");
+    let Some(mut out) = child.stdout.take() else {
+        return Err(Error::new(libc::EIO, "rdmix: pump: no pipe to read its start-up report"));
+    };
     let mut report = Vec::new();
     // The pipe reaches EOF when the daemon has reported and let go of it.
     let mut p = [sys::fd::pollfd(out.as_raw_fd(), libc::POLLIN)];

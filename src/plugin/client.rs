@@ -1,12 +1,16 @@
 //! The client PCM: what each program that opens rdmix runs, behind ioplug's callbacks.
 //!
 //! It never touches the device. Its lane is its DMA buffer: `transfer` copies frames in,
-//! `pointer` reports how far the pump has consumed them, and the eventfd the pump signals
-//! is its poll descriptor. What each call reports in each state is `state::Phase`'s table.
+//! `pointer` reports how far the pump has consumed them, and the wake-up pipe the pump
+//! pokes is its poll descriptor. What each call reports in each state is `state::Phase`'s
+//! table.
+//!
+//! The client trusts the pump no further than it must: a pump that stops advancing while
+//! this stream runs is declared stalled after `stall_limit_ns` plus a margin (a pump with a
+//! wedged slave reports that itself, sooner), and the stream then fails instead of waiting.
 
 use std::ffi::CStr;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use alsa_sys as a;
@@ -20,9 +24,10 @@ use crate::dsp::chmap::standard_map;
 use crate::dsp::convert::{MAX_CHANNELS, MAX_RATE, MIN_RATE};
 use crate::dsp::format::{FORMATS, Format};
 use crate::error::{Error, Result};
-use crate::shm::clock::{frames_to_ns, rescale};
+use crate::shm::clock::{STALL_MARGIN_NS, frames_to_ns, rescale, stall_limit_ns};
 use crate::shm::ring::{Ctl, Geometry, POS_MASK, State, pos_diff};
-use crate::shm::segment::{DeviceParams, LANE_BYTES};
+use crate::shm::lane::LANE_BYTES;
+use crate::shm::segment::DeviceParams;
 use crate::shm::wire::{self, Incoming, Msg, REPLY, SETUP};
 use crate::sys;
 use crate::sys::time::now_ns;
@@ -41,8 +46,9 @@ pub struct Client {
     pub cfg: Config,
     pub dev: DeviceParams,
     pub chmap: Vec<u32>,
-    ev: OwnedFd,
-    /// Wakes a poller while a drained stream plays out (the pump has nothing more to say).
+    /// Wakes a poller when the pump cannot: while a drained stream plays out, when the
+    /// stream must look at the pump again (a stall watchdog), and when the client wakes
+    /// itself (another thread's drain, a lost pump).
     timer: OwnedFd,
     att: Option<Attachment>,
     params: Option<ClientParams>,
@@ -63,6 +69,10 @@ pub struct Client {
     paused_delay: i64,
     /// The errno with which the pump gave up on the slave, if it did.
     slave_failed: Option<i32>,
+    /// Since when the stream has needed the pump to advance (it was started or resumed).
+    expect_since_ns: u64,
+    /// Why the pump was let go of as stalled, if it was.
+    stalled: Option<Error>,
 }
 
 /// How stale the pump's clock may get before the client checks whether the pump is alive.
@@ -75,9 +85,8 @@ fn pump_gone(what: &str) -> Error {
 impl Client {
     /// Attaches to (or starts) the pump for `cfg`.
     pub fn open(cfg: Config) -> Result<Client> {
-        let ev = sys::fd::eventfd().map_err(|e| Error::io("rdmix: eventfd", e))?;
         let timer = sys::fd::timerfd().map_err(|e| Error::io("rdmix: timerfd", e))?;
-        let att = attach(&cfg, &ev)?;
+        let att = attach(&cfg)?;
         let dev = att.seg.device();
         if Format::lookup(dev.format).is_none() {
             return Err(Error::new(
@@ -90,7 +99,6 @@ impl Client {
             cfg,
             dev,
             chmap,
-            ev,
             timer,
             att: Some(att),
             params: None,
@@ -105,14 +113,35 @@ impl Client {
             io_appl: 0,
             paused_delay: 0,
             slave_failed: None,
+            expect_since_ns: 0,
+            stalled: None,
         })
     }
 
+    /// The control socket, or the timer once the pump is gone.
     fn sock_fd(&self) -> i32 {
         self.att
             .as_ref()
             .map(|a| a.sock.as_raw_fd())
-            .unwrap_or(self.ev.as_raw_fd())
+            .unwrap_or(self.timer.as_raw_fd())
+    }
+
+    /// The wake-up pipe the pump pokes, or the timer once the pump is gone.
+    fn wake_fd(&self) -> i32 {
+        self.att
+            .as_ref()
+            .map(|a| a.wake.as_raw_fd())
+            .unwrap_or(self.timer.as_raw_fd())
+    }
+
+    /// Makes the poll descriptors readable now: whoever polls looks at the stream again.
+    fn wake_self(&self) {
+        sys::fd::timerfd_arm(self.timer.as_fd(), 1);
+    }
+
+    /// How long this stream lets the pump stand still while it runs.
+    fn stall_limit(&self) -> u64 {
+        stall_limit_ns(&self.dev) + STALL_MARGIN_NS
     }
 
     fn att(&self) -> Result<&Attachment> {
@@ -121,34 +150,47 @@ impl Client {
             .ok_or_else(|| Error::new(libc::ENODEV, "rdmix: the pump is gone; prepare to reconnect"))
     }
 
-    /// Lets go of a pump that is gone, remembering whether it gave up on the slave.
+    /// Lets go of a pump that is gone, remembering whether it gave up on the slave, and
+    /// wakes any poller so that it sees.
     fn lose_pump(&mut self) {
         if let Some(att) = self.att.take() {
-            let failed = att.seg.header().failed.load(Ordering::Acquire);
-            if failed != 0 {
+            if let Some(failed) = att.seg.failed() {
                 self.slave_failed = Some(failed);
             }
+            self.wake_self();
         }
     }
 
     /// Whether the pump is still there; lets go of it if not. Cheap while its clock is fresh.
     fn pump_alive(&mut self) -> bool {
         let Some(att) = &self.att else { return false };
-        if att.seg.header().failed.load(Ordering::Acquire) != 0 {
+        if att.seg.failed().is_some() {
             self.lose_pump();
             return false;
         }
-        let fresh = att
-            .seg
-            .clock()
-            .map(|c| now_ns().saturating_sub(c.tstamp_ns) < STALE_NS)
-            .unwrap_or(false);
-        if fresh {
+        let now = now_ns();
+        let tstamp = att.seg.clock().map_or(0, |c| c.tstamp_ns);
+        if now.saturating_sub(tstamp) < STALE_NS {
             return true;
         }
         let mut p = [sys::fd::pollfd(att.sock.as_raw_fd(), libc::POLLIN)];
         if sys::fd::poll(&mut p, 0).unwrap_or(0) > 0 && p[0].revents != 0 {
             // The pump only ever writes to us in answer to a request; anything now is a hang-up.
+            self.lose_pump();
+            return false;
+        }
+        let still = now.saturating_sub(tstamp.max(self.expect_since_ns));
+        if self.state.is_mixed() && still > self.stall_limit() {
+            self.stalled = Some(Error::new(
+                libc::EIO,
+                format!(
+                    "rdmix: ipc_key {:#x}: the pump (pid {}) stopped advancing for {} ms while this stream ran; \
+                     reopen the PCM",
+                    self.cfg.ipc_key,
+                    att.pump_pid,
+                    still / 1_000_000
+                ),
+            ));
             self.lose_pump();
             return false;
         }
@@ -216,20 +258,36 @@ impl Client {
         self.buffer() - self.queued() >= self.avail_min as i64
     }
 
-    /// Asks the pump for a wake-up when avail reaches avail_min.
+    /// Asks the pump for a wake-up when avail reaches avail_min. While the pump must
+    /// advance for that to come, a watchdog makes sure a poller looks again before the
+    /// stall limit: a pump that stands still is then noticed instead of waited on forever.
     fn arm_wake(&self) {
         let (Some(att), Some(p)) = (&self.att, &self.params) else {
             return;
         };
         att.lane()
             .arm_wake((self.appl as i64 - p.buffer as i64 + self.avail_min as i64).max(0) as u64);
+        self.arm_watchdog();
+    }
+
+    /// While the stream needs the pump to advance, makes a poller look again before the
+    /// stall limit passes.
+    fn arm_watchdog(&self) {
+        if self.state.is_mixed() {
+            sys::fd::timerfd_arm(self.timer.as_fd(), self.stall_limit() / 2);
+        }
+    }
+
+    /// The stream now needs the pump to advance.
+    fn expect_progress(&mut self) {
+        self.expect_since_ns = now_ns();
     }
 
     fn send_setup(&self, p: &ClientParams) -> Result<()> {
         let att = self.att()?;
         let mut m = Msg::new(SETUP);
         m.args = [p.format.id as u64, p.channels as u64, p.rate as u64, p.buffer];
-        wire::send(&att.sock, &m, None)
+        wire::send(&att.sock, &m, &[])
             .map_err(|e| Error::new(libc::EPIPE, format!("rdmix: hw_params: the pump is gone: {e}")))?;
         match wire::recv_until(&att.sock, Instant::now() + Duration::from_secs(2)) {
             Ok(Incoming::Msg(r, _)) if r.kind == REPLY => r.refusal().map_or(Ok(()), Err),
@@ -336,11 +394,14 @@ impl Plugin for Client {
         }
     }
 
-    /// The eventfd the pump signals, the control socket (a hang-up means the pump is gone),
-    /// and a timer for the play-out at the end of a drain.
+    /// The wake-up pipe the pump pokes, the control socket (a hang-up means the pump is
+    /// gone), and the timer.
     fn poll_descriptors(&self) -> Vec<libc::pollfd> {
+        if self.att.is_none() {
+            self.wake_self(); // the program must come back and see the error
+        }
         vec![
-            sys::fd::pollfd(self.ev.as_raw_fd(), libc::POLLIN),
+            sys::fd::pollfd(self.wake_fd(), libc::POLLIN),
             sys::fd::pollfd(self.sock_fd(), libc::POLLIN),
             sys::fd::pollfd(self.timer.as_raw_fd(), libc::POLLIN),
         ]
@@ -351,7 +412,9 @@ impl Plugin for Client {
             return Err(pump_gone("start"));
         }
         self.state = State::Running;
+        self.expect_progress();
         self.publish();
+        self.arm_watchdog();
         Ok(())
     }
 
@@ -359,7 +422,7 @@ impl Plugin for Client {
         self.state = State::Idle;
         self.publish();
         // A drain waiting in another thread wakes and sees the stream dropped.
-        sys::fd::eventfd_signal(self.ev.as_fd());
+        self.wake_self();
     }
 
     fn pointer(&mut self, io: &IoView) -> Result<u64> {
@@ -461,8 +524,12 @@ impl Plugin for Client {
                     ),
                 ));
             }
+            // Nor is one that stood still while we ran: it may do so again.
+            if let Some(e) = &self.stalled {
+                return Err(e.clone());
+            }
             // A pump that died (killed, crashed) is replaced: the program sees one xrun.
-            let att = attach(&self.cfg, &self.ev)?;
+            let att = attach(&self.cfg)?;
             if att.seg.device() != self.dev {
                 return Err(Error::new(
                     libc::ENODEV,
@@ -482,7 +549,9 @@ impl Plugin for Client {
         self.io_appl = 0;
         self.paused_delay = 0;
         self.publish();
-        sys::fd::eventfd_clear(self.ev.as_fd());
+        if let Some(att) = &self.att {
+            sys::fd::drain(att.wake.as_fd());
+        }
         self.arm_wake();
         Ok(())
     }
@@ -493,8 +562,10 @@ impl Plugin for Client {
             self.state = State::Paused;
         } else {
             self.state = State::Running;
+            self.expect_progress();
         }
         self.publish();
+        self.arm_watchdog();
         Ok(())
     }
 
@@ -503,6 +574,7 @@ impl Plugin for Client {
     fn drain_begin(&mut self) -> Instant {
         if self.state != State::Draining {
             self.state = State::Draining;
+            self.expect_progress();
             self.publish();
         }
         let queued = self.to_device(self.queued().max(0) as u64) + self.dev.buffer_frames as u64;
@@ -519,7 +591,7 @@ impl Plugin for Client {
             ));
         }
         self.refresh();
-        let fds = [self.ev.as_raw_fd(), self.sock_fd()];
+        let fds = [self.wake_fd(), self.sock_fd()];
         Ok(match self.drain_remaining_ns() {
             Some(0) => DrainStep::Done,
             Some(ns) => DrainStep::Wait { fds, ns },
@@ -537,10 +609,12 @@ impl Plugin for Client {
     }
 
     fn poll_revents(&mut self, io: &IoView, fds: &[libc::pollfd]) -> Revents {
-        sys::fd::eventfd_clear(self.ev.as_fd());
+        if let Some(att) = &self.att {
+            sys::fd::drain(att.wake.as_fd());
+        }
         sys::fd::eventfd_clear(self.timer.as_fd()); // a timerfd reads like an eventfd
         let sock = self.sock_fd();
-        if sock != self.ev.as_raw_fd() && fds.iter().any(|p| p.fd == sock && p.revents != 0) {
+        if self.att.is_some() && fds.iter().any(|p| p.fd == sock && p.revents != 0) {
             self.lose_pump(); // the pump only ever writes in answer: this is a hang-up
         }
         let phase = self.phase(io);
@@ -576,7 +650,7 @@ impl Plugin for Client {
                     _ => self.avail_reached(),
                 };
                 if now_ready {
-                    sys::fd::eventfd_signal(self.ev.as_fd());
+                    self.wake_self();
                     return ready;
                 }
                 Revents::default()

@@ -1,5 +1,5 @@
 //! The mixing half of the pump: once per device period it sums the running lanes at the
-//! device position and saturates the sum into the slave format. Pure: segment in, bytes
+//! device position and saturates the sum into the slave format. Pure: lanes in, bytes
 //! out, no clock and no device, so tests drive it directly.
 
 use std::sync::Arc;
@@ -12,7 +12,8 @@ use crate::dsp::mix::Mixer;
 use crate::error::{Error, Result};
 use crate::shm::clock::rescale;
 use crate::shm::ring::{Consumer, Geometry, Mixed, State, pos_add, pos_diff};
-use crate::shm::segment::{DeviceParams, MAX_LANES, Segment};
+use crate::shm::lane::LaneMem;
+use crate::shm::segment::{DeviceParams, MAX_LANES, SegmentWriter};
 
 /// What a client declared at hw_params time (validated before it is accepted).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,7 +84,9 @@ struct Period<'a> {
 
 /// Sums lanes into device periods.
 pub struct Engine {
-    seg: Arc<Segment>,
+    seg: Arc<SegmentWriter>,
+    /// Each attached client's shared memory, by lane.
+    mems: Vec<Option<Arc<LaneMem>>>,
     /// The pump's own copy of the device parameters: never re-read from shared memory.
     dev: DeviceParams,
     chmap: Vec<u32>,
@@ -95,7 +98,7 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn new(seg: Arc<Segment>, dev: DeviceParams, chmap: Vec<u32>) -> Result<Engine> {
+    pub fn new(seg: Arc<SegmentWriter>, dev: DeviceParams, chmap: Vec<u32>) -> Result<Engine> {
         let fmt = Format::lookup(dev.format)
             .ok_or_else(|| Error::new(libc::EINVAL, format!("rdmix: unsupported slave format {}", dev.format)))?;
         if dev.channels == 0 || dev.period_frames == 0 || dev.rate == 0 {
@@ -107,6 +110,7 @@ impl Engine {
         let samples = dev.period_frames as usize * dev.channels as usize;
         Ok(Engine {
             seg,
+            mems: (0..MAX_LANES).map(|_| None).collect(),
             dev,
             chmap,
             lanes: (0..MAX_LANES).map(|_| Lane::default()).collect(),
@@ -126,7 +130,7 @@ impl Engine {
         self.dev.channels as usize * self.mixer.format().sample_bytes()
     }
 
-    pub fn segment(&self) -> &Segment {
+    pub fn segment(&self) -> &SegmentWriter {
         &self.seg
     }
 
@@ -134,13 +138,16 @@ impl Engine {
         self.mix_pos
     }
 
-    /// Gives lane `idx` to a new client: every word starts at zero (epoch 0, idle).
-    pub fn attach(&mut self, idx: usize) {
-        Consumer::new(&self.seg, idx).reset();
+    /// Gives lane `idx` to a new client, with its own memory: every word starts at zero
+    /// (epoch 0, idle).
+    pub fn attach(&mut self, idx: usize, mem: Arc<LaneMem>) {
+        Consumer::new(&mem).reset();
+        self.mems[idx] = Some(mem);
         self.lanes[idx] = Lane::default();
     }
 
     pub fn detach(&mut self, idx: usize) {
+        self.mems[idx] = None;
         self.lanes[idx] = Lane::default();
     }
 
@@ -248,8 +255,10 @@ impl Engine {
             mixer: &mut self.mixer,
             scratch: &mut self.scratch,
         };
-        for (idx, lane) in self.lanes.iter_mut().enumerate() {
-            if mix_lane(lane, &Consumer::new(&self.seg, idx), &mut p) {
+        for (idx, (lane, mem)) in self.lanes.iter_mut().zip(&self.mems).enumerate() {
+            if let Some(mem) = mem
+                && mix_lane(lane, &Consumer::new(mem), &mut p)
+            {
                 wake.push(idx);
             }
         }

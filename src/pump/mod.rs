@@ -1,7 +1,7 @@
 //! What runs in `rdmix-pump`: the process that owns the slave for one `ipc_key`.
 //!
 //! - `server`: the process loop, the control sockets and each client's lifecycle;
-//! - `admission`: who may attach;
+//! - `admission`: who may attach, and how many lanes each user may hold;
 //! - `engine`: mixing the lanes into device periods;
 //! - `pacing`: feeding the slave in real time, behind the narrow `Slave` trait;
 //! - `slave`: opening and configuring the slave through alsa-lib.
@@ -12,9 +12,16 @@ pub mod pacing;
 pub mod server;
 pub mod slave;
 
+use std::os::fd::OwnedFd;
+use std::time::{Duration, Instant};
+
 use crate::error::Error;
-use crate::shm::wire;
+use crate::shm::wire::{self, PumpArgs, Rendezvous};
 use crate::sys;
+use crate::sys::socket::Addr;
+
+/// The variables a shared pump keeps: where to log, and how to find programs.
+const SHARED_ENV_KEEP: [&str; 3] = ["RDMIX_PUMP", "RDMIX_PUMP_LOG", "PATH"];
 
 fn report(r: Result<(), Error>) {
     use std::io::Write;
@@ -22,13 +29,52 @@ fn report(r: Result<(), Error>) {
     let _ = std::io::stdout().flush();
 }
 
+/// Why binding the key's socket did not give us a listener.
+enum Bound {
+    Listening(OwnedFd, Option<OwnedFd>),
+    /// Another live pump holds the key: the clients will reach it.
+    Taken,
+}
+
+/// Binds the key's socket. A private key's path is owned by whoever holds its flock: the
+/// holder replaces any socket file a killed pump left, and a newcomer that finds the lock
+/// held waits for the holder to listen (or to finish exiting).
+fn bind(rv: &Rendezvous) -> std::io::Result<Bound> {
+    let Some(lock_path) = &rv.lock else {
+        return match sys::socket::listen(&rv.addr) {
+            Ok(l) => Ok(Bound::Listening(l, None)),
+            Err(e) if e.raw_os_error() == Some(libc::EADDRINUSE) => Ok(Bound::Taken),
+            Err(e) => Err(e),
+        };
+    };
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        if let Some(lock) = sys::fs::try_lock(lock_path)? {
+            if let Addr::Path(p) = &rv.addr {
+                sys::fs::remove(p)?;
+            }
+            return Ok(Bound::Listening(sys::socket::listen(&rv.addr)?, Some(lock)));
+        }
+        if sys::socket::connect(&rv.addr).is_ok() || Instant::now() >= deadline {
+            return Ok(Bound::Taken);
+        }
+        let _ = sys::fd::poll(&mut [], 10);
+    }
+}
+
 /// Entry point of `rdmix-pump`. Returns the process exit code.
 pub fn main(args: &[String]) -> i32 {
     sys::process::ignore_sigpipe();
-    let Some(key) = wire::parse_pump_args(args) else {
-        eprintln!("rdmix-pump: usage: rdmix-pump --key KEY (started by the rdmix plugin, not by hand)");
+    let Some(args) = PumpArgs::parse(args) else {
+        eprintln!("rdmix-pump: usage: rdmix-pump --key KEY --perm PERM [--gid GID] (started by the rdmix plugin)");
         return 2;
     };
+    if args.shared() {
+        // A pump other users join must not run on its starter's private settings: alsa-lib
+        // then reads only the system-wide configuration. (The plugin already started us
+        // with a clean environment; this holds for a pump started by hand too.)
+        sys::process::reset_env(&SHARED_ENV_KEEP, &[("HOME", wire::SYSTEM_HOME)]);
+    }
     match sys::process::daemonize() {
         Ok(sys::process::Forked::Parent) => return 0,
         Ok(sys::process::Forked::Daemon) => {}
@@ -37,19 +83,32 @@ pub fn main(args: &[String]) -> i32 {
             return 1;
         }
     }
-    let listener = match sys::socket::listen(&wire::socket_name(key)) {
-        Ok(l) => l,
-        Err(e) if e.raw_os_error() == Some(libc::EADDRINUSE) => {
+    let key = args.key;
+    let bound = wire::rendezvous(key, args.shared()).and_then(|rv| {
+        bind(&rv)
+            .map(|b| (b, rv.clone()))
+            .map_err(|e| Error::io(&format!("rdmix: ipc_key {key:#x}: cannot listen at {}", rv.addr), e))
+    });
+    let (listener, lock, rv) = match bound {
+        Ok((Bound::Listening(l, lock), rv)) => (l, lock, rv),
+        Ok((Bound::Taken, _)) => {
             report(Ok(())); // another pump won the race; clients will reach it
             return 0;
         }
         Err(e) => {
-            report(Err(Error::io(&format!("rdmix: ipc_key {key:#x}: cannot listen"), e)));
+            report(Err(e));
             return 1;
         }
     };
     report(Ok(()));
     sys::process::redirect_stdio(std::env::var_os("RDMIX_PUMP_LOG").as_deref().map(std::path::Path::new));
     sys::process::raise_priority();
-    server::Server::new(key, listener).serve()
+    sys::process::raise_nofile_limit();
+    let code = server::Server::new(args, listener).serve();
+    // Remove the socket while still holding the lock, so a successor never loses its own.
+    if let (Addr::Path(p), Some(_)) = (&rv.addr, &lock) {
+        let _ = sys::fs::remove(p);
+    }
+    drop(lock);
+    code
 }

@@ -4,12 +4,10 @@
 //! is given and says when to call it again, so the process loop can also watch its sockets,
 //! and tests can drive it with a virtual clock and a fake slave.
 
-use std::sync::atomic::Ordering;
 
 use super::engine::Engine;
 use crate::error::{Error, Result};
 use crate::shm::clock::{Clock, frames_to_ns, ns_to_frames};
-use crate::shm::segment::DeviceParams;
 
 /// A PCM the pump can feed: only non-blocking interleaved writes are needed. Errors are
 /// bare errnos, as alsa-lib gives them.
@@ -31,10 +29,7 @@ pub struct Stats {
     pub slave_xruns: u32,
 }
 
-/// How long a paced slave may refuse data before the pump declares it wedged.
-pub fn stall_limit_ns(dev: &DeviceParams) -> u64 {
-    (4 * frames_to_ns(dev.buffer_frames as u64, dev.rate)).max(2_000_000_000)
-}
+pub use crate::shm::clock::stall_limit_ns;
 
 pub struct Pump<S: Slave> {
     pub engine: Engine,
@@ -154,11 +149,7 @@ impl<S: Slave> Pump<S> {
     fn recover(&mut self, err: Error) -> Result<()> {
         if err.is(libc::EPIPE) || err.is(libc::ESTRPIPE) || err.is(libc::EINTR) {
             self.stats.slave_xruns += 1;
-            self.engine
-                .segment()
-                .header()
-                .slave_xruns
-                .fetch_add(1, Ordering::Relaxed);
+            self.engine.segment().count_slave_xrun();
             return self.slave.recover(&err);
         }
         Err(err)
@@ -174,10 +165,6 @@ impl<S: Slave> Pump<S> {
 
     /// Marks the segment failed, so clients report the errno instead of waiting.
     pub fn fail(&self, err: &Error) {
-        self.engine
-            .segment()
-            .header()
-            .failed
-            .store(err.neg(), Ordering::Release);
+        self.engine.segment().set_failed(err.neg());
     }
 }

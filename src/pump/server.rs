@@ -1,16 +1,24 @@
-//! The pump process's loop: owns the control socket of one `ipc_key`, the slave, and the
-//! segment.
+//! The pump process's loop: owns the control socket of one `ipc_key`, the slave, the
+//! header segment, and every client's lane.
 //!
 //! The pump is started on demand by the first client and opens the slave when that client's
 //! HELLO brings the configuration. It exits shortly after its last client leaves. Clients
 //! that die are noticed by the hang-up of their socket and their lane is reclaimed at once;
 //! the others never miss a period.
+//!
+//! Nothing a peer sends is trusted, and no peer can make the loop wait:
+//! - a peer that may not use the pump is refused at accept, before it says anything;
+//! - a peer that says nothing is dropped after `HELLO_DEADLINE_NS`, and a user other than
+//!   the owner may keep only `MAX_PENDING_PER_UID` connections waiting;
+//! - running out of descriptors pauses accepting for `ACCEPT_BACKOFF_NS`, never a busy loop;
+//! - every descriptor a client uses is made here, and every socket here is non-blocking, so
+//!   nothing a client does to its end can block the pump.
 
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::Arc;
 
-use super::admission::{Credentials, admit};
+use super::admission::{Credentials, admit, within_share};
 use super::engine::Engine;
 use super::pacing::Pump;
 use super::slave::AlsaSlave;
@@ -18,14 +26,23 @@ use crate::alsa::strerror;
 use crate::config::{Bindings, Config};
 use crate::dsp::format::Format;
 use crate::error::{Error, Result};
-use crate::shm::segment::{MAX_LANES, Segment};
-use crate::shm::wire::{self, HELLO, Incoming, Msg, PROTO_VERSION, REPLY, SETUP, WELCOME};
+use crate::shm::lane::LaneMem;
+use crate::shm::segment::{MAX_LANES, SegmentWriter};
+use crate::shm::wire::{self, HELLO, Incoming, Msg, PROTO_VERSION, PumpArgs, REPLY, SETUP, WELCOME};
 use crate::sys;
 use crate::sys::time::now_ns;
 
 /// How long a pump with no clients keeps the device open, so that programs that close and
 /// reopen (a player between tracks) do not pay for a new pump each time.
 const LINGER_NS: u64 = 500_000_000;
+/// How long a connected peer has to say HELLO.
+const HELLO_DEADLINE_NS: u64 = 2_000_000_000;
+/// Connections one user other than the owner may keep waiting for their HELLO.
+const MAX_PENDING_PER_UID: usize = 8;
+/// How long to stop accepting after running out of descriptors.
+const ACCEPT_BACKOFF_NS: u64 = 100_000_000;
+/// Connections taken per wake-up, so that a flood cannot hold up a period.
+const ACCEPT_BATCH: usize = 256;
 
 fn log(msg: &str) {
     let _ = writeln!(std::io::stderr(), "rdmix-pump[{}]: {msg}", sys::process::pid());
@@ -34,6 +51,8 @@ fn log(msg: &str) {
 struct Peer {
     sock: OwnedFd,
     cred: Credentials,
+    /// When it must have said HELLO by; `None` once it holds a lane.
+    hello_by: Option<u64>,
     /// Its lane, once its HELLO was accepted.
     slot: Option<usize>,
     bindings: Bindings,
@@ -48,21 +67,23 @@ struct Running {
 }
 
 pub struct Server {
-    key: u32,
+    args: PumpArgs,
     listener: OwnedFd,
     running: Option<Running>,
     peers: Vec<Peer>,
-    /// Each lane's eventfd, to signal when its client's wake-up falls due.
+    /// The write end of each lane's wake-up pipe.
     wakers: Vec<Option<OwnedFd>>,
     wake: Vec<usize>,
     due: u64,
     idle_since: Option<u64>,
+    /// Accepting is paused until then (descriptors ran out).
+    accept_after: u64,
 }
 
 impl Server {
-    pub fn new(key: u32, listener: OwnedFd) -> Server {
+    pub fn new(args: PumpArgs, listener: OwnedFd) -> Server {
         Server {
-            key,
+            args,
             listener,
             running: None,
             peers: Vec::new(),
@@ -70,6 +91,7 @@ impl Server {
             wake: Vec::new(),
             due: now_ns(),
             idle_since: Some(now_ns()),
+            accept_after: 0,
         }
     }
 
@@ -81,6 +103,7 @@ impl Server {
             if let Err(e) = self.service(now) {
                 break self.give_up(&e);
             }
+            self.expire_silent(now);
             if self.lingered_out(now) {
                 break 0;
             }
@@ -108,7 +131,7 @@ impl Server {
         self.due = r.pump.service(now, &mut self.wake)?;
         for &i in &self.wake {
             if let Some(w) = &self.wakers[i] {
-                sys::fd::eventfd_signal(w.as_fd());
+                sys::fd::poke(w.as_fd());
             }
         }
         Ok(())
@@ -120,7 +143,7 @@ impl Server {
         log(&format!("slave \"{}\" failed: {}", r.cfg.slave.pcm, strerror(e.neg())));
         r.pump.fail(e);
         for w in self.wakers.iter().flatten() {
-            sys::fd::eventfd_signal(w.as_fd());
+            sys::fd::poke(w.as_fd());
         }
         1
     }
@@ -134,21 +157,43 @@ impl Server {
         now.saturating_sub(since) > LINGER_NS
     }
 
+    /// Drops the peers that connected and never said HELLO.
+    fn expire_silent(&mut self, now: u64) {
+        for i in (0..self.peers.len()).rev() {
+            if self.peers[i].hello_by.is_some_and(|t| now > t) {
+                self.drop_peer(i);
+            }
+        }
+    }
+
+    /// When the loop must wake next even if no socket stirs.
+    fn next_deadline(&self, now: u64) -> u64 {
+        let mut t = if self.running.is_some() { self.due } else { now + LINGER_NS };
+        t = t.min(now + LINGER_NS);
+        if let Some(h) = self.peers.iter().filter_map(|p| p.hello_by).min() {
+            t = t.min(h + 1);
+        }
+        if self.accept_after > now {
+            t = t.min(self.accept_after);
+        }
+        t
+    }
+
     /// Sleeps until the next period is due or a socket stirs, then handles what came in.
     fn poll_once(&mut self) -> std::io::Result<()> {
+        let now = now_ns();
+        let accepting = now >= self.accept_after;
         let mut fds: Vec<libc::pollfd> = Vec::with_capacity(self.peers.len() + 1);
-        fds.push(sys::fd::pollfd(self.listener.as_raw_fd(), libc::POLLIN));
+        // A paused listener is left out of the set (fd -1 is ignored by poll).
+        let lfd = if accepting { self.listener.as_raw_fd() } else { -1 };
+        fds.push(sys::fd::pollfd(lfd, libc::POLLIN));
         fds.extend(
             self.peers
                 .iter()
                 .map(|p| sys::fd::pollfd(p.sock.as_raw_fd(), libc::POLLIN)),
         );
-        let wait_ns = if self.running.is_some() {
-            self.due.saturating_sub(now_ns())
-        } else {
-            LINGER_NS
-        };
-        let timeout_ms = wait_ns.div_ceil(1_000_000).min(LINGER_NS / 1_000_000) as i32;
+        let wait_ns = self.next_deadline(now).saturating_sub(now);
+        let timeout_ms = wait_ns.div_ceil(1_000_000) as i32;
         sys::fd::poll(&mut fds, timeout_ms)?;
         let mut gone: Vec<usize> = Vec::new();
         for (i, pfd) in fds.iter().enumerate().skip(1) {
@@ -168,7 +213,8 @@ impl Server {
     /// Reads one message from peer `i`; `false` drops the peer.
     fn receive(&mut self, i: usize) -> bool {
         match wire::recv(&self.peers[i].sock) {
-            Ok(Incoming::Msg(m, fd)) => self.handle(i, *m, fd),
+            // Descriptors a client sends are closed unread: the pump makes its own.
+            Ok(Incoming::Msg(m, _)) => self.handle(i, *m),
             Ok(Incoming::Garbage | Incoming::Closed) => false,
             Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
         }
@@ -186,26 +232,65 @@ impl Server {
     }
 
     fn accept_all(&mut self) {
-        while let Ok(Some(sock)) = sys::socket::accept(&self.listener) {
+        for _ in 0..ACCEPT_BATCH {
+            let sock = match sys::socket::accept(&self.listener) {
+                Ok(Some(s)) => s,
+                Ok(None) => return,
+                Err(e) => {
+                    // EMFILE and friends leave the connection queued, so the listener stays
+                    // readable: stop polling it for a while instead of spinning on it.
+                    log(&format!("cannot accept: {e}; pausing new connections"));
+                    self.accept_after = now_ns() + ACCEPT_BACKOFF_NS;
+                    return;
+                }
+            };
             // A peer whose credentials cannot be read is not a peer.
-            if let Ok(cred) = Credentials::of(&sock) {
-                self.peers.push(Peer {
-                    sock,
-                    cred,
-                    slot: None,
-                    bindings: Bindings::default(),
-                });
+            let Ok(cred) = Credentials::of(&sock) else { continue };
+            if let Err(e) = admit(&cred, &self.args).and_then(|()| self.may_wait(&cred)) {
+                // Best effort: the socket is non-blocking, and the refusal is all it gets.
+                let _ = wire::send(&sock, &Msg::error(WELCOME, &e), &[]);
+                continue;
             }
+            self.peers.push(Peer {
+                sock,
+                cred,
+                hello_by: Some(now_ns() + HELLO_DEADLINE_NS),
+                slot: None,
+                bindings: Bindings::default(),
+            });
         }
     }
 
+    /// Whether another connection from this peer's user may wait for its HELLO.
+    fn may_wait(&self, cred: &Credentials) -> Result<()> {
+        if cred.uid == sys::user::euid() {
+            return Ok(());
+        }
+        let waiting = self
+            .peers
+            .iter()
+            .filter(|p| p.hello_by.is_some() && p.cred.uid == cred.uid)
+            .count();
+        if waiting < MAX_PENDING_PER_UID {
+            return Ok(());
+        }
+        Err(Error::new(
+            libc::EAGAIN,
+            format!(
+                "rdmix: ipc_key {:#x}: {} has {waiting} connections waiting already",
+                self.args.key,
+                sys::user::describe(cred.uid)
+            ),
+        ))
+    }
+
     /// Handles one message from peer `i`; `false` drops the peer.
-    fn handle(&mut self, i: usize, m: Msg, fd: Option<OwnedFd>) -> bool {
+    fn handle(&mut self, i: usize, m: Msg) -> bool {
         match (m.kind, self.peers[i].slot) {
-            (HELLO, None) => match self.hello(i, &m, fd) {
+            (HELLO, None) => match self.hello(i, &m) {
                 Ok(()) => true,
                 Err(e) => {
-                    let _ = wire::send(&self.peers[i].sock, &Msg::error(WELCOME, &e), None);
+                    let _ = wire::send(&self.peers[i].sock, &Msg::error(WELCOME, &e), &[]);
                     false
                 }
             },
@@ -214,22 +299,17 @@ impl Server {
                     Ok(()) => Msg::new(REPLY),
                     Err(e) => Msg::error(REPLY, &e),
                 };
-                wire::send(&self.peers[i].sock, &reply, None).is_ok()
+                wire::send(&self.peers[i].sock, &reply, &[]).is_ok()
             }
             // Anything else is a protocol violation: drop the peer, keep everyone else.
             _ => false,
         }
     }
 
-    /// Admits peer `i`, opening the slave if this is the first client, and gives it a lane.
-    fn hello(&mut self, i: usize, m: &Msg, eventfd: Option<OwnedFd>) -> Result<()> {
-        let key = self.key;
-        // Until a configuration is running, the pump is its owner's alone (ipc_perm 0600).
-        let (perm, gid) = self
-            .running
-            .as_ref()
-            .map_or((0o600, None), |r| (r.cfg.ipc_perm, r.cfg.ipc_gid));
-        admit(&self.peers[i].cred, key, perm, gid)?;
+    /// Reads a client's configuration, checks it against the pump's, and opens the slave if
+    /// this is the first client.
+    fn configure(&mut self, m: &Msg) -> Result<Config> {
+        let key = self.args.key;
         if m.args[0] != PROTO_VERSION {
             return Err(Error::new(
                 libc::EPROTO,
@@ -241,41 +321,60 @@ impl Server {
             ));
         }
         let cfg = Config::decode(m.payload())?;
-        let Some(ev) = eventfd else {
-            return Err(Error::new(libc::EPROTO, "rdmix: HELLO came without an eventfd"));
+        let busy = |what: String| {
+            Error::new(
+                libc::EBUSY,
+                format!(
+                    "rdmix: ipc_key {key:#x}: in use by a pump with {what}, which this configuration does not ask for; \
+                     give each configuration its own ipc_key"
+                ),
+            )
         };
-        match &self.running {
-            Some(r) if r.cfg.slave.pcm != cfg.slave.pcm => {
-                return Err(Error::new(
-                    libc::EBUSY,
-                    format!(
-                        "rdmix: ipc_key {key:#x}: in use by a pump for slave.pcm \"{}\", not \"{}\"; give each device its own ipc_key",
-                        r.cfg.slave.pcm, cfg.slave.pcm
-                    ),
-                ));
-            }
-            Some(_) => {}
-            None => self.running = Some(start(key, &cfg)?),
+        if (cfg.ipc_key, cfg.ipc_perm, cfg.ipc_gid) != (key, self.args.perm, self.args.gid) {
+            return Err(busy(format!("ipc_perm {:04o}", self.args.perm)));
         }
-        let Some(slot) = (0..MAX_LANES).find(|s| self.wakers[*s].is_none()) else {
+        if self.running.is_none() {
+            self.running = Some(start(&self.args, &cfg)?);
+        }
+        if let Some(d) = self.running.as_ref().and_then(|r| r.cfg.first_difference(&cfg)) {
+            return Err(busy(d));
+        }
+        Ok(cfg)
+    }
+
+    /// Admits peer `i` to a lane of its own, with memory and a wake-up pipe made for it.
+    fn hello(&mut self, i: usize, m: &Msg) -> Result<()> {
+        let key = self.args.key;
+        let uid = self.peers[i].cred.uid;
+        let held = self.peers.iter().filter(|p| p.slot.is_some() && p.cred.uid == uid).count();
+        let slot = (0..MAX_LANES).find(|s| self.wakers[*s].is_none());
+        let bindings = self.configure(m)?.bindings;
+        let Some(r) = self.running.as_mut() else {
+            return Err(Error::new(libc::EIO, "rdmix: the pump has no device open"));
+        };
+        within_share(uid, held, r.cfg.ipc_user_lanes, key)?;
+        let Some(slot) = slot else {
             return Err(Error::new(
                 libc::EBUSY,
                 format!("rdmix: ipc_key {key:#x}: all {MAX_LANES} lanes are in use"),
             ));
         };
-        let Some(r) = self.running.as_mut() else {
-            return Err(Error::new(libc::EIO, "rdmix: the pump has no device open"));
-        };
-        r.pump.engine.attach(slot);
-        self.wakers[slot] = Some(ev);
-        let peer = &mut self.peers[i];
-        peer.slot = Some(slot);
-        peer.bindings = cfg.bindings;
-        log(&format!("client pid {} took lane {slot}", peer.cred.pid));
+        let lost = |e| Error::io("rdmix: pump: cannot make a lane", e);
+        let (mem, lane_fd) = LaneMem::create().map_err(lost)?;
+        let (theirs, mine) = sys::fd::wake_pair().map_err(lost)?;
+        let peer = &self.peers[i];
         let mut w = Msg::new(WELCOME);
         w.slot = slot as u32;
-        wire::send(&peer.sock, &w, Some(r.seg_fd.as_fd()))
-            .map_err(|e| Error::io("rdmix: the client left during its HELLO", e))
+        wire::send(&peer.sock, &w, &[r.seg_fd.as_fd(), lane_fd.as_fd(), theirs.as_fd()])
+            .map_err(|e| Error::io("rdmix: the client left during its HELLO", e))?;
+        r.pump.engine.attach(slot, Arc::new(mem));
+        self.wakers[slot] = Some(mine);
+        let peer = &mut self.peers[i];
+        peer.slot = Some(slot);
+        peer.hello_by = None;
+        peer.bindings = bindings;
+        log(&format!("client pid {} (uid {uid}) took lane {slot}", peer.cred.pid));
+        Ok(())
     }
 
     /// A client's hw_params.
@@ -288,31 +387,42 @@ impl Server {
             )
         })?;
         let (channels, rate) = (channels.min(u32::MAX as u64) as u32, rate.min(u32::MAX as u64) as u32);
-        let r = self
-            .running
-            .as_mut()
-            .expect("a peer with a lane implies a running pump");
+        let Some(r) = self.running.as_mut() else {
+            return Err(Error::new(libc::EIO, "rdmix: hw_params: the pump has no device open"));
+        };
         r.pump
             .engine
             .setup(slot, f, channels, rate, buffer, &self.peers[i].bindings)
     }
 }
 
-/// Opens the slave and makes the segment: what the first HELLO sets going.
-fn start(key: u32, cfg: &Config) -> Result<Running> {
-    let (slave, dev, chmap) = AlsaSlave::open(&cfg.slave)?;
-    let (seg, seg_fd) = Segment::create(&dev, &chmap, cfg.ipc_perm, cfg.ipc_gid)
-        .map_err(|e| Error::io("rdmix: ipc_perm/ipc_gid: cannot create the shared segment", e))?;
+/// Opens the slave and makes the header segment: what the first HELLO sets going.
+fn start(args: &PumpArgs, cfg: &Config) -> Result<Running> {
+    let (slave, dev, chmap) = AlsaSlave::open(&cfg.slave).map_err(|e| {
+        if args.shared() && e.is(libc::ENOENT) {
+            let line = e.line().to_string();
+            e.context(format!(
+                "{line}; a pump shared with other users reads only the system-wide ALSA configuration \
+                 (/etc/asound.conf, /etc/alsa/conf.d), never one user's ~/.asoundrc: define the slave there"
+            ))
+        } else {
+            e
+        }
+    })?;
+    let (seg, seg_fd) =
+        SegmentWriter::create(&dev, &chmap).map_err(|e| Error::io("rdmix: pump: cannot create the shared segment", e))?;
     let engine = Engine::new(Arc::new(seg), dev, chmap)?;
     log(&format!(
-        "key {key:#x}: slave \"{}\" ({}) at {} Hz, {} ch, {}, period {} / buffer {} frames",
+        "key {:#x}: slave \"{}\" ({}) at {} Hz, {} ch, {}, period {} / buffer {} frames{}",
+        args.key,
         cfg.slave.pcm,
         slave.type_name(),
         dev.rate,
         dev.channels,
         Format::lookup(dev.format).map(|f| f.name()).unwrap_or_default(),
         dev.period_frames,
-        dev.buffer_frames
+        dev.buffer_frames,
+        if args.shared() { ", shared, system configuration only" } else { "" }
     ));
     Ok(Running {
         cfg: cfg.clone(),

@@ -9,7 +9,7 @@
 
 use std::sync::atomic::{Ordering, fence};
 
-use super::segment::Segment;
+use super::segment::{DeviceParams, Segment, SegmentWriter};
 
 /// A consistent reading of the device clock.
 #[derive(Clone, Copy, Debug, Default)]
@@ -26,6 +26,15 @@ pub struct Clock {
 pub fn frames_to_ns(frames: u64, rate: u32) -> u64 {
     (frames as u128 * 1_000_000_000 / rate.max(1) as u128) as u64
 }
+
+/// How long a paced slave may refuse data before the pump declares it wedged. A client
+/// gives a running pump this long, and `STALL_MARGIN_NS` more, before it declares the pump
+/// itself stalled: a pump with a wedged slave says so first.
+pub fn stall_limit_ns(dev: &DeviceParams) -> u64 {
+    (4 * frames_to_ns(dev.buffer_frames as u64, dev.rate)).max(2_000_000_000)
+}
+
+pub const STALL_MARGIN_NS: u64 = 1_000_000_000;
 
 /// Whole frames played in `ns` at `rate`.
 pub fn ns_to_frames(ns: u64, rate: u32) -> u64 {
@@ -53,7 +62,7 @@ impl Clock {
     }
 }
 
-impl Segment {
+impl SegmentWriter {
     /// Publishes the device clock (pump only).
     pub fn publish_clock(&self, c: Clock) {
         let h = self.header();
@@ -65,7 +74,9 @@ impl Segment {
         h.tstamp_ns.store(c.tstamp_ns, Ordering::Relaxed);
         h.clock_seq.store(s.wrapping_add(2), Ordering::Release);
     }
+}
 
+impl Segment {
     /// Reads the device clock consistently; `None` if the writer never settles (a dead pump
     /// mid-write).
     pub fn clock(&self) -> Option<Clock> {
@@ -97,7 +108,7 @@ mod tests {
 
     #[test]
     fn clock_extrapolates_playback() {
-        let seg = Segment::in_memory(&dev());
+        let seg = SegmentWriter::in_memory(&dev());
         seg.publish_clock(Clock {
             mix_pos: 10_000,
             slave_delay: 960,

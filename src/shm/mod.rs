@@ -3,6 +3,8 @@
 //! side and written by the other, so everything read is validated before it is used.
 
 pub mod clock;
+pub mod lane;
+mod map;
 pub mod ring;
 pub mod segment;
 pub mod wire;

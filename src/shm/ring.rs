@@ -36,7 +36,7 @@
 
 use std::sync::atomic::Ordering;
 
-use super::segment::{LANE_BYTES, Segment, Slot};
+use super::lane::{LANE_BYTES, LaneMem, Slot};
 
 pub const POS_BITS: u32 = 44;
 pub const POS_MASK: u64 = (1 << POS_BITS) - 1;
@@ -206,21 +206,15 @@ impl Geometry {
     }
 }
 
-/// The client's end of lane `idx`.
+/// The client's end of its lane.
 pub struct Producer<'a> {
-    seg: &'a Segment,
-    idx: usize,
+    mem: &'a LaneMem,
     slot: &'a Slot,
 }
 
 impl<'a> Producer<'a> {
-    /// Panics on an index outside the segment (a bug, not input): checked once, here.
-    pub fn new(seg: &'a Segment, idx: usize) -> Producer<'a> {
-        Producer {
-            seg,
-            idx,
-            slot: seg.slot(idx),
-        }
+    pub fn new(mem: &'a LaneMem) -> Producer<'a> {
+        Producer { mem, slot: mem.slot() }
     }
 
     fn slot(&self) -> &'a Slot {
@@ -235,7 +229,7 @@ impl<'a> Producer<'a> {
         let (pos, src) = (pos + skip as u64, &src[skip * g.frame_bytes..]);
         let mut at = 0;
         for (off, len) in g.spans(pos, total - skip) {
-            self.seg.lane_write(self.idx, off, &src[at..at + len]);
+            self.mem.ring_write(off, &src[at..at + len]);
             at += len;
         }
     }
@@ -265,7 +259,7 @@ impl<'a> Producer<'a> {
         self.slot().underruns.load(Ordering::Relaxed)
     }
 
-    /// Asks the pump to signal this client's eventfd once it has consumed up to `at`.
+    /// Asks the pump to wake this client once it has consumed up to `at`.
     pub fn arm_wake(&self, at: u64) {
         let s = self.slot();
         s.wake_at.store(at & POS_MASK, Ordering::Relaxed);
@@ -273,21 +267,15 @@ impl<'a> Producer<'a> {
     }
 }
 
-/// The pump's end of lane `idx`.
+/// The pump's end of a client's lane.
 pub struct Consumer<'a> {
-    seg: &'a Segment,
-    idx: usize,
+    mem: &'a LaneMem,
     slot: &'a Slot,
 }
 
 impl<'a> Consumer<'a> {
-    /// Panics on an index outside the segment (a bug, not input): checked once, here.
-    pub fn new(seg: &'a Segment, idx: usize) -> Consumer<'a> {
-        Consumer {
-            seg,
-            idx,
-            slot: seg.slot(idx),
-        }
+    pub fn new(mem: &'a LaneMem) -> Consumer<'a> {
+        Consumer { mem, slot: mem.slot() }
     }
 
     fn slot(&self) -> &'a Slot {
@@ -315,7 +303,7 @@ impl<'a> Consumer<'a> {
         let n = dst.len() / g.frame_bytes;
         let mut at = 0;
         for (off, len) in g.spans(pos, n) {
-            self.seg.lane_read(self.idx, off, &mut dst[at..at + len]);
+            self.mem.ring_read(off, &mut dst[at..at + len]);
             at += len;
         }
     }
@@ -351,18 +339,11 @@ impl<'a> Consumer<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::shm::segment::DeviceParams;
     use std::sync::Arc;
     use std::sync::atomic::AtomicBool;
 
-    fn seg() -> Segment {
-        Segment::in_memory(&DeviceParams {
-            format: 2,
-            rate: 48000,
-            channels: 2,
-            period_frames: 64,
-            buffer_frames: 256,
-        })
+    fn seg() -> LaneMem {
+        LaneMem::in_memory()
     }
 
     #[test]
@@ -391,7 +372,6 @@ mod tests {
         let s = seg();
         s.scribble(
             0,
-            0,
             Word {
                 epoch: 1,
                 tag: 9,
@@ -399,7 +379,7 @@ mod tests {
             }
             .pack(),
         );
-        assert_eq!(Consumer::new(&s, 0).ctl(), None);
+        assert_eq!(Consumer::new(&s).ctl(), None);
     }
 
     #[test]
@@ -415,19 +395,19 @@ mod tests {
         let s = seg();
         let g = Geometry::new(4, 10).unwrap();
         let src: Vec<u8> = (0..24).collect();
-        Producer::new(&s, 1).write(&g, 7, &src); // frames 7,8,9 then 0,1,2
+        Producer::new(&s).write(&g, 7, &src); // frames 7,8,9 then 0,1,2
         let mut out = vec![0u8; 24];
-        Consumer::new(&s, 1).read(&g, 17, &mut out); // same ring slots, one lap later
+        Consumer::new(&s).read(&g, 17, &mut out); // same ring slots, one lap later
         assert_eq!(out, src);
         let mut first = [0u8; 4];
-        s.lane_read(1, 0, &mut first);
+        s.ring_read(0, &mut first);
         assert_eq!(first, [12, 13, 14, 15]);
     }
 
     #[test]
     fn wake_requests_are_taken_once() {
         let s = seg();
-        let (p, c) = (Producer::new(&s, 3), Consumer::new(&s, 3));
+        let (p, c) = (Producer::new(&s), Consumer::new(&s));
         assert!(!c.take_wake(100), "nothing armed");
         p.arm_wake(50);
         assert!(!c.take_wake(49), "not yet consumed up to it");
@@ -446,7 +426,7 @@ mod tests {
         let prod = {
             let (s, done) = (s.clone(), done.clone());
             std::thread::spawn(move || {
-                let p = Producer::new(&s, 2);
+                let p = Producer::new(&s);
                 let mut appl = 0u64;
                 let mut next = 0u32;
                 while next < total {
@@ -470,7 +450,7 @@ mod tests {
                 done.store(true, Ordering::Release);
             })
         };
-        let c = Consumer::new(&s, 2);
+        let c = Consumer::new(&s);
         let mut consumed = 0u64;
         let mut expect = 0u32;
         while expect < total {

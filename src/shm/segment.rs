@@ -1,44 +1,36 @@
-//! The shared segment's layout: one header, one control slot per client, one lane (ring)
-//! per client.
+//! The pump's header segment: the device parameters and the device clock, one page that
+//! every client of a pump maps read-only.
 //!
-//! The pump creates the segment as a sealed memfd and hands it to each admitted client over
-//! the control socket. It therefore never appears in `/dev/shm`, vanishes with its last
-//! mapping, cannot be shrunk under the pump (no SIGBUS from a hostile truncate), and cannot
-//! be opened by anyone the pump did not admit.
+//! The pump creates it as a memfd, maps it writable, fills it in, and only then seals it
+//! with `F_SEAL_FUTURE_WRITE`: from then on no mapping but the pump's own can write it, and
+//! nobody can resize it. A client checks those seals before it maps the page, read-only.
+//! Each client's own lane is a separate memfd (`lane.rs`), so nothing a client can write is
+//! seen by another client.
 //!
 //! Every field is fixed-width and every offset is asserted below, so 32- and 64-bit
-//! processes see the same layout. Live fields are atomics; the static ones are written once
-//! by the pump before the segment is shared.
+//! processes see the same layout.
 
-use std::fs::File;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 
-use memmap2::{MmapOptions, MmapRaw};
-
+use super::lane::{LANE_BYTES, LANE_MEM_BYTES};
+use super::map::Mapping;
 use crate::error::{Error, Result};
 use crate::sys;
 
 /// "RDMX", little-endian.
 pub const MAGIC: u32 = 0x584d_4452;
 /// Bumped on any change to the layout or to the meaning of a field.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 /// At least 32 clients share one pump; 64 leaves headroom for programs that open twice.
 pub const MAX_LANES: usize = 64;
-/// Bytes of ring per client: the upper bound of a client's buffer.
-pub const LANE_BYTES: usize = 1 << 20;
 /// Largest channel count described by the header's channel map.
 pub const MAX_CHMAP: usize = 16;
 
-const PAGE: usize = 4096;
+pub const PAGE: usize = 4096;
 pub const HEADER_BYTES: usize = 512;
-pub const SLOT_BYTES: usize = 128;
-const LANES_OFFSET: usize = round_up(HEADER_BYTES + MAX_LANES * SLOT_BYTES, PAGE);
-pub const SEGMENT_BYTES: usize = LANES_OFFSET + MAX_LANES * LANE_BYTES;
-
-const fn round_up(v: usize, to: usize) -> usize {
-    v.div_ceil(to) * to
-}
+/// The header memfd: one page.
+pub const SEGMENT_BYTES: usize = PAGE;
 
 /// The segment header. Static fields first, then the device clock.
 #[repr(C)]
@@ -46,9 +38,9 @@ pub struct Header {
     pub magic: u32,
     pub version: u32,
     pub header_bytes: u32,
-    pub slot_bytes: u32,
-    pub segment_bytes: u64,
     pub lane_bytes: u32,
+    /// Bytes of each client's lane memfd (its slot page and its ring).
+    pub lane_mem_bytes: u64,
     pub max_lanes: u32,
     /// The slave's sample format (`snd_pcm_format_t`).
     pub format: i32,
@@ -57,6 +49,7 @@ pub struct Header {
     pub period_frames: u32,
     pub buffer_frames: u32,
     pub pump_pid: u32,
+    _pad: u32,
     /// The slave's channel map (`SND_CHMAP_*` positions), `channels` entries used.
     pub chmap: [u32; MAX_CHMAP],
     /// Seqlock over `mix_pos`, `slave_delay`, `tstamp_ns`: odd while the pump writes.
@@ -73,38 +66,13 @@ pub struct Header {
     _reserved: [u32; 89],
 }
 
-/// A client's control slot. `ctl` and `wake_*` are written by the client, the rest by the
-/// pump; `ring::Producer` and `ring::Consumer` are the only ways in, and `ring` says which
-/// word publishes what.
-#[repr(C)]
-pub struct Slot {
-    /// Client: `epoch:16 | state:4 | appl:44` (see `ring::Ctl`).
-    pub(super) ctl: AtomicU64,
-    /// Client: lane position at which the pump should signal the client's eventfd.
-    pub(super) wake_at: AtomicU64,
-    /// Pump: `epoch:16 | tags:4 | consumed:44` (see `ring::Mixed`).
-    pub(super) mixed: AtomicU64,
-    /// Pump: mix position just past the last frame of a drained lane.
-    pub(super) drain_end: AtomicU64,
-    /// Pump: the mix position of lane frame 0 as the lane currently runs (`mix_pos - consumed`):
-    /// fixed while it runs, underruns included; a pause shifts it.
-    pub(super) start_mix: AtomicU64,
-    /// Client sets 1 when it wants a wake-up at `wake_at`; the pump clears it when it signals.
-    pub(super) wake_armed: AtomicU32,
-    /// Pump: times this lane ran dry while running (frames of silence were mixed for it).
-    pub(super) underruns: AtomicU32,
-    _reserved: [u64; 10],
-}
-
 const _: () = {
     assert!(std::mem::size_of::<Header>() == HEADER_BYTES);
     assert!(std::mem::offset_of!(Header, chmap) == 56);
     assert!(std::mem::offset_of!(Header, clock_seq) == 120);
     assert!(std::mem::offset_of!(Header, mix_pos) == 128);
     assert!(std::mem::offset_of!(Header, failed) == 152);
-    assert!(std::mem::size_of::<Slot>() == SLOT_BYTES);
-    assert!(std::mem::offset_of!(Slot, wake_armed) == 40);
-    assert!(LANE_BYTES.is_multiple_of(PAGE));
+    assert!(HEADER_BYTES <= SEGMENT_BYTES);
 };
 
 /// The device parameters a pump runs at, as published in the header.
@@ -117,64 +85,24 @@ pub struct DeviceParams {
     pub buffer_frames: u32,
 }
 
-enum Backing {
-    Map(#[allow(dead_code)] MmapRaw),
-    /// A leaked boxed slice, reclaimed in `Drop`: a raw pointer, so that moving the
-    /// `Segment` does not re-assert unique ownership over memory `base` points into.
-    Heap(*mut [u64]),
-}
-
-impl Drop for Backing {
-    fn drop(&mut self) {
-        if let Backing::Heap(p) = *self {
-            // SAFETY: p came from Box::into_raw in Segment::in_memory and is dropped once.
-            drop(unsafe { Box::from_raw(p) });
-        }
-    }
-}
-
-/// A mapped segment. All access to shared memory goes through here.
+/// A mapped header: what a client sees (read-only) and what the pump reads back.
 pub struct Segment {
-    base: *mut u8,
-    _backing: Backing,
+    map: Mapping,
 }
-
-// SAFETY: the mapping is process-wide and every shared field is an atomic or is accessed by
-// raw byte copies; the pointer itself is never reassigned.
-unsafe impl Send for Segment {}
-// SAFETY: as above.
-unsafe impl Sync for Segment {}
 
 fn refused(why: String) -> Error {
     Error::new(libc::EPROTO, why)
 }
 
 impl Segment {
-    /// Creates a fresh, sealed memfd segment with its header filled in.
-    pub fn create(
-        dev: &DeviceParams,
-        chmap: &[u32],
-        perm: u32,
-        gid: Option<u32>,
-    ) -> std::io::Result<(Segment, OwnedFd)> {
-        let fd = sys::memfd::sealed(c"rdmix-segment", SEGMENT_BYTES as u64, perm, gid)?;
-        let seg = Self::map_file(&File::from(fd.try_clone()?))?;
-        seg.init_header(dev, chmap);
-        Ok((seg, fd))
-    }
-
-    /// Maps a segment received from a pump and checks that it is one this build understands.
-    /// The error's line says what is wrong; the caller names the pump it came from.
+    /// Checks and maps a header received from a pump, read-only. The error's line says
+    /// what is wrong; the caller names the pump it came from.
     pub fn attach(fd: OwnedFd) -> Result<Segment> {
-        let file = File::from(fd);
-        let len = file
-            .metadata()
-            .map_err(|e| refused(format!("cannot stat segment: {e}")))?
-            .len();
-        if len < HEADER_BYTES as u64 {
-            return Err(refused(format!("segment is {len} bytes, smaller than its header")));
-        }
-        let seg = Self::map_file(&file).map_err(|e| refused(format!("cannot map segment: {e}")))?;
+        let seals = sys::memfd::SIZE_SEALS | sys::memfd::FUTURE_WRITE;
+        let file = Mapping::verify(fd, "segment", SEGMENT_BYTES, seals)?;
+        let map = Mapping::shared(&file, SEGMENT_BYTES, false)
+            .map_err(|e| refused(format!("cannot map segment: {e}")))?;
+        let seg = Segment { map };
         let h = seg.header();
         if h.magic != MAGIC {
             return Err(refused(format!("segment magic {:#010x} is not rdmix's", h.magic)));
@@ -185,15 +113,9 @@ impl Segment {
                 h.version
             )));
         }
-        if h.segment_bytes != SEGMENT_BYTES as u64 || len != SEGMENT_BYTES as u64 {
-            return Err(refused(format!(
-                "segment claims {} bytes, expected {SEGMENT_BYTES}",
-                h.segment_bytes.min(len)
-            )));
-        }
         if h.header_bytes as usize != HEADER_BYTES
-            || h.slot_bytes as usize != SLOT_BYTES
             || h.lane_bytes as usize != LANE_BYTES
+            || h.lane_mem_bytes != LANE_MEM_BYTES as u64
             || h.max_lanes as usize != MAX_LANES
             || h.channels == 0
             || h.channels as usize > MAX_CHMAP
@@ -206,54 +128,10 @@ impl Segment {
         Ok(seg)
     }
 
-    fn map_file(file: &File) -> std::io::Result<Segment> {
-        let len = file.metadata()?.len() as usize;
-        let map = MmapOptions::new().len(len.max(HEADER_BYTES)).map_raw(file)?;
-        let base = map.as_mut_ptr();
-        Ok(Segment {
-            base,
-            _backing: Backing::Map(map),
-        })
-    }
-
-    /// A private, heap-backed segment for in-process tests (and Miri, which cannot mmap).
-    pub fn in_memory(dev: &DeviceParams) -> Segment {
-        let heap = Box::into_raw(vec![0u64; SEGMENT_BYTES / 8].into_boxed_slice());
-        let base = heap as *mut u64 as *mut u8;
-        let seg = Segment {
-            base,
-            _backing: Backing::Heap(heap),
-        };
-        seg.init_header(dev, &[]);
-        seg
-    }
-
-    fn init_header(&self, dev: &DeviceParams, chmap: &[u32]) {
-        // SAFETY: called only on a segment that is new and not yet shared, so the write is exclusive.
-        let h = unsafe { &mut *(self.base as *mut Header) };
-        h.magic = MAGIC;
-        h.version = LAYOUT_VERSION;
-        h.header_bytes = HEADER_BYTES as u32;
-        h.slot_bytes = SLOT_BYTES as u32;
-        h.segment_bytes = SEGMENT_BYTES as u64;
-        h.lane_bytes = LANE_BYTES as u32;
-        h.max_lanes = MAX_LANES as u32;
-        h.format = dev.format;
-        h.rate = dev.rate;
-        h.channels = dev.channels;
-        h.period_frames = dev.period_frames;
-        h.buffer_frames = dev.buffer_frames;
-        // SAFETY: getpid has no preconditions.
-        h.pump_pid = unsafe { libc::getpid() } as u32;
-        for (d, s) in h.chmap.iter_mut().zip(chmap) {
-            *d = *s;
-        }
-    }
-
     pub fn header(&self) -> &Header {
-        // SAFETY: every mapping is at least HEADER_BYTES long and page-aligned; Header's live
-        // fields are atomics, the rest are written before the segment is shared.
-        unsafe { &*(self.base as *const Header) }
+        // SAFETY: every mapping is at least SEGMENT_BYTES long and page-aligned; Header's
+        // live fields are atomics, the rest are written before the segment is shared.
+        unsafe { &*(self.map.base() as *const Header) }
     }
 
     pub fn device(&self) -> DeviceParams {
@@ -272,40 +150,79 @@ impl Segment {
         h.chmap[..(h.channels as usize).min(MAX_CHMAP)].to_vec()
     }
 
-    /// The control slot of lane `i`. Panics on an index outside the segment (a bug, not input).
-    pub(super) fn slot(&self, i: usize) -> &Slot {
-        assert!(i < MAX_LANES, "slot index {i} out of range");
-        // SAFETY: i < MAX_LANES keeps the slot inside the header region; Slot is all atomics.
-        unsafe { &*(self.base.add(HEADER_BYTES + i * SLOT_BYTES) as *const Slot) }
+    /// Whether this process may write the header: only the pump's own mapping can.
+    pub fn writable(&self) -> bool {
+        self.map.writable()
     }
 
-    /// Copies `src` into lane `i` at byte offset `off`. Out-of-range requests are clipped to the lane.
-    pub(super) fn lane_write(&self, i: usize, off: usize, src: &[u8]) {
-        assert!(i < MAX_LANES, "lane index {i} out of range");
-        let n = src.len().min(LANE_BYTES.saturating_sub(off));
-        // SAFETY: [off, off+n) lies inside lane i; the lane is plain bytes that the pump only copies out.
-        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.base.add(LANES_OFFSET + i * LANE_BYTES + off), n) };
+    /// The errno the pump gave up with, if it did.
+    pub fn failed(&self) -> Option<i32> {
+        Some(self.header().failed.load(Ordering::Acquire)).filter(|e| *e != 0)
+    }
+}
+
+/// The pump's side of the header: the only writer.
+pub struct SegmentWriter {
+    seg: Segment,
+}
+
+impl std::ops::Deref for SegmentWriter {
+    type Target = Segment;
+    fn deref(&self) -> &Segment {
+        &self.seg
+    }
+}
+
+impl SegmentWriter {
+    /// Creates the header memfd, fills it in, and seals it so that only this mapping can
+    /// ever write it. The descriptor is what clients are given.
+    pub fn create(dev: &DeviceParams, chmap: &[u32]) -> std::io::Result<(SegmentWriter, OwnedFd)> {
+        let fd = sys::memfd::create(c"rdmix-segment", SEGMENT_BYTES as u64)?;
+        let map = Mapping::shared(&std::fs::File::from(fd.try_clone()?), SEGMENT_BYTES, true)?;
+        let w = SegmentWriter { seg: Segment { map } };
+        w.init(dev, chmap);
+        sys::memfd::seal(fd.as_fd(), sys::memfd::SIZE_SEALS | sys::memfd::FUTURE_WRITE)?;
+        Ok((w, fd))
     }
 
-    /// Copies bytes of lane `i` from offset `off` into `dst`. Out-of-range requests are clipped.
-    pub(super) fn lane_read(&self, i: usize, off: usize, dst: &mut [u8]) {
-        assert!(i < MAX_LANES, "lane index {i} out of range");
-        let n = dst.len().min(LANE_BYTES.saturating_sub(off));
-        // SAFETY: [off, off+n) lies inside lane i. A client may be rewriting those bytes (a rewind
-        // race); that garbles only its own samples, as on hardware, and never our control state.
-        unsafe {
-            std::ptr::copy_nonoverlapping(self.base.add(LANES_OFFSET + i * LANE_BYTES + off), dst.as_mut_ptr(), n)
+    /// A private, heap-backed header for in-process tests (and Miri, which cannot mmap).
+    pub fn in_memory(dev: &DeviceParams) -> SegmentWriter {
+        let w = SegmentWriter {
+            seg: Segment {
+                map: Mapping::heap(SEGMENT_BYTES),
+            },
         };
+        w.init(dev, &[]);
+        w
     }
 
-    /// Writes `value` over word `word` of slot `i`: what a hostile client can do to its own
-    /// slot, for tests that prove it hurts nobody else.
-    #[doc(hidden)]
-    pub fn scribble(&self, i: usize, word: usize, value: u64) {
-        assert!(word < SLOT_BYTES / 8, "word {word} is outside a slot");
-        let base = self.slot(i) as *const Slot as *const AtomicU64;
-        // SAFETY: the slot is SLOT_BYTES of 8-byte-aligned words and word < SLOT_BYTES / 8.
-        unsafe { (*base.add(word)).store(value, Ordering::Release) };
+    fn init(&self, dev: &DeviceParams, chmap: &[u32]) {
+        // SAFETY: called only on a header that is new and not yet shared, so the write is exclusive.
+        let h = unsafe { &mut *(self.seg.map.base() as *mut Header) };
+        h.magic = MAGIC;
+        h.version = LAYOUT_VERSION;
+        h.header_bytes = HEADER_BYTES as u32;
+        h.lane_bytes = LANE_BYTES as u32;
+        h.lane_mem_bytes = LANE_MEM_BYTES as u64;
+        h.max_lanes = MAX_LANES as u32;
+        h.format = dev.format;
+        h.rate = dev.rate;
+        h.channels = dev.channels;
+        h.period_frames = dev.period_frames;
+        h.buffer_frames = dev.buffer_frames;
+        h.pump_pid = sys::process::pid() as u32;
+        for (d, s) in h.chmap.iter_mut().zip(chmap) {
+            *d = *s;
+        }
+    }
+
+    /// Tells every client the pump gave up on the slave with `errno` (negative).
+    pub fn set_failed(&self, errno: i32) {
+        self.header().failed.store(errno, Ordering::Release);
+    }
+
+    pub fn count_slave_xrun(&self) {
+        self.header().slave_xruns.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -324,48 +241,44 @@ pub(crate) fn test_device() -> DeviceParams {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn dev() -> DeviceParams {
-        test_device()
-    }
+    use std::fs::File;
 
     #[test]
-    fn memfd_segment_roundtrips_and_validates() {
-        let (seg, fd) = Segment::create(&dev(), &[3, 4], 0o600, None).unwrap();
-        seg.scribble(3, 0, 77);
-        seg.lane_write(5, 100, &[1, 2, 3]);
-        let other = Segment::attach(fd.try_clone().unwrap()).unwrap();
-        assert_eq!(other.device(), dev());
-        assert_eq!(other.chmap(), vec![3, 4]);
-        assert_eq!(other.slot(3).ctl.load(Ordering::Acquire), 77);
-        let mut b = [0u8; 3];
-        other.lane_read(5, 100, &mut b);
-        assert_eq!(b, [1, 2, 3]);
-        // The seals forbid shrinking the segment under the pump.
-        let f = File::from(fd);
+    fn the_header_reaches_clients_sealed_and_read_only() {
+        let (w, fd) = SegmentWriter::create(&test_device(), &[3, 4]).unwrap();
+        let seg = Segment::attach(fd.try_clone().unwrap()).unwrap();
+        assert_eq!(seg.device(), test_device());
+        assert_eq!(seg.chmap(), vec![3, 4]);
+        assert!(!seg.writable() && w.writable());
+        w.set_failed(-5);
+        assert_eq!(seg.failed(), Some(-5), "the pump's writes reach the client's mapping");
+        // Nobody but the pump's own mapping can write it, nor change its size.
+        let f = File::from(fd.try_clone().unwrap());
         assert!(f.set_len(0).is_err());
+        assert!(std::os::unix::fs::FileExt::write_at(&f, b"x", 0).is_err());
+        assert!(Mapping::shared(&f, SEGMENT_BYTES, true).is_err(), "a writable mapping is refused");
     }
 
     #[test]
     fn foreign_segments_are_refused() {
-        let (seg, fd) = Segment::create(&dev(), &[], 0o600, None).unwrap();
-        // SAFETY: test-only corruption of a private mapping's header.
-        unsafe { (*(seg.base as *mut Header)).magic = 0xdead_beef };
-        let e = Segment::attach(fd).err().unwrap();
-        assert!(e.line().contains("magic"), "{e}");
+        let (w, fd) = SegmentWriter::create(&test_device(), &[]).unwrap();
+        // SAFETY: test-only corruption through the pump's own writable mapping.
+        unsafe { (*(w.map.base() as *mut Header)).magic = 0xdead_beef };
+        assert!(Segment::attach(fd).err().unwrap().line().contains("magic"));
 
-        let (seg, fd) = Segment::create(&dev(), &[], 0o600, None).unwrap();
+        let (w, fd) = SegmentWriter::create(&test_device(), &[]).unwrap();
         // SAFETY: as above.
-        unsafe { (*(seg.base as *mut Header)).version = 99 };
+        unsafe { (*(w.map.base() as *mut Header)).version = 99 };
         assert!(Segment::attach(fd).err().unwrap().line().contains("version 99"));
 
-        let empty = sys::memfd::unsealed(c"t").unwrap();
-        assert!(
-            Segment::attach(empty)
-                .err()
-                .unwrap()
-                .line()
-                .contains("smaller than its header")
-        );
+        let bare = sys::memfd::unsealed(c"t").unwrap();
+        File::from(bare.try_clone().unwrap()).set_len(SEGMENT_BYTES as u64).unwrap();
+        let e = Segment::attach(bare).err().unwrap();
+        assert!(e.line().contains("lacks its seals"), "{e}");
+        assert!(e.is(libc::EPROTO));
+
+        let pipe = std::process::Command::new("true").stdout(std::process::Stdio::piped()).spawn().unwrap();
+        let e = Segment::attach(OwnedFd::from(pipe.stdout.unwrap())).err().unwrap();
+        assert!(e.line().contains("not a sealed memfd"), "{e}");
     }
 }

@@ -1,28 +1,42 @@
-//! The control protocol between a client and its pump: a seqpacket socket per client.
+//! The control protocol between a client and its pump, and where the two meet.
 //!
-//! Attach and hw_params travel here (with the segment's memfd and the client's eventfd as
-//! passed descriptors); audio never does. Either side learns of the other's death at once,
-//! from a hang-up on this socket. The socket is in the abstract namespace, so a dead pump
-//! leaves nothing behind and binding it is the race-free "one pump per key" lock.
+//! Attach and hw_params travel on a seqpacket socket per client (with descriptors the pump
+//! creates and hands out); audio never does. Either side learns of the other's death at
+//! once, from a hang-up on this socket.
 //!
 //! A message is a fixed header and a payload of at most [`MAX_PAYLOAD`] bytes:
 //! - HELLO (client): `args[0]` the protocol version, the payload the client's whole
-//!   configuration (`Config::encode`), and its eventfd. This is the only way configuration
-//!   reaches a pump.
-//! - WELCOME (pump): the lane in `slot`, and the segment's memfd.
+//!   configuration (`Config::encode`). This is the only way configuration reaches a pump.
+//!   A client says HELLO only after it has checked who the pump is (`plugin::attach`).
+//! - WELCOME (pump): the lane number in `slot`, and three descriptors, all made by the
+//!   pump: the header segment (sealed, read-only to clients), the client's own lane memfd,
+//!   and the read end of the client's wake-up pipe.
 //! - SETUP (client): `args` = format, channels, rate, buffer frames of its hw_params.
 //! - REPLY (pump): the answer to SETUP.
 //!
 //! Any answer may instead be an error: `status` 1 and the payload an `Error::encode`.
+//!
+//! # Where a pump listens ([`rendezvous`])
+//!
+//! - A **private** key (`ipc_perm` gives nobody but the owner access) listens at
+//!   `<dir>/<key>.sock`, where `<dir>` is `$XDG_RUNTIME_DIR/rdmix` when that runtime
+//!   directory is the user's own, else `/tmp/rdmix-<uid>`; either is created 0700 and
+//!   refused if anyone else owns it or may enter it. Nobody else can bind there, so nobody
+//!   can squat the key. `<key>.lock` (flock) makes binding race-free and lets a new pump
+//!   replace the socket file a killed one left behind.
+//! - A **shared** key listens in the abstract namespace, `@rdmix-<key>`, which every local
+//!   user can reach; there the peer's kernel credentials decide everything, on both sides.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use crate::error::Error;
 use crate::sys;
+use crate::sys::socket::Addr;
 
-pub const PROTO_VERSION: u64 = 2;
+pub const PROTO_VERSION: u64 = 3;
 const MSG_MAGIC: u32 = 0x4d43_4452; // "RDCM"
 const HEADER: usize = 48;
 pub const MAX_PAYLOAD: usize = 4096;
@@ -122,13 +136,13 @@ impl Msg {
     }
 }
 
-pub fn send(sock: &OwnedFd, m: &Msg, fd: Option<BorrowedFd>) -> io::Result<()> {
-    sys::socket::send(sock, &m.to_bytes(), fd)
+pub fn send(sock: &OwnedFd, m: &Msg, fds: &[BorrowedFd]) -> io::Result<()> {
+    sys::socket::send(sock, &m.to_bytes(), fds)
 }
 
 /// What came in on a control socket.
 pub enum Incoming {
-    Msg(Box<Msg>, Option<OwnedFd>),
+    Msg(Box<Msg>, Vec<OwnedFd>),
     /// The peer hung up.
     Closed,
     /// A packet that is not a valid message.
@@ -137,12 +151,12 @@ pub enum Incoming {
 
 pub fn recv(sock: &OwnedFd) -> io::Result<Incoming> {
     let mut buf = [0u8; HEADER + MAX_PAYLOAD + 1];
-    let (n, fd) = sys::socket::recv(sock, &mut buf)?;
+    let (n, fds) = sys::socket::recv(sock, &mut buf)?;
     if n == 0 {
         return Ok(Incoming::Closed);
     }
     Ok(match Msg::from_bytes(&buf[..n]) {
-        Some(m) => Incoming::Msg(Box::new(m), fd),
+        Some(m) => Incoming::Msg(Box::new(m), fds),
         None => Incoming::Garbage,
     })
 }
@@ -161,22 +175,104 @@ pub fn recv_until(sock: &OwnedFd, deadline: Instant) -> io::Result<Incoming> {
     }
 }
 
-/// The abstract socket name of the pump for `key`.
-pub fn socket_name(key: u32) -> String {
-    format!("rdmix-{key:08x}")
+/// Whether a key with this `ipc_perm` is shared with other users.
+pub fn is_shared(perm: u32) -> bool {
+    perm & 0o066 != 0
 }
 
-/// How a pump is started: `rdmix-pump --key KEY`. The key names the socket the pump must
-/// bind before anyone can reach it; everything else reaches it in HELLO.
-pub fn pump_args(key: u32) -> Vec<String> {
-    vec!["--key".into(), key.to_string()]
+/// The `HOME` a shared pump runs with: none, so alsa-lib reads only the system-wide
+/// configuration and never one user's `~/.asoundrc`.
+pub const SYSTEM_HOME: &str = "/nonexistent";
+
+/// Where the pump for a key listens, and the lock that makes one pump per key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rendezvous {
+    pub addr: Addr,
+    /// The flock a private pump holds while it owns the socket path.
+    pub lock: Option<PathBuf>,
 }
 
-/// The inverse of `pump_args`.
-pub fn parse_pump_args(args: &[String]) -> Option<u32> {
-    match args {
-        [flag, key] if flag == "--key" => key.parse().ok().filter(|k| *k != 0),
-        _ => None,
+/// The private directory for this user's sockets (see the module docs).
+fn private_dir() -> Result<PathBuf, Error> {
+    let uid = sys::user::euid();
+    let xdg = std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .filter(|d| d.is_absolute() && sys::fs::owned_dir(d, uid));
+    let dir = match xdg {
+        Some(d) => d.join("rdmix"),
+        None => PathBuf::from(format!("/tmp/rdmix-{uid}")),
+    };
+    sys::fs::private_dir(&dir, uid).map_err(|e| {
+        Error::io(
+            &format!(
+                "rdmix: cannot use {} for the pump's socket; remove it, or set XDG_RUNTIME_DIR to a directory of your own",
+                dir.display()
+            ),
+            e,
+        )
+    })?;
+    Ok(dir)
+}
+
+/// Where the pump for `key` listens: a path in this user's private directory for a
+/// private key, the abstract namespace for a shared one.
+pub fn rendezvous(key: u32, shared: bool) -> Result<Rendezvous, Error> {
+    if shared {
+        return Ok(Rendezvous {
+            addr: Addr::Abstract(format!("rdmix-{key:08x}")),
+            lock: None,
+        });
+    }
+    let dir = private_dir()?;
+    Ok(Rendezvous {
+        addr: Addr::Path(dir.join(format!("{key:08x}.sock"))),
+        lock: Some(dir.join(format!("{key:08x}.lock"))),
+    })
+}
+
+/// How a pump is started. The key and its sharing are all it needs before anyone can reach
+/// it: where to listen, and whom to let in. Everything else reaches it in HELLO.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PumpArgs {
+    pub key: u32,
+    pub perm: u32,
+    pub gid: Option<u32>,
+}
+
+impl PumpArgs {
+    pub fn shared(&self) -> bool {
+        is_shared(self.perm)
+    }
+
+    /// `--key KEY --perm PERM [--gid GID]`.
+    pub fn to_args(&self) -> Vec<String> {
+        let mut v = vec![
+            "--key".into(),
+            self.key.to_string(),
+            "--perm".into(),
+            format!("{:o}", self.perm),
+        ];
+        if let Some(g) = self.gid {
+            v.extend(["--gid".into(), g.to_string()]);
+        }
+        v
+    }
+
+    /// The inverse of `to_args`; `None` for anything else.
+    pub fn parse(args: &[String]) -> Option<PumpArgs> {
+        let (key, perm, gid) = match args {
+            [k, key, p, perm] if k == "--key" && p == "--perm" => (key, perm, None),
+            [k, key, p, perm, g, gid] if k == "--key" && p == "--perm" && g == "--gid" => {
+                (key, perm, Some(gid.parse().ok()?))
+            }
+            _ => return None,
+        };
+        let perm = u32::from_str_radix(perm, 8).ok().filter(|p| *p <= 0o777 && p & 0o600 == 0o600)?;
+        Some(PumpArgs {
+            key: key.parse().ok().filter(|k| *k != 0)?,
+            perm,
+            gid,
+        })
     }
 }
 
@@ -240,9 +336,17 @@ mod tests {
 
     #[test]
     fn the_pump_is_started_with_its_key_and_reports_in_one_encoding() {
-        assert_eq!(parse_pump_args(&pump_args(0x1234)), Some(0x1234));
-        assert_eq!(parse_pump_args(&["--key".into(), "0".into()]), None);
-        assert_eq!(parse_pump_args(&["--slave".into(), "hw:0".into()]), None);
+        for a in [
+            PumpArgs { key: 0x1234, perm: 0o600, gid: None },
+            PumpArgs { key: 7, perm: 0o660, gid: Some(29) },
+        ] {
+            assert_eq!(PumpArgs::parse(&a.to_args()), Some(a));
+        }
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(PumpArgs::parse(&s(&["--key", "0", "--perm", "600"])), None);
+        assert_eq!(PumpArgs::parse(&s(&["--key", "5", "--perm", "400"])), None);
+        assert_eq!(PumpArgs::parse(&s(&["--key", "5"])), None);
+        assert_eq!(PumpArgs::parse(&s(&["--slave", "hw:0"])), None);
         assert_eq!(read_startup_report(&startup_report(&Ok(()))), Ok(()));
         let e = Error::new(libc::EADDRNOTAVAIL, "rdmix: ipc_key 0x1: cannot listen: nope");
         assert_eq!(read_startup_report(&startup_report(&Err(e.clone()))), Err(e));
@@ -256,7 +360,7 @@ mod tests {
 
     #[test]
     fn descriptors_travel_with_messages() {
-        let name = format!("rdmix-test-{}", sys::process::pid());
+        let name = Addr::Abstract(format!("rdmix-test-{}", sys::process::pid()));
         let l = sys::socket::listen(&name).unwrap();
         assert_eq!(
             sys::socket::listen(&name).unwrap_err().raw_os_error(),
@@ -268,17 +372,19 @@ mod tests {
                 break s;
             }
         };
+        let (theirs, mine) = sys::fd::wake_pair().unwrap();
         let ev = sys::fd::eventfd().unwrap();
-        send(&c, &Msg::new(HELLO), Some(ev.as_fd())).unwrap();
-        let Incoming::Msg(m, Some(fd)) = recv_until(&s, Instant::now() + Duration::from_secs(5)).unwrap() else {
-            panic!("expected a message with a descriptor")
+        send(&c, &Msg::new(WELCOME), &[theirs.as_fd(), ev.as_fd()]).unwrap();
+        let Incoming::Msg(m, fds) = recv_until(&s, Instant::now() + Duration::from_secs(5)).unwrap() else {
+            panic!("expected a message with descriptors")
         };
-        assert_eq!(m.kind, HELLO);
-        sys::fd::eventfd_signal(fd.as_fd());
-        assert!(
-            sys::fd::eventfd_clear(ev.as_fd()),
-            "the passed descriptor is the same eventfd"
-        );
+        assert_eq!((m.kind, fds.len()), (WELCOME, 2));
+        sys::fd::poke(mine.as_fd());
+        sys::fd::poke(mine.as_fd());
+        assert!(sys::fd::drain(fds[0].as_fd()), "the passed end is the pair's other end");
+        assert!(!sys::fd::drain(fds[0].as_fd()), "one read takes every pending wake-up");
+        sys::fd::eventfd_signal(fds[1].as_fd());
+        assert!(sys::fd::eventfd_clear(ev.as_fd()), "the second descriptor is the same eventfd");
         let (_, uid, _) = sys::socket::peer_cred(&s).unwrap();
         assert_eq!(uid, sys::user::euid());
         drop(c);

@@ -27,6 +27,34 @@ pub fn eventfd_clear(fd: BorrowedFd) -> bool {
     unsafe { libc::read(fd.as_raw_fd(), &mut v as *mut u64 as *mut libc::c_void, 8) == 8 }
 }
 
+/// A wake-up channel: `(read end, write end)` of a non-blocking pipe. The pump keeps the
+/// write end and hands out the read end. The two ends are separate open files, so nothing
+/// the reader does to its end (clearing O_NONBLOCK, never reading) can make the writer block.
+pub fn wake_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two descriptors into fds.
+    cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) })?;
+    // SAFETY: both descriptors are fresh and ours.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Makes a wake-up channel readable. A full pipe already holds a wake-up, so failure is
+/// ignored; the write end is non-blocking, so this never waits.
+pub fn poke(w: BorrowedFd) {
+    let b = 1u8;
+    // SAFETY: writes one byte from a live u8.
+    unsafe { libc::write(w.as_raw_fd(), &b as *const u8 as *const libc::c_void, 1) };
+}
+
+/// Empties a wake-up channel (one read takes up to 64 pending wake-ups); returns whether
+/// it held any.
+pub fn drain(r: BorrowedFd) -> bool {
+    let mut b = [0u8; 64];
+    // SAFETY: reads into a live buffer; the fd is non-blocking (and if a hostile pump made
+    // it blocking, it also made it readable, so this returns).
+    unsafe { libc::read(r.as_raw_fd(), b.as_mut_ptr() as *mut libc::c_void, b.len()) > 0 }
+}
+
 /// A non-blocking CLOCK_MONOTONIC timerfd.
 pub fn timerfd() -> io::Result<OwnedFd> {
     // SAFETY: timerfd_create returns a new descriptor or -1.

@@ -1,6 +1,7 @@
 //! Thin, safe wrappers over the Linux calls rdmix needs. Nothing here knows about audio.
 
 pub mod fd;
+pub mod fs;
 pub mod memfd;
 pub mod process;
 pub mod socket;

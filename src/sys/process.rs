@@ -21,6 +21,34 @@ pub fn raise_priority() {
     }
 }
 
+/// Raises the open-file limit to its hard maximum: a pump holds descriptors for every
+/// client, and running out must be rare, never routine.
+pub fn raise_nofile_limit() {
+    let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit read and write a live rlimit.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < r.rlim_max {
+            r.rlim_cur = r.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+        }
+    }
+}
+
+/// Replaces the environment with `keep` (the variables of those names that are set) and
+/// `set`. Call only while single-threaded.
+pub fn reset_env(keep: &[&str], set: &[(&str, &str)]) {
+    for (k, _) in std::env::vars_os() {
+        if !keep.iter().any(|n| k == std::ffi::OsStr::new(n)) {
+            // SAFETY: the process is single-threaded here, so nothing reads the environment concurrently.
+            unsafe { std::env::remove_var(&k) };
+        }
+    }
+    for (k, v) in set {
+        // SAFETY: as above.
+        unsafe { std::env::set_var(k, v) };
+    }
+}
+
 /// Ignores SIGPIPE: a dead peer must show up as EPIPE, not kill the pump.
 pub fn ignore_sigpipe() {
     // SAFETY: installing SIG_IGN for SIGPIPE has no preconditions.

@@ -1,22 +1,52 @@
-//! Abstract-namespace seqpacket sockets: descriptor passing and peer credentials.
+//! Seqpacket unix sockets, at a path or in the abstract namespace: descriptor passing,
+//! and peer credentials.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
 
 use super::cvt;
 
-/// An abstract-namespace unix address: nothing on the filesystem, gone with its listener.
-fn abstract_addr(name: &str) -> (libc::sockaddr_un, libc::socklen_t) {
+/// Where a listening socket lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Addr {
+    /// The abstract namespace: nothing on the filesystem, gone with its listener, and
+    /// reachable by every local user (so the peer's credentials decide everything).
+    Abstract(String),
+    /// A filesystem path: reachable only by those who may search its directory.
+    Path(PathBuf),
+}
+
+impl std::fmt::Display for Addr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Addr::Abstract(n) => write!(f, "@{n}"),
+            Addr::Path(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+fn sockaddr(addr: &Addr) -> io::Result<(libc::sockaddr_un, libc::socklen_t)> {
     // SAFETY: sockaddr_un is plain old data; all-zero is a valid value.
-    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
-    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
-    let bytes = name.as_bytes();
-    let n = bytes.len().min(addr.sun_path.len() - 1);
-    for (d, s) in addr.sun_path[1..=n].iter_mut().zip(bytes) {
+    let mut sa: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    sa.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    let (skip, bytes) = match addr {
+        Addr::Abstract(n) => (1, n.as_bytes()),
+        Addr::Path(p) => (0, p.as_os_str().as_bytes()),
+    };
+    // A path needs its NUL; an abstract name its leading NUL.
+    if bytes.len() + 1 > sa.sun_path.len() || bytes.contains(&0) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("socket address {addr} is longer than {} bytes", sa.sun_path.len() - 1),
+        ));
+    }
+    for (d, s) in sa.sun_path[skip..].iter_mut().zip(bytes) {
         *d = *s as libc::c_char;
     }
-    let len = std::mem::size_of::<libc::sa_family_t>() + 1 + n;
-    (addr, len as libc::socklen_t)
+    let len = std::mem::size_of::<libc::sa_family_t>() + skip + bytes.len() + (1 - skip);
+    Ok((sa, len as libc::socklen_t))
 }
 
 fn seqpacket(nonblock: bool) -> io::Result<OwnedFd> {
@@ -27,24 +57,25 @@ fn seqpacket(nonblock: bool) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Binds and listens on an abstract name. `AddrInUse` means another pump holds it.
-pub fn listen(name: &str) -> io::Result<OwnedFd> {
+/// Binds and listens. `AddrInUse` means someone else holds the address.
+pub fn listen(addr: &Addr) -> io::Result<OwnedFd> {
     let fd = seqpacket(true)?;
-    let (addr, len) = abstract_addr(name);
-    // SAFETY: addr/len describe a valid sockaddr_un.
-    cvt(unsafe { libc::bind(fd.as_raw_fd(), &addr as *const _ as *const libc::sockaddr, len) })?;
+    let (sa, len) = sockaddr(addr)?;
+    // SAFETY: sa/len describe a valid sockaddr_un.
+    cvt(unsafe { libc::bind(fd.as_raw_fd(), &sa as *const _ as *const libc::sockaddr, len) })?;
+    // A deep backlog: a flood of connections must not make an honest connect wait.
     // SAFETY: plain listen on our socket.
-    cvt(unsafe { libc::listen(fd.as_raw_fd(), 64) })?;
+    cvt(unsafe { libc::listen(fd.as_raw_fd(), 4096) })?;
     Ok(fd)
 }
 
-/// Connects to an abstract name. `ConnectionRefused` means nobody listens there.
-pub fn connect(name: &str) -> io::Result<OwnedFd> {
+/// Connects. `ConnectionRefused` (or `NotFound` for a path) means nobody listens there.
+pub fn connect(addr: &Addr) -> io::Result<OwnedFd> {
     let fd = seqpacket(false)?;
-    let (addr, len) = abstract_addr(name);
+    let (sa, len) = sockaddr(addr)?;
     loop {
-        // SAFETY: addr/len describe a valid sockaddr_un.
-        let r = unsafe { libc::connect(fd.as_raw_fd(), &addr as *const _ as *const libc::sockaddr, len) };
+        // SAFETY: sa/len describe a valid sockaddr_un.
+        let r = unsafe { libc::connect(fd.as_raw_fd(), &sa as *const _ as *const libc::sockaddr, len) };
         match cvt(r) {
             Ok(_) => return Ok(fd),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -73,10 +104,13 @@ pub fn accept(listener: &OwnedFd) -> io::Result<Option<OwnedFd>> {
     }
 }
 
+/// The most descriptors one packet carries.
+pub const MAX_FDS: usize = 4;
 const CMSG_SPACE: usize = 64;
 
-/// Sends one packet, with at most one descriptor attached.
-pub fn send(sock: &OwnedFd, data: &[u8], fd: Option<BorrowedFd>) -> io::Result<()> {
+/// Sends one packet, with up to `MAX_FDS` descriptors attached.
+pub fn send(sock: &OwnedFd, data: &[u8], fds: &[BorrowedFd]) -> io::Result<()> {
+    assert!(fds.len() <= MAX_FDS, "at most {MAX_FDS} descriptors per packet");
     let mut iov = libc::iovec {
         iov_base: data.as_ptr() as *mut libc::c_void,
         iov_len: data.len(),
@@ -86,18 +120,20 @@ pub fn send(sock: &OwnedFd, data: &[u8], fd: Option<BorrowedFd>) -> io::Result<(
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
-    if let Some(fd) = fd {
-        let raw: RawFd = fd.as_raw_fd();
+    if !fds.is_empty() {
+        let bytes = std::mem::size_of_val(fds) as u32;
         msg.msg_control = cbuf.as_mut_ptr() as *mut libc::c_void;
         // SAFETY: CMSG_SPACE is a pure size computation.
-        msg.msg_controllen = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as _;
-        // SAFETY: the control buffer is large enough for one SCM_RIGHTS header and one fd.
+        msg.msg_controllen = unsafe { libc::CMSG_SPACE(bytes) } as _;
+        // SAFETY: the control buffer (64 bytes) holds one SCM_RIGHTS header and MAX_FDS fds.
         unsafe {
             let c = libc::CMSG_FIRSTHDR(&msg);
             (*c).cmsg_level = libc::SOL_SOCKET;
             (*c).cmsg_type = libc::SCM_RIGHTS;
-            (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as _;
-            std::ptr::write_unaligned(libc::CMSG_DATA(c) as *mut RawFd, raw);
+            (*c).cmsg_len = libc::CMSG_LEN(bytes) as _;
+            for (i, fd) in fds.iter().enumerate() {
+                std::ptr::write_unaligned((libc::CMSG_DATA(c) as *mut RawFd).add(i), fd.as_raw_fd());
+            }
         }
     }
     loop {
@@ -113,8 +149,9 @@ pub fn send(sock: &OwnedFd, data: &[u8], fd: Option<BorrowedFd>) -> io::Result<(
     }
 }
 
-/// Receives one packet and the descriptor attached to it, if any. `Ok((0, None))` is EOF.
-pub fn recv(sock: &OwnedFd, buf: &mut [u8]) -> io::Result<(usize, Option<OwnedFd>)> {
+/// Receives one packet and the descriptors attached to it (at most `MAX_FDS` are kept; the
+/// rest are closed). `Ok((0, _))` is EOF.
+pub fn recv(sock: &OwnedFd, buf: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>)> {
     let mut iov = libc::iovec {
         iov_base: buf.as_mut_ptr() as *mut libc::c_void,
         iov_len: buf.len(),
@@ -137,7 +174,7 @@ pub fn recv(sock: &OwnedFd, buf: &mut [u8]) -> io::Result<(usize, Option<OwnedFd
             return Err(e);
         }
     };
-    let mut got: Option<OwnedFd> = None;
+    let mut got: Vec<OwnedFd> = Vec::new();
     // SAFETY: walking the control messages the kernel just wrote into cbuf; every SCM_RIGHTS
     // descriptor is taken into an OwnedFd so that extras a peer sends are closed, not leaked.
     unsafe {
@@ -148,8 +185,8 @@ pub fn recv(sock: &OwnedFd, buf: &mut [u8]) -> io::Result<(usize, Option<OwnedFd
                 let count = ((*c).cmsg_len as usize - libc::CMSG_LEN(0) as usize) / std::mem::size_of::<RawFd>();
                 for i in 0..count {
                     let fd = OwnedFd::from_raw_fd(std::ptr::read_unaligned(data.add(i)));
-                    if got.is_none() {
-                        got = Some(fd);
+                    if got.len() < MAX_FDS {
+                        got.push(fd);
                     }
                 }
             }

@@ -274,6 +274,35 @@ pub fn segment_fd(pids: &[i32]) -> Option<PathBuf> {
     })
 }
 
+/// One mapping of /proc/self/maps whose name mentions rdmix's shared memory.
+#[derive(Debug)]
+pub struct Map {
+    pub start: usize,
+    pub end: usize,
+    pub perms: String,
+    pub name: String,
+}
+
+/// This process's mappings of rdmix's shared memory.
+pub fn rdmix_maps() -> Vec<Map> {
+    std::fs::read_to_string("/proc/self/maps")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("memfd:rdmix"))
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let (range, perms) = (f.next()?, f.next()?);
+            let (s, e) = range.split_once('-')?;
+            Some(Map {
+                start: usize::from_str_radix(s, 16).ok()?,
+                end: usize::from_str_radix(e, 16).ok()?,
+                perms: perms.to_string(),
+                name: l.split_whitespace().skip(5).collect::<Vec<_>>().join(" "),
+            })
+        })
+        .collect()
+}
+
 /// Open descriptors and threads of a process.
 pub fn fds_and_threads(pid: i32) -> (usize, usize) {
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))

@@ -1,0 +1,154 @@
+//! A hostile member of a shared rdmix pump, for tests/isolation.rs (run as a real user):
+//!
+//! - `rdmix-hostile scribble PCM WRITES SEED`: opens PCM through alsa-lib, starts a stream,
+//!   checks which of its mappings it can write, then writes random words anywhere it can in
+//!   rdmix's shared memory, WRITES times;
+//! - `rdmix-hostile flood NAME COUNT`: opens COUNT connections to the abstract socket NAME
+//!   and says nothing; reports how many the pump refused, then holds the rest until stdin
+//!   closes.
+//!
+//! It prints `MEASURE` lines and exits non-zero if anything it should not reach was reachable.
+
+use std::ffi::CString;
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+use alsa_sys as a;
+use asound_module_pcm_rdmix::sys;
+use asound_module_pcm_rdmix::sys::socket::Addr;
+
+/// One mapping of /proc/self/maps whose name mentions rdmix.
+struct Map {
+    start: usize,
+    end: usize,
+    perms: String,
+    name: String,
+}
+
+fn rdmix_maps() -> Vec<Map> {
+    let text = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+    text.lines()
+        .filter(|l| l.contains("memfd:rdmix"))
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let (range, perms) = (f.next()?, f.next()?);
+            let (s, e) = range.split_once('-')?;
+            Some(Map {
+                start: usize::from_str_radix(s, 16).ok()?,
+                end: usize::from_str_radix(e, 16).ok()?,
+                perms: perms.to_string(),
+                name: l.rsplit(' ').next().unwrap_or("").to_string(),
+            })
+        })
+        .collect()
+}
+
+fn check(what: &str, r: i32) {
+    if r < 0 {
+        eprintln!("rdmix-hostile: {what}: {}", std::io::Error::from_raw_os_error(-r));
+        std::process::exit(3);
+    }
+}
+
+fn scribble(pcm_name: &str, writes: u64, mut x: u64) {
+    let name = CString::new(pcm_name).unwrap();
+    let mut pcm: *mut a::snd_pcm_t = std::ptr::null_mut();
+    // SAFETY: alsa-lib calls on a PCM this function owns; pointers are live for each call.
+    unsafe {
+        check("open", a::snd_pcm_open(&mut pcm, name.as_ptr(), a::SND_PCM_STREAM_PLAYBACK, 0));
+        check(
+            "set_params",
+            a::snd_pcm_set_params(pcm, a::SND_PCM_FORMAT_S16_LE, a::SND_PCM_ACCESS_RW_INTERLEAVED, 1, 48000, 1, 100_000),
+        );
+        let frames = vec![0x1234i16; 4800];
+        a::snd_pcm_writei(pcm, frames.as_ptr() as *const libc::c_void, 4800);
+    }
+    let maps = rdmix_maps();
+    let writable: Vec<&Map> = maps.iter().filter(|m| m.perms.starts_with("rw")).collect();
+    let header = maps.iter().find(|m| m.name.contains("rdmix-segment"));
+    // The header is read-only, and cannot be made writable.
+    // SAFETY: mprotect on a mapping of this process; failure is the expected outcome.
+    let upgrade = header.map(|h| unsafe { libc::mprotect(h.start as *mut libc::c_void, h.end - h.start, libc::PROT_READ | libc::PROT_WRITE) });
+    let upgrade_err = std::io::Error::last_os_error();
+    println!(
+        "MEASURE hostile: rdmix mappings: {}; writable: {} ({} bytes); making the header writable: {}",
+        maps.iter().map(|m| format!("{} {}", m.perms, m.name)).collect::<Vec<_>>().join(", "),
+        writable.len(),
+        writable.iter().map(|m| m.end - m.start).sum::<usize>(),
+        match upgrade {
+            Some(0) => "ALLOWED".to_string(),
+            Some(_) => format!("refused ({upgrade_err})"),
+            None => "no header mapped".to_string(),
+        }
+    );
+    if writable.len() != 1 || !writable[0].name.contains("rdmix-lane") || upgrade != Some(-1) {
+        eprintln!("rdmix-hostile: this client can write more than its own lane");
+        std::process::exit(4);
+    }
+    let lane = writable[0];
+    let words = (lane.end - lane.start) / 8;
+    let t0 = Instant::now();
+    for i in 0..writes {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        // Half the writes hit the slot (the first page), half anywhere in the ring.
+        let w = if i % 2 == 0 { (x >> 40) as usize % 512 } else { (x >> 20) as usize % words };
+        // SAFETY: w < words keeps the write inside this process's own writable lane mapping.
+        unsafe { std::ptr::write_volatile((lane.start as *mut u64).add(w), x) };
+        if i % 50 == 0 {
+            std::thread::yield_now();
+        }
+    }
+    println!("MEASURE hostile: {writes} random words written in {:?}", t0.elapsed());
+    // SAFETY: closing the PCM this function opened.
+    unsafe { a::snd_pcm_close(pcm) };
+}
+
+fn flood(name: &str, count: usize) {
+    let addr = Addr::Abstract(name.to_string());
+    let mut held = Vec::new();
+    let t0 = Instant::now();
+    let mut failed = 0;
+    for _ in 0..count {
+        match sys::socket::connect(&addr) {
+            Ok(s) => held.push(s),
+            Err(_) => failed += 1,
+        }
+    }
+    // Wait (bounded) until the pump has answered each connection it refused.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut refused;
+    loop {
+        let mut fds: Vec<libc::pollfd> = held
+            .iter()
+            .map(|s| sys::fd::pollfd(std::os::fd::AsRawFd::as_raw_fd(s), libc::POLLIN))
+            .collect();
+        let _ = sys::fd::poll(&mut fds, 0);
+        refused = fds.iter().filter(|p| p.revents & (libc::POLLHUP | libc::POLLIN) != 0).count();
+        if refused + 8 >= held.len() || Instant::now() >= deadline {
+            break;
+        }
+        let _ = sys::fd::poll(&mut [], 20);
+    }
+    println!(
+        "MEASURE flood: {count} connections in {:?}: {} connected, {failed} failed to connect, {refused} refused by the pump",
+        t0.elapsed(),
+        held.len()
+    );
+    println!("ready");
+    let _ = std::io::stdin().read(&mut [0u8; 1]);
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let argv: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+    match argv.as_slice() {
+        [_, "scribble", pcm, n, seed] => scribble(pcm, n.parse().unwrap(), seed.parse().unwrap()),
+        [_, "flood", name, n] => flood(name, n.parse().unwrap()),
+        _ => {
+            eprintln!("usage: rdmix-hostile scribble PCM WRITES SEED | flood NAME COUNT");
+            std::process::exit(2);
+        }
+    }
+}
