@@ -38,7 +38,7 @@ aplay -q -M "$work/sweep.wav" &
 sox -q "$work/beeps.wav" -t alsa default &
 wait
 # The pump lingers briefly after the last client, then closes the device (and the WAV).
-for _ in $(seq 100); do pgrep -f "rdmix-pump --key $key\$" >/dev/null || break; sleep 0.05; done
+for _ in $(seq 100); do pgrep -f "rdmix-pump --key $key " >/dev/null || break; sleep 0.05; done
 if [ -n "$slave_def" ]; then
     secs=$(sox --i -D "$out" 2>/dev/null || echo "?")
     echo "rdmix: mixed ${secs}s of audio from 3 programs"

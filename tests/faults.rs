@@ -323,7 +323,9 @@ fn fault6_impostors() {
         let w = World::new("");
         write_wav_s16(&w.path("s.wav"), 48000, &counting_stream(48_000));
         let rv = wire::rendezvous(w.key, false).unwrap();
-        let sys::socket::Addr::Path(path) = &rv.addr else { panic!("a private key listens at a path") };
+        let sys::socket::Addr::Path(path) = &rv.addr else {
+            panic!("a private key listens at a path")
+        };
         let _ = std::fs::remove_file(path);
         let listener = sys::socket::listen(&rv.addr).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
@@ -394,7 +396,11 @@ fn fault6_impostors() {
         imp.join().unwrap();
         let err = String::from_utf8_lossy(&o.stderr);
         eprintln!("MEASURE fault6: impostor '{how}': refused after {:?}", t0.elapsed());
-        assert!(o.status.code().is_some(), "{how}: aplay was killed by a signal: {:?}", o.status);
+        assert!(
+            o.status.code().is_some(),
+            "{how}: aplay was killed by a signal: {:?}",
+            o.status
+        );
         assert!(!o.status.success(), "{how}: must fail");
         assert!(
             err.contains("rdmix: ") && err.contains(want),

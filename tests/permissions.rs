@@ -1,14 +1,15 @@
 //! Two (and three) real users on one machine. As root, the test creates the users and a
 //! group, then runs `aplay` as each with `runuser`.
 //!
-//! - defaults (`ipc_perm 0600`, one key): the second user gets a clear EACCES naming the option;
+//! - defaults (`ipc_perm 0600`, one key): each user's private pump is their own;
 //! - `ipc_key_add_uid true`: each user gets a pump of their own;
-//! - `ipc_perm 0660` + `ipc_gid`: group members share one pump; an outsider is refused and
-//!   cannot open the segment through the pump's descriptor either.
+//! - `ipc_perm 0660` + `ipc_gid`: group members share one pump, which reads its slave from
+//!   the system-wide configuration only; an outsider is refused, and nobody but the pump's
+//!   user can open the pump's segment through its descriptor;
+//! - a shared key whose slave is defined only in a user's `~/.asoundrc` is refused clearly.
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -21,23 +22,6 @@ const OUT: &str = "rdmixtestc";
 fn root() -> bool {
     // SAFETY: no preconditions.
     unsafe { libc::geteuid() == 0 }
-}
-
-fn ensure_users() {
-    let run = |args: &[&str]| {
-        let o = Command::new(args[0]).args(&args[1..]).output().expect(args[0]);
-        // 9: already exists — the users are kept between runs.
-        assert!(
-            o.status.success() || o.status.code() == Some(9),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-    };
-    run(&["groupadd", "-f", GROUP]);
-    for u in [IN_A, IN_B] {
-        run(&["useradd", "-M", "-N", "-s", "/usr/sbin/nologin", "-G", GROUP, u]);
-    }
-    run(&["useradd", "-M", "-N", "-s", "/usr/sbin/nologin", OUT]);
 }
 
 /// A world every test user can read and write.
@@ -86,9 +70,11 @@ fn users_and_permissions() {
         have("runuser") && have("aplay"),
         "runuser (util-linux) and aplay are required"
     );
-    ensure_users();
+    common::ensure_test_users(GROUP, &[IN_A, IN_B], &[OUT]);
 
-    // 1. Defaults: one key, ipc_perm 0600. The second user is refused, clearly.
+    // 1. Defaults: one key, ipc_perm 0600. A private key's socket lives in each user's own
+    //    0700 directory, so the second user gets a pump of their own: nobody can join, or
+    //    squat, another user's private pump.
     let w = shared_world("");
     let a = as_user(&w, IN_A, &["aplay", "-q", "s.wav"]);
     wait_attached(&w);
@@ -97,14 +83,15 @@ fn users_and_permissions() {
         Duration::from_secs(30),
         "user B",
     );
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success(), "user B must not join user A's 0600 pump");
-    assert!(
-        err.contains("rdmix: ipc_key") && err.contains("permission denied") && err.contains("ipc_perm"),
-        "{err}"
-    );
+    assert!(o.status.success(), "user B: {}", String::from_utf8_lossy(&o.stderr));
     assert!(wait_child(a, Duration::from_secs(30), "user A").status.success());
     w.wait_pump_gone(Duration::from_secs(10));
+    let logs = pump_logs(&w);
+    assert_eq!(
+        logs.matches(" at 48000 Hz").count(),
+        2,
+        "a private pump per user: {logs}"
+    );
 
     // 2. ipc_key_add_uid: a pump per user, both play.
     let w = shared_world("pcm.peruser { type rdmix; ipc_key {key}; ipc_key_add_uid true; slave.pcm \"card\" }");
@@ -123,9 +110,22 @@ fn users_and_permissions() {
     );
 
     // 3. ipc_perm 0660 + ipc_gid: group members share one pump; an outsider is refused.
+    //    A shared pump reads its slave from the system-wide configuration only.
     let w = shared_world(&format!(
-        "pcm.group {{ type rdmix; ipc_key {{key}}; ipc_perm 0660; ipc_gid \"{GROUP}\"; slave.pcm \"card\" }}"
+        "pcm.group {{ type rdmix; ipc_key {{key}}; ipc_perm 0660; ipc_gid \"{GROUP}\"; slave.pcm \"rdmixsys_{{key}}\" }}
+pcm.private_slave {{ type rdmix; ipc_key {{key}}; ipc_perm 0660; ipc_gid \"{GROUP}\"; slave.pcm \"card\" }}"
     ));
+    let _sys = SystemConf::card(&format!("rdmixsys_{}", w.key), &w.path("rec.wav"));
+    let o = wait_child(
+        as_user(&w, IN_A, &["aplay", "-q", "-D", "private_slave", "s.wav"]),
+        Duration::from_secs(30),
+        "user A, slave in ~/.asoundrc",
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("slave.pcm \"card\"") && err.contains("system-wide ALSA configuration"),
+        "a shared pump must not read one user's ~/.asoundrc: {err}"
+    );
     let a = as_user(&w, IN_A, &["aplay", "-q", "-D", "group", "s.wav"]);
     wait_attached(&w);
     let b = as_user(&w, IN_B, &["aplay", "-q", "-D", "group", "s.wav"]);
@@ -139,45 +139,21 @@ fn users_and_permissions() {
         !o.status.success() && err.contains("permission denied"),
         "outsider: {err}"
     );
-    // The outsider cannot open the segment through the pump's descriptor either.
+    // Nobody but the pump's own user can open its segment through its descriptor: not an
+    // outsider, and not a group member either (members get it from the pump, read-only).
     let memfd = segment_fd(&w.pumps()).expect("the pump's segment");
-    // The segment itself carries ipc_perm and ipc_gid, like dmix's shm.
-    {
-        use std::os::unix::fs::MetadataExt;
-        let meta = std::fs::metadata(&memfd).unwrap();
-        let gid = Command::new("getent").args(["group", GROUP]).output().unwrap();
-        let gid: u32 = String::from_utf8_lossy(&gid.stdout)
-            .split(':')
-            .nth(2)
-            .unwrap()
-            .parse()
+    for who in [OUT, IN_B] {
+        let peek = w
+            .cmd("runuser")
+            .args(["-u", who, "--", "head", "-c", "4", &memfd.display().to_string()])
+            .output()
             .unwrap();
-        assert_eq!(
-            (meta.mode() & 0o777, meta.gid()),
-            (0o660, gid),
-            "segment mode and group"
+        assert!(!peek.status.success(), "{who} read the pump's segment");
+        eprintln!(
+            "MEASURE permissions: {who} opening the pump's segment: {}",
+            String::from_utf8_lossy(&peek.stderr).trim()
         );
     }
-    let peek = w
-        .cmd("runuser")
-        .args(["-u", OUT, "--", "head", "-c", "4", &memfd.display().to_string()])
-        .output()
-        .unwrap();
-    assert!(!peek.status.success(), "the outsider read the segment");
-    let peek_member = w
-        .cmd("runuser")
-        .args(["-u", IN_B, "--", "head", "-c", "4", &memfd.display().to_string()])
-        .output()
-        .unwrap();
-    eprintln!(
-        "MEASURE permissions: outsider reading the segment: {}; group member: {}",
-        String::from_utf8_lossy(&peek.stderr).trim(),
-        if peek_member.status.success() {
-            "allowed".to_string()
-        } else {
-            String::from_utf8_lossy(&peek_member.stderr).trim().to_string()
-        }
-    );
     for (who, c) in [("A", a), ("B", b)] {
         let o = wait_child(c, Duration::from_secs(30), who);
         assert!(

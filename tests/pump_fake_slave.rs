@@ -12,8 +12,8 @@ use rdmix::dsp::format::Format;
 use rdmix::error::{Error, Result};
 use rdmix::pump::engine::Engine;
 use rdmix::pump::pacing::{Pump, Slave};
-use rdmix::shm::ring::{Ctl, Geometry, Producer, State, pos_diff};
 use rdmix::shm::lane::LaneMem;
+use rdmix::shm::ring::{Ctl, Geometry, Producer, State, pos_diff};
 use rdmix::shm::segment::{DeviceParams, SegmentWriter};
 
 /// An engine over `seg` at the device parameters it publishes.
@@ -267,7 +267,10 @@ fn clients_starting_stopping_and_underrunning_mix_exactly() {
         "both rails exercised: {saturated_hi} {saturated_lo}"
     );
     assert!(drained_seen, "client 3's drain completed");
-    assert!(Producer::new(&clients[2].mem).underruns() >= 1, "client 2's underrun was seen");
+    assert!(
+        Producer::new(&clients[2].mem).underruns() >= 1,
+        "client 2's underrun was seen"
+    );
     let _ = silent_checked;
 }
 

@@ -144,7 +144,10 @@ fn connect_or_spawn(cfg: &Config, rv: &Rendezvous, deadline: Instant, spawns: &m
             if *spawns >= MAX_SPAWNS {
                 return Err(Error::new(
                     libc::EIO,
-                    format!("rdmix: ipc_key {key:#x}: pump started but nobody listens at {}", rv.addr),
+                    format!(
+                        "rdmix: ipc_key {key:#x}: pump started but nobody listens at {}",
+                        rv.addr
+                    ),
                 ));
             }
             *spawns += 1;
@@ -160,13 +163,16 @@ fn connect_or_spawn(cfg: &Config, rv: &Rendezvous, deadline: Instant, spawns: &m
 
 /// Says HELLO and reads the answer.
 fn greet(key: u32, sock: OwnedFd, hello: &Msg, deadline: Instant) -> Result<Greeting> {
-    if wire::send(&sock, hello, &[]).is_err() {
-        return Ok(Greeting::Gone);
-    }
+    // A pump refuses a peer it will not admit as soon as it connects, so HELLO may find
+    // the socket closed with the refusal waiting in it: read before giving up.
+    let sent = wire::send(&sock, hello, &[]);
     let reply = match wire::recv_until(&sock, deadline) {
         Err(e) if e.kind() == io::ErrorKind::ConnectionReset => Ok(Incoming::Closed),
         r => r,
     };
+    if sent.is_err() && !matches!(reply, Ok(Incoming::Msg(..))) {
+        return Ok(Greeting::Gone);
+    }
     let not_rdmix = || {
         Error::new(
             libc::EPROTO,
@@ -266,7 +272,10 @@ fn spawn_pump(cfg: &Config, deadline: Instant) -> Result<()> {
             )
         })?;
     let Some(mut out) = child.stdout.take() else {
-        return Err(Error::new(libc::EIO, "rdmix: pump: no pipe to read its start-up report"));
+        return Err(Error::new(
+            libc::EIO,
+            "rdmix: pump: no pipe to read its start-up report",
+        ));
     };
     let mut report = Vec::new();
     // The pipe reaches EOF when the daemon has reported and let go of it.

@@ -40,10 +40,8 @@ pub fn admit(peer: &Credentials, args: &PumpArgs) -> Result<()> {
     let (key, perm) = (args.key, args.perm);
     let owner = sys::user::euid();
     let group = args.gid.unwrap_or_else(sys::user::egid);
-    let ok = peer.uid == owner
-        || peer.uid == 0
-        || (perm & 0o060 == 0o060 && peer.in_group(group))
-        || perm & 0o006 == 0o006;
+    let ok =
+        peer.uid == owner || peer.uid == 0 || (perm & 0o060 == 0o060 && peer.in_group(group)) || perm & 0o006 == 0o006;
     if ok {
         return Ok(());
     }
@@ -90,9 +88,21 @@ mod tests {
     fn admission_follows_perm_and_group() {
         let me = sys::user::euid();
         let stranger = if me == 4242 { 4243 } else { 4242 };
-        let private = PumpArgs { key: 1, perm: 0o600, gid: None };
-        let group = PumpArgs { key: 1, perm: 0o660, gid: Some(777) };
-        let world = PumpArgs { key: 1, perm: 0o666, gid: None };
+        let private = PumpArgs {
+            key: 1,
+            perm: 0o600,
+            gid: None,
+        };
+        let group = PumpArgs {
+            key: 1,
+            perm: 0o660,
+            gid: Some(777),
+        };
+        let world = PumpArgs {
+            key: 1,
+            perm: 0o666,
+            gid: None,
+        };
         assert!(admit(&peer(me, 0, &[]), &private).is_ok());
         assert!(admit(&peer(0, 0, &[]), &private).is_ok());
         let e = admit(&peer(stranger, 5, &[777]), &private).unwrap_err();

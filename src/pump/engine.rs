@@ -11,8 +11,8 @@ use crate::dsp::format::Format;
 use crate::dsp::mix::Mixer;
 use crate::error::{Error, Result};
 use crate::shm::clock::rescale;
-use crate::shm::ring::{Consumer, Geometry, Mixed, State, pos_add, pos_diff};
 use crate::shm::lane::LaneMem;
+use crate::shm::ring::{Consumer, Geometry, Mixed, State, pos_add, pos_diff};
 use crate::shm::segment::{DeviceParams, MAX_LANES, SegmentWriter};
 
 /// What a client declared at hw_params time (validated before it is accepted).

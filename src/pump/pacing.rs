@@ -4,7 +4,6 @@
 //! is given and says when to call it again, so the process loop can also watch its sockets,
 //! and tests can drive it with a virtual clock and a fake slave.
 
-
 use super::engine::Engine;
 use crate::error::{Error, Result};
 use crate::shm::clock::{Clock, frames_to_ns, ns_to_frames};

@@ -168,7 +168,11 @@ impl Server {
 
     /// When the loop must wake next even if no socket stirs.
     fn next_deadline(&self, now: u64) -> u64 {
-        let mut t = if self.running.is_some() { self.due } else { now + LINGER_NS };
+        let mut t = if self.running.is_some() {
+            self.due
+        } else {
+            now + LINGER_NS
+        };
         t = t.min(now + LINGER_NS);
         if let Some(h) = self.peers.iter().filter_map(|p| p.hello_by).min() {
             t = t.min(h + 1);
@@ -346,7 +350,11 @@ impl Server {
     fn hello(&mut self, i: usize, m: &Msg) -> Result<()> {
         let key = self.args.key;
         let uid = self.peers[i].cred.uid;
-        let held = self.peers.iter().filter(|p| p.slot.is_some() && p.cred.uid == uid).count();
+        let held = self
+            .peers
+            .iter()
+            .filter(|p| p.slot.is_some() && p.cred.uid == uid)
+            .count();
         let slot = (0..MAX_LANES).find(|s| self.wakers[*s].is_none());
         let bindings = self.configure(m)?.bindings;
         let Some(r) = self.running.as_mut() else {
@@ -409,8 +417,8 @@ fn start(args: &PumpArgs, cfg: &Config) -> Result<Running> {
             e
         }
     })?;
-    let (seg, seg_fd) =
-        SegmentWriter::create(&dev, &chmap).map_err(|e| Error::io("rdmix: pump: cannot create the shared segment", e))?;
+    let (seg, seg_fd) = SegmentWriter::create(&dev, &chmap)
+        .map_err(|e| Error::io("rdmix: pump: cannot create the shared segment", e))?;
     let engine = Engine::new(Arc::new(seg), dev, chmap)?;
     log(&format!(
         "key {:#x}: slave \"{}\" ({}) at {} Hz, {} ch, {}, period {} / buffer {} frames{}",
@@ -422,7 +430,11 @@ fn start(args: &PumpArgs, cfg: &Config) -> Result<Running> {
         Format::lookup(dev.format).map(|f| f.name()).unwrap_or_default(),
         dev.period_frames,
         dev.buffer_frames,
-        if args.shared() { ", shared, system configuration only" } else { "" }
+        if args.shared() {
+            ", shared, system configuration only"
+        } else {
+            ""
+        }
     ));
     Ok(Running {
         cfg: cfg.clone(),

@@ -137,7 +137,9 @@ mod tests {
     #[test]
     fn unsealed_or_wrong_sized_lanes_are_refused() {
         let bare = sys::memfd::unsealed(c"t").unwrap();
-        File::from(bare.try_clone().unwrap()).set_len(LANE_MEM_BYTES as u64).unwrap();
+        File::from(bare.try_clone().unwrap())
+            .set_len(LANE_MEM_BYTES as u64)
+            .unwrap();
         assert!(LaneMem::attach(bare).err().unwrap().line().contains("lacks its seals"));
         let small = sys::memfd::create(c"t", PAGE as u64).unwrap();
         sys::memfd::seal(small.as_fd(), sys::memfd::SIZE_SEALS).unwrap();

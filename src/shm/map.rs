@@ -48,7 +48,11 @@ impl Mapping {
     pub(super) fn shared(file: &File, len: usize, writable: bool) -> std::io::Result<Mapping> {
         let mut o = MmapOptions::new();
         o.len(len);
-        let map = if writable { o.map_raw(file)? } else { o.map_raw_read_only(file)? };
+        let map = if writable {
+            o.map_raw(file)?
+        } else {
+            o.map_raw_read_only(file)?
+        };
         Ok(Mapping {
             base: map.as_mut_ptr(),
             len,
@@ -72,8 +76,8 @@ impl Mapping {
     /// of exactly `len` bytes whose seals include `seals`, so that nobody can shrink it
     /// under the mapping (SIGBUS) or, with `F_SEAL_FUTURE_WRITE`, write it but its creator.
     pub(super) fn verify(fd: OwnedFd, what: &str, len: usize, seals: i32) -> Result<File> {
-        let have = sys::memfd::seals(fd.as_fd())
-            .map_err(|e| refused(format!("the {what} is not a sealed memfd ({e})")))?;
+        let have =
+            sys::memfd::seals(fd.as_fd()).map_err(|e| refused(format!("the {what} is not a sealed memfd ({e})")))?;
         if have & seals != seals {
             return Err(refused(format!(
                 "the {what} lacks its seals (has {have:#x}, needs {seals:#x}): it could be cut short under us"

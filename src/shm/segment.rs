@@ -100,8 +100,8 @@ impl Segment {
     pub fn attach(fd: OwnedFd) -> Result<Segment> {
         let seals = sys::memfd::SIZE_SEALS | sys::memfd::FUTURE_WRITE;
         let file = Mapping::verify(fd, "segment", SEGMENT_BYTES, seals)?;
-        let map = Mapping::shared(&file, SEGMENT_BYTES, false)
-            .map_err(|e| refused(format!("cannot map segment: {e}")))?;
+        let map =
+            Mapping::shared(&file, SEGMENT_BYTES, false).map_err(|e| refused(format!("cannot map segment: {e}")))?;
         let seg = Segment { map };
         let h = seg.header();
         if h.magic != MAGIC {
@@ -256,7 +256,10 @@ mod tests {
         let f = File::from(fd.try_clone().unwrap());
         assert!(f.set_len(0).is_err());
         assert!(std::os::unix::fs::FileExt::write_at(&f, b"x", 0).is_err());
-        assert!(Mapping::shared(&f, SEGMENT_BYTES, true).is_err(), "a writable mapping is refused");
+        assert!(
+            Mapping::shared(&f, SEGMENT_BYTES, true).is_err(),
+            "a writable mapping is refused"
+        );
     }
 
     #[test]
@@ -272,13 +275,15 @@ mod tests {
         assert!(Segment::attach(fd).err().unwrap().line().contains("version 99"));
 
         let bare = sys::memfd::unsealed(c"t").unwrap();
-        File::from(bare.try_clone().unwrap()).set_len(SEGMENT_BYTES as u64).unwrap();
+        File::from(bare.try_clone().unwrap())
+            .set_len(SEGMENT_BYTES as u64)
+            .unwrap();
         let e = Segment::attach(bare).err().unwrap();
         assert!(e.line().contains("lacks its seals"), "{e}");
         assert!(e.is(libc::EPROTO));
 
-        let pipe = std::process::Command::new("true").stdout(std::process::Stdio::piped()).spawn().unwrap();
-        let e = Segment::attach(OwnedFd::from(pipe.stdout.unwrap())).err().unwrap();
+        let (pipe, _w) = std::io::pipe().unwrap();
+        let e = Segment::attach(OwnedFd::from(pipe)).err().unwrap();
         assert!(e.line().contains("not a sealed memfd"), "{e}");
     }
 }

@@ -267,7 +267,9 @@ impl PumpArgs {
             }
             _ => return None,
         };
-        let perm = u32::from_str_radix(perm, 8).ok().filter(|p| *p <= 0o777 && p & 0o600 == 0o600)?;
+        let perm = u32::from_str_radix(perm, 8)
+            .ok()
+            .filter(|p| *p <= 0o777 && p & 0o600 == 0o600)?;
         Some(PumpArgs {
             key: key.parse().ok().filter(|k| *k != 0)?,
             perm,
@@ -337,8 +339,16 @@ mod tests {
     #[test]
     fn the_pump_is_started_with_its_key_and_reports_in_one_encoding() {
         for a in [
-            PumpArgs { key: 0x1234, perm: 0o600, gid: None },
-            PumpArgs { key: 7, perm: 0o660, gid: Some(29) },
+            PumpArgs {
+                key: 0x1234,
+                perm: 0o600,
+                gid: None,
+            },
+            PumpArgs {
+                key: 7,
+                perm: 0o660,
+                gid: Some(29),
+            },
         ] {
             assert_eq!(PumpArgs::parse(&a.to_args()), Some(a));
         }
@@ -384,7 +394,10 @@ mod tests {
         assert!(sys::fd::drain(fds[0].as_fd()), "the passed end is the pair's other end");
         assert!(!sys::fd::drain(fds[0].as_fd()), "one read takes every pending wake-up");
         sys::fd::eventfd_signal(fds[1].as_fd());
-        assert!(sys::fd::eventfd_clear(ev.as_fd()), "the second descriptor is the same eventfd");
+        assert!(
+            sys::fd::eventfd_clear(ev.as_fd()),
+            "the second descriptor is the same eventfd"
+        );
         let (_, uid, _) = sys::socket::peer_cred(&s).unwrap();
         assert_eq!(uid, sys::user::euid());
         drop(c);

@@ -41,7 +41,10 @@ pub fn private_dir(p: &Path, uid: u32) -> io::Result<()> {
         )),
         Some((_, mode)) if mode & 0o077 != 0 => Err(io::Error::new(
             io::ErrorKind::PermissionDenied,
-            format!("{} has mode {mode:04o}; only its owner may enter it (0700)", p.display()),
+            format!(
+                "{} has mode {mode:04o}; only its owner may enter it (0700)",
+                p.display()
+            ),
         )),
         Some(_) => Ok(()),
     }

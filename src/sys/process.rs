@@ -24,7 +24,10 @@ pub fn raise_priority() {
 /// Raises the open-file limit to its hard maximum: a pump holds descriptors for every
 /// client, and running out must be rare, never routine.
 pub fn raise_nofile_limit() {
-    let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: getrlimit/setrlimit read and write a live rlimit.
     unsafe {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < r.rlim_max {

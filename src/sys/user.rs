@@ -39,7 +39,11 @@ pub fn name_of(uid: u32) -> Option<String> {
         return None;
     }
     // SAFETY: pw_name points into buf, NUL-terminated by getpwuid_r.
-    Some(unsafe { std::ffi::CStr::from_ptr(pw.pw_name) }.to_string_lossy().into_owned())
+    Some(
+        unsafe { std::ffi::CStr::from_ptr(pw.pw_name) }
+            .to_string_lossy()
+            .into_owned(),
+    )
 }
 
 /// `uid 1001 (alice)`, or `uid 1001` for a uid with no name.

@@ -274,6 +274,38 @@ pub fn segment_fd(pids: &[i32]) -> Option<PathBuf> {
     })
 }
 
+/// A snippet of system-wide ALSA configuration (`/etc/alsa/conf.d`), removed on drop: what
+/// a pump shared with other users reads instead of anyone's `~/.asoundrc`. Root only.
+pub struct SystemConf(pub PathBuf);
+
+impl SystemConf {
+    pub fn install(text: &str) -> SystemConf {
+        let n = SEQ.fetch_add(1, Ordering::SeqCst);
+        let dir = Path::new("/etc/alsa/conf.d");
+        std::fs::create_dir_all(dir).unwrap();
+        let p = dir.join(format!("99-rdmix-test-{}-{n}.conf", std::process::id()));
+        std::fs::write(&p, text).unwrap();
+        chmod(&p, 0o644);
+        SystemConf(p)
+    }
+
+    /// Defines `pcm.NAME`, the copy-only test device recording to `file`, system-wide.
+    pub fn card(name: &str, file: &Path) -> SystemConf {
+        let b = build_dir();
+        SystemConf::install(&format!(
+            "pcm_type.rdmixfake {{ lib \"{}/libasound_module_pcm_rdmixfake.so\" }}\npcm.{name} {{ type rdmixfake; file \"{}\" }}\n",
+            b.display(),
+            file.display()
+        ))
+    }
+}
+
+impl Drop for SystemConf {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// One mapping of /proc/self/maps whose name mentions rdmix's shared memory.
 #[derive(Debug)]
 pub struct Map {
@@ -366,4 +398,40 @@ pub fn rec_frames(path: &Path) -> usize {
     std::fs::metadata(path)
         .map(|m| (m.len().saturating_sub(44) / 4) as usize)
         .unwrap_or(0)
+}
+
+/// Creates `group`, its `members` and the `others` (kept between runs). Root only.
+pub fn ensure_test_users(group: &str, members: &[&str], others: &[&str]) {
+    let run = |args: &[&str]| {
+        let o = Command::new(args[0]).args(&args[1..]).output().expect(args[0]);
+        // 9: already exists.
+        assert!(
+            o.status.success() || o.status.code() == Some(9),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    run(&["groupadd", "-f", group]);
+    for u in members {
+        run(&["useradd", "-M", "-N", "-s", "/usr/sbin/nologin", "-G", group, u]);
+    }
+    for u in others {
+        run(&["useradd", "-M", "-N", "-s", "/usr/sbin/nologin", u]);
+    }
+}
+
+/// Whether this process runs as root (tests that create users need it).
+pub fn is_root() -> bool {
+    // SAFETY: no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// CPU time (user + system) a process has used, in clock ticks.
+pub fn cpu_ticks(pid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let rest = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
 }

@@ -37,7 +37,7 @@ fn rdmix_maps() -> Vec<Map> {
                 start: usize::from_str_radix(s, 16).ok()?,
                 end: usize::from_str_radix(e, 16).ok()?,
                 perms: perms.to_string(),
-                name: l.rsplit(' ').next().unwrap_or("").to_string(),
+                name: l.split_whitespace().skip(5).collect::<Vec<_>>().join(" "),
             })
         })
         .collect()
@@ -55,10 +55,21 @@ fn scribble(pcm_name: &str, writes: u64, mut x: u64) {
     let mut pcm: *mut a::snd_pcm_t = std::ptr::null_mut();
     // SAFETY: alsa-lib calls on a PCM this function owns; pointers are live for each call.
     unsafe {
-        check("open", a::snd_pcm_open(&mut pcm, name.as_ptr(), a::SND_PCM_STREAM_PLAYBACK, 0));
+        check(
+            "open",
+            a::snd_pcm_open(&mut pcm, name.as_ptr(), a::SND_PCM_STREAM_PLAYBACK, 0),
+        );
         check(
             "set_params",
-            a::snd_pcm_set_params(pcm, a::SND_PCM_FORMAT_S16_LE, a::SND_PCM_ACCESS_RW_INTERLEAVED, 1, 48000, 1, 100_000),
+            a::snd_pcm_set_params(
+                pcm,
+                a::SND_PCM_FORMAT_S16_LE,
+                a::SND_PCM_ACCESS_RW_INTERLEAVED,
+                1,
+                48000,
+                1,
+                100_000,
+            ),
         );
         let frames = vec![0x1234i16; 4800];
         a::snd_pcm_writei(pcm, frames.as_ptr() as *const libc::c_void, 4800);
@@ -68,11 +79,20 @@ fn scribble(pcm_name: &str, writes: u64, mut x: u64) {
     let header = maps.iter().find(|m| m.name.contains("rdmix-segment"));
     // The header is read-only, and cannot be made writable.
     // SAFETY: mprotect on a mapping of this process; failure is the expected outcome.
-    let upgrade = header.map(|h| unsafe { libc::mprotect(h.start as *mut libc::c_void, h.end - h.start, libc::PROT_READ | libc::PROT_WRITE) });
+    let upgrade = header.map(|h| unsafe {
+        libc::mprotect(
+            h.start as *mut libc::c_void,
+            h.end - h.start,
+            libc::PROT_READ | libc::PROT_WRITE,
+        )
+    });
     let upgrade_err = std::io::Error::last_os_error();
     println!(
         "MEASURE hostile: rdmix mappings: {}; writable: {} ({} bytes); making the header writable: {}",
-        maps.iter().map(|m| format!("{} {}", m.perms, m.name)).collect::<Vec<_>>().join(", "),
+        maps.iter()
+            .map(|m| format!("{} {}", m.perms, m.name))
+            .collect::<Vec<_>>()
+            .join(", "),
         writable.len(),
         writable.iter().map(|m| m.end - m.start).sum::<usize>(),
         match upgrade {
@@ -93,11 +113,16 @@ fn scribble(pcm_name: &str, writes: u64, mut x: u64) {
         x ^= x >> 7;
         x ^= x << 17;
         // Half the writes hit the slot (the first page), half anywhere in the ring.
-        let w = if i % 2 == 0 { (x >> 40) as usize % 512 } else { (x >> 20) as usize % words };
+        let w = if i % 2 == 0 {
+            (x >> 40) as usize % 512
+        } else {
+            (x >> 20) as usize % words
+        };
         // SAFETY: w < words keeps the write inside this process's own writable lane mapping.
         unsafe { std::ptr::write_volatile((lane.start as *mut u64).add(w), x) };
-        if i % 50 == 0 {
-            std::thread::yield_now();
+        // Spread over about half a second, so that the writes land across many periods.
+        if i % 20 == 0 {
+            let _ = sys::fd::poll(&mut [], 1);
         }
     }
     println!("MEASURE hostile: {writes} random words written in {:?}", t0.elapsed());
@@ -105,34 +130,54 @@ fn scribble(pcm_name: &str, writes: u64, mut x: u64) {
     unsafe { a::snd_pcm_close(pcm) };
 }
 
+/// Drops the held connections the pump has hung up on; returns how many.
+fn reap(held: &mut Vec<std::os::fd::OwnedFd>) -> usize {
+    let mut fds: Vec<libc::pollfd> = held
+        .iter()
+        .map(|s| sys::fd::pollfd(std::os::fd::AsRawFd::as_raw_fd(s), libc::POLLIN))
+        .collect();
+    let _ = sys::fd::poll(&mut fds, 0);
+    let before = held.len();
+    let mut i = 0;
+    held.retain(|_| {
+        i += 1;
+        fds[i - 1].revents & (libc::POLLHUP | libc::POLLIN) == 0
+    });
+    before - held.len()
+}
+
 fn flood(name: &str, count: usize) {
+    sys::process::raise_nofile_limit();
     let addr = Addr::Abstract(name.to_string());
     let mut held = Vec::new();
     let t0 = Instant::now();
-    let mut failed = 0;
-    for _ in 0..count {
+    let (mut connected, mut failed, mut refused) = (0, 0, 0);
+    for i in 0..count {
         match sys::socket::connect(&addr) {
-            Ok(s) => held.push(s),
+            Ok(s) => {
+                held.push(s);
+                connected += 1;
+            }
             Err(_) => failed += 1,
         }
+        // Let go of what the pump refused, as a real flood would, to keep going past our
+        // own descriptor limit.
+        if i % 100 == 99 {
+            refused += reap(&mut held);
+        }
     }
-    // Wait (bounded) until the pump has answered each connection it refused.
+    // Wait (bounded) until the pump has answered each connection it will refuse.
     let deadline = Instant::now() + Duration::from_secs(10);
-    let mut refused;
     loop {
-        let mut fds: Vec<libc::pollfd> = held
-            .iter()
-            .map(|s| sys::fd::pollfd(std::os::fd::AsRawFd::as_raw_fd(s), libc::POLLIN))
-            .collect();
-        let _ = sys::fd::poll(&mut fds, 0);
-        refused = fds.iter().filter(|p| p.revents & (libc::POLLHUP | libc::POLLIN) != 0).count();
-        if refused + 8 >= held.len() || Instant::now() >= deadline {
+        refused += reap(&mut held);
+        if held.len() <= 8 || Instant::now() >= deadline {
             break;
         }
         let _ = sys::fd::poll(&mut [], 20);
     }
     println!(
-        "MEASURE flood: {count} connections in {:?}: {} connected, {failed} failed to connect, {refused} refused by the pump",
+        "MEASURE flood: {count} connections in {:?}: {connected} connected, {failed} failed to connect, \
+         {refused} refused by the pump, {} held",
         t0.elapsed(),
         held.len()
     );
