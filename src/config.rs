@@ -592,6 +592,34 @@ mod tests {
     }
 
     #[test]
+    fn a_pump_names_the_first_setting_a_client_differs_in() {
+        let pump = sample();
+        assert_eq!(pump.first_difference(&pump.clone()), None);
+        let mut c = sample();
+        c.bindings = Bindings::default();
+        assert_eq!(pump.first_difference(&c), None, "bindings are each client's own");
+        c.slave.period_size = None;
+        assert_eq!(pump.first_difference(&c).as_deref(), Some("slave.period_size 256"));
+        let mut c = sample();
+        c.slave.pcm = "other".into();
+        assert!(pump.first_difference(&c).unwrap().starts_with("slave.pcm"));
+        let mut c = sample();
+        c.ipc_gid = None;
+        assert_eq!(pump.first_difference(&c).as_deref(), Some("ipc_perm 0660, ipc_gid 29"));
+        let mut c = sample();
+        c.ipc_user_lanes = 64;
+        assert_eq!(pump.first_difference(&c).as_deref(), Some("ipc_user_lanes 5"));
+        assert!(
+            pump.shared()
+                && !Config {
+                    ipc_perm: 0o600,
+                    ..sample()
+                }
+                .shared()
+        );
+    }
+
+    #[test]
     fn default_keys_differ_per_slave_and_are_positive() {
         let a = default_key("hw:0");
         let b = default_key("hw:1");

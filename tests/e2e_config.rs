@@ -87,6 +87,14 @@ const CASES: &[(&str, &str)] = &[
         r#"type rdmix; ipc_key {k}; pump "/nonexistent/rdmix-pump"; slave.pcm "card""#,
         "rdmix: pump: cannot start /nonexistent/rdmix-pump",
     ),
+    (
+        r#"type rdmix; ipc_key {k}; ipc_perm 0660; pump "/tmp/rdmix-pump"; slave.pcm "card""#,
+        "rdmix: pump: \"/tmp/rdmix-pump\": a pump shared with other users (ipc_perm 0660) runs only the rdmix-pump installed",
+    ),
+    (
+        r#"type rdmix; ipc_key {k}; ipc_user_lanes 0; slave.pcm "card""#,
+        "rdmix: ipc_user_lanes: 0 is out of range [1, 64]",
+    ),
 ];
 
 #[test]

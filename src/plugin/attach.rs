@@ -167,7 +167,12 @@ fn greet(key: u32, sock: OwnedFd, hello: &Msg, deadline: Instant) -> Result<Gree
     // the socket closed with the refusal waiting in it: read before giving up.
     let sent = wire::send(&sock, hello, &[]);
     let reply = match wire::recv_until(&sock, deadline) {
-        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => Ok(Incoming::Closed),
+        // A pump that closes with our HELLO unread resets the connection, and the kernel
+        // reports that before the refusal still queued for us: read once more.
+        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => match wire::recv(&sock) {
+            Ok(m @ Incoming::Msg(..)) => Ok(m),
+            _ => Ok(Incoming::Closed),
+        },
         r => r,
     };
     if sent.is_err() && !matches!(reply, Ok(Incoming::Msg(..))) {
