@@ -8,8 +8,7 @@
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use super::map::Mapping;
-use super::segment::PAGE;
+use super::map::{Mapping, PAGE};
 use crate::error::Result;
 use crate::sys;
 

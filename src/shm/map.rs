@@ -9,6 +9,9 @@ use memmap2::{MmapOptions, MmapRaw};
 use crate::error::{Error, Result};
 use crate::sys;
 
+/// Mappings start on pages; the layouts are laid out in pages.
+pub const PAGE: usize = 4096;
+
 enum Backing {
     Map(#[allow(dead_code)] MmapRaw),
     /// A leaked boxed slice, reclaimed in `Drop`: a raw pointer, so that moving the

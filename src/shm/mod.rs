@@ -4,7 +4,7 @@
 
 pub mod clock;
 pub mod lane;
-mod map;
+pub mod map;
 pub mod ring;
 pub mod segment;
 pub mod wire;

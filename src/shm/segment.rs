@@ -14,7 +14,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 
 use super::lane::{LANE_BYTES, LANE_MEM_BYTES};
-use super::map::Mapping;
+use super::map::{Mapping, PAGE};
 use crate::error::{Error, Result};
 use crate::sys;
 
@@ -27,7 +27,6 @@ pub const MAX_LANES: usize = 64;
 /// Largest channel count described by the header's channel map.
 pub const MAX_CHMAP: usize = 16;
 
-pub const PAGE: usize = 4096;
 pub const HEADER_BYTES: usize = 512;
 /// The header memfd: one page.
 pub const SEGMENT_BYTES: usize = PAGE;

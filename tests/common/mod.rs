@@ -3,6 +3,10 @@
 #![allow(dead_code)]
 
 pub mod alsa;
+pub mod maps;
+
+#[allow(unused_imports)]
+pub use maps::{Map, rdmix_maps};
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -304,35 +308,6 @@ impl Drop for SystemConf {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
     }
-}
-
-/// One mapping of /proc/self/maps whose name mentions rdmix's shared memory.
-#[derive(Debug)]
-pub struct Map {
-    pub start: usize,
-    pub end: usize,
-    pub perms: String,
-    pub name: String,
-}
-
-/// This process's mappings of rdmix's shared memory.
-pub fn rdmix_maps() -> Vec<Map> {
-    std::fs::read_to_string("/proc/self/maps")
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.contains("memfd:rdmix"))
-        .filter_map(|l| {
-            let mut f = l.split_whitespace();
-            let (range, perms) = (f.next()?, f.next()?);
-            let (s, e) = range.split_once('-')?;
-            Some(Map {
-                start: usize::from_str_radix(s, 16).ok()?,
-                end: usize::from_str_radix(e, 16).ok()?,
-                perms: perms.to_string(),
-                name: l.split_whitespace().skip(5).collect::<Vec<_>>().join(" "),
-            })
-        })
-        .collect()
 }
 
 /// Open descriptors and threads of a process.

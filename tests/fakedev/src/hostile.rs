@@ -17,31 +17,9 @@ use alsa_sys as a;
 use asound_module_pcm_rdmix::sys;
 use asound_module_pcm_rdmix::sys::socket::Addr;
 
-/// One mapping of /proc/self/maps whose name mentions rdmix.
-struct Map {
-    start: usize,
-    end: usize,
-    perms: String,
-    name: String,
-}
-
-fn rdmix_maps() -> Vec<Map> {
-    let text = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
-    text.lines()
-        .filter(|l| l.contains("memfd:rdmix"))
-        .filter_map(|l| {
-            let mut f = l.split_whitespace();
-            let (range, perms) = (f.next()?, f.next()?);
-            let (s, e) = range.split_once('-')?;
-            Some(Map {
-                start: usize::from_str_radix(s, 16).ok()?,
-                end: usize::from_str_radix(e, 16).ok()?,
-                perms: perms.to_string(),
-                name: l.split_whitespace().skip(5).collect::<Vec<_>>().join(" "),
-            })
-        })
-        .collect()
-}
+#[path = "../../common/maps.rs"]
+mod maps;
+use maps::{Map, rdmix_maps};
 
 fn check(what: &str, r: i32) {
     if r < 0 {
