@@ -40,7 +40,7 @@ impl Error {
         Error::new(libc::EINVAL, format!("rdmix: {key}: {msg}"))
     }
 
-    /// A system call that failed, in the words of `what` (`"rdmix: eventfd"`).
+    /// A system call that failed, in the words of `what` (`"rdmix: timerfd"`).
     pub fn io(what: &str, e: std::io::Error) -> Error {
         Error::new(e.raw_os_error().unwrap_or(libc::EIO), format!("{what}: {e}"))
     }

@@ -612,7 +612,7 @@ impl Plugin for Client {
         if let Some(att) = &self.att {
             sys::fd::drain(att.wake.as_fd());
         }
-        sys::fd::eventfd_clear(self.timer.as_fd()); // a timerfd reads like an eventfd
+        sys::fd::timerfd_clear(self.timer.as_fd());
         let sock = self.sock_fd();
         if self.att.is_some() && fds.iter().any(|p| p.fd == sock && p.revents != 0) {
             self.lose_pump(); // the pump only ever writes in answer: this is a hang-up

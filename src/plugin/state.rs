@@ -56,7 +56,7 @@ impl Phase {
             Phase::Gone => Poll::Error,
             // The program must recover; waking it is how it learns.
             Phase::Xrun => Poll::Ready,
-            // The pump signals the eventfd when the lane reaches avail_min.
+            // The pump pokes the wake-up pipe when the lane reaches avail_min.
             Phase::Idle | Phase::Running | Phase::Paused => Poll::WhenAvail,
             // The pump wakes a drained lane itself, once, when its last frame is mixed.
             Phase::Draining => Poll::WhenMixed,

@@ -1,27 +1,12 @@
-//! Descriptors to sleep on: eventfds, timerfds and poll(2).
+//! Descriptors to sleep on: wake-up pipes, timerfds and poll(2).
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use super::cvt;
 
-/// A non-blocking eventfd: the client's poll descriptor.
-pub fn eventfd() -> io::Result<OwnedFd> {
-    // SAFETY: eventfd returns a new descriptor or -1.
-    let fd = cvt(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) })?;
-    // SAFETY: fd is fresh and ours.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// Makes an eventfd readable. Errors (a full counter) are harmless: it is readable then anyway.
-pub fn eventfd_signal(fd: BorrowedFd) {
-    let one: u64 = 1;
-    // SAFETY: writes 8 bytes from a live u64.
-    unsafe { libc::write(fd.as_raw_fd(), &one as *const u64 as *const libc::c_void, 8) };
-}
-
-/// Clears an eventfd; returns whether it had been signalled.
-pub fn eventfd_clear(fd: BorrowedFd) -> bool {
+/// Clears a timerfd's expirations; returns whether it had fired.
+pub fn timerfd_clear(fd: BorrowedFd) -> bool {
     let mut v: u64 = 0;
     // SAFETY: reads 8 bytes into a live u64; the fd is non-blocking.
     unsafe { libc::read(fd.as_raw_fd(), &mut v as *mut u64 as *mut libc::c_void, 8) == 8 }
