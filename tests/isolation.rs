@@ -33,36 +33,14 @@ fn users() -> bool {
     true
 }
 
-/// A world every test user can read and write.
-fn open_world(extra: &str) -> World {
-    let w = World::new(extra);
-    chmod(&w.dir, 0o777);
-    for f in ["rec.wav", "card.log", "sys.wav"] {
-        std::fs::write(w.path(f), b"").unwrap();
-        chmod(&w.path(f), 0o666);
-    }
-    w
-}
+const USERS: [&str; 3] = [MEMBER_A, MEMBER_B, OUTSIDER];
 
-fn as_user(w: &World, user: &str, args: &[&str]) -> std::process::Command {
-    let mut c = w.cmd("runuser");
-    c.args(["-u", user, "--", "env"])
-        .arg(format!("HOME={}", w.dir.display()))
-        .arg(format!("RDMIX_PUMP_LOG={}/pump-{user}.log", w.dir.display()))
-        .args(args);
-    c
+fn open_world(extra: &str) -> World {
+    World::open_to_all(extra, &["rec.wav", "card.log", "sys.wav"])
 }
 
 fn logs(w: &World) -> String {
-    [MEMBER_A, MEMBER_B, OUTSIDER]
-        .iter()
-        .map(|u| std::fs::read_to_string(w.path(&format!("pump-{u}.log"))).unwrap_or_default())
-        .collect()
-}
-
-fn uid_of(user: &str) -> u32 {
-    let o = std::process::Command::new("id").args(["-u", user]).output().unwrap();
-    String::from_utf8_lossy(&o.stdout).trim().parse().unwrap()
+    w.user_logs(&USERS)
 }
 
 #[test]
@@ -80,7 +58,8 @@ pcm.mine_shared { type rdmix; ipc_key {key}; ipc_perm 0666; slave.pcm \"rdmixsys
     write_wav_s16(&w.path("s.wav"), 48000, &counting_stream(24_000));
     // The squatter (an outsider) holds the key first, world-writable, with a slave that
     // records into a file of its own.
-    let squatter = as_user(&w, OUTSIDER, &["aplay", "-q", "-D", "squat", "quiet.wav"])
+    let squatter = w
+        .as_user(OUTSIDER, &["aplay", "-q", "-D", "squat", "quiet.wav"])
         .spawn()
         .unwrap();
     wait_until(
@@ -90,7 +69,8 @@ pcm.mine_shared { type rdmix; ipc_key {key}; ipc_perm 0666; slave.pcm \"rdmixsys
     );
     // The victim's private configuration of the same key never even finds the squatter:
     // its socket lives in the victim's own directory.
-    let o = as_user(&w, MEMBER_A, &["aplay", "-q", "-D", "mine", "s.wav"])
+    let o = w
+        .as_user(MEMBER_A, &["aplay", "-q", "-D", "mine", "s.wav"])
         .output()
         .unwrap();
     assert!(
@@ -100,7 +80,8 @@ pcm.mine_shared { type rdmix; ipc_key {key}; ipc_perm 0666; slave.pcm \"rdmixsys
     );
     // A shared configuration of the same key finds it, and refuses it: it is not run by the
     // victim, nor root, nor a group the configuration trusts.
-    let o = as_user(&w, MEMBER_A, &["aplay", "-q", "-D", "mine_shared", "s.wav"])
+    let o = w
+        .as_user(MEMBER_A, &["aplay", "-q", "-D", "mine_shared", "s.wav"])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
@@ -158,27 +139,27 @@ pcm.hostile {{ type rdmix; {shared}; bindings {{ 0 1 }} }}"
     let mono: Vec<[i16; 2]> = counting_stream(n);
     let bytes: Vec<u8> = mono.iter().flat_map(|f| f[0].to_le_bytes()).collect();
     std::fs::write(w.path("steady.raw"), &bytes).unwrap();
-    let steady = as_user(
-        &w,
-        MEMBER_A,
-        &[
-            "aplay",
-            "-q",
-            "-D",
-            "steady",
-            "-t",
-            "raw",
-            "-f",
-            "S16_LE",
-            "-c",
-            "1",
-            "-r",
-            "48000",
-            "steady.raw",
-        ],
-    )
-    .spawn()
-    .unwrap();
+    let steady = w
+        .as_user(
+            MEMBER_A,
+            &[
+                "aplay",
+                "-q",
+                "-D",
+                "steady",
+                "-t",
+                "raw",
+                "-f",
+                "S16_LE",
+                "-c",
+                "1",
+                "-r",
+                "48000",
+                "steady.raw",
+            ],
+        )
+        .spawn()
+        .unwrap();
     wait_until(
         Duration::from_secs(10),
         || logs(&w).contains("took lane"),
@@ -186,13 +167,13 @@ pcm.hostile {{ type rdmix; {shared}; bindings {{ 0 1 }} }}"
     );
     let pump = pumps_for_key(w.key);
     let hostile_bin = build_dir().join("rdmix-hostile");
-    let o = as_user(
-        &w,
-        MEMBER_B,
-        &[hostile_bin.to_str().unwrap(), "scribble", "hostile", "10000", "7"],
-    )
-    .output()
-    .unwrap();
+    let o = w
+        .as_user(
+            MEMBER_B,
+            &[hostile_bin.to_str().unwrap(), "scribble", "hostile", "10000", "7"],
+        )
+        .output()
+        .unwrap();
     let out = String::from_utf8_lossy(&o.stdout);
     eprint!("{out}");
     assert!(
@@ -236,7 +217,8 @@ fn silent_connections_cost_the_owner_nothing() {
     let _sys = SystemConf::card(&format!("rdmixsys_{}", w.key), &w.path("sys.wav"));
     write_wav_s16(&w.path("long.wav"), 48000, &vec![[0, 0]; 8 * 48_000]);
     write_wav_s16(&w.path("blip.wav"), 48000, &vec![[0, 0]; 480]);
-    let owner = as_user(&w, MEMBER_A, &["aplay", "-q", "-D", "group", "long.wav"])
+    let owner = w
+        .as_user(MEMBER_A, &["aplay", "-q", "-D", "group", "long.wav"])
         .spawn()
         .unwrap();
     wait_until(
@@ -250,7 +232,7 @@ fn silent_connections_cost_the_owner_nothing() {
     for (who, user) in [("outsider", OUTSIDER), ("member", MEMBER_B)] {
         let cpu0 = cpu_ticks(pump);
         let t0 = Instant::now();
-        let mut flood = as_user(&w, user, &[hostile_bin.to_str().unwrap(), "flood", &name, "2000"]);
+        let mut flood = w.as_user(user, &[hostile_bin.to_str().unwrap(), "flood", &name, "2000"]);
         flood.stdin(std::process::Stdio::piped());
         let mut child = flood.spawn().unwrap();
         let mut line = String::new();
@@ -262,7 +244,8 @@ fn silent_connections_cost_the_owner_nothing() {
         eprint!("{who}: {line}");
         // With the flood's connections still open, the owner opens the PCM again.
         let open_t = Instant::now();
-        let o = as_user(&w, MEMBER_A, &["aplay", "-q", "-D", "group", "blip.wav"])
+        let o = w
+            .as_user(MEMBER_A, &["aplay", "-q", "-D", "group", "blip.wav"])
             .output()
             .unwrap();
         let opened = open_t.elapsed();

@@ -19,37 +19,19 @@ const IN_A: &str = "rdmixtesta";
 const IN_B: &str = "rdmixtestb";
 const OUT: &str = "rdmixtestc";
 
-fn root() -> bool {
-    // SAFETY: no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-/// A world every test user can read and write.
+/// A world every test user can read and write, with a second of sound to play.
 fn shared_world(extra: &str) -> World {
-    let w = World::new(extra);
-    chmod(&w.dir, 0o777);
-    // The test device's files, writable by whichever user's pump opens the device.
-    for f in ["rec.wav", "card.log"] {
-        std::fs::write(w.path(f), b"").unwrap();
-        chmod(&w.path(f), 0o666);
-    }
+    let w = World::open_to_all(extra, &["rec.wav", "card.log"]);
     write_wav_s16(&w.path("s.wav"), 48000, &vec![[1, -1]; 2 * 48_000]);
     w
 }
 
 fn as_user(w: &World, user: &str, args: &[&str]) -> std::process::Child {
-    let mut all: Vec<String> = ["-u", user, "--", "env"].iter().map(|s| s.to_string()).collect();
-    all.push(format!("HOME={}", w.dir.display()));
-    all.push(format!("RDMIX_PUMP_LOG={}/pump-{user}.log", w.dir.display()));
-    all.extend(args.iter().map(|s| s.to_string()));
-    w.cmd("runuser").args(&all).spawn().unwrap()
+    w.as_user(user, args).spawn().unwrap()
 }
 
 fn pump_logs(w: &World) -> String {
-    [IN_A, IN_B, OUT]
-        .iter()
-        .map(|u| std::fs::read_to_string(w.path(&format!("pump-{u}.log"))).unwrap_or_default())
-        .collect()
+    w.user_logs(&[IN_A, IN_B, OUT])
 }
 
 fn wait_attached(w: &World) {
@@ -62,7 +44,7 @@ fn wait_attached(w: &World) {
 
 #[test]
 fn users_and_permissions() {
-    if !root() {
+    if !is_root() {
         eprintln!("SKIPPED: creating test users needs root; the README's test command runs as root");
         return;
     }

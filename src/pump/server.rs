@@ -373,9 +373,12 @@ impl Server {
         let peer = &self.peers[i];
         let mut w = Msg::new(WELCOME);
         w.slot = slot as u32;
-        wire::send(&peer.sock, &w, &[r.seg_fd.as_fd(), lane_fd.as_fd(), theirs.as_fd()])
-            .map_err(|e| Error::io("rdmix: the client left during its HELLO", e))?;
+        // The lane is the engine's before the client can see it.
         r.pump.engine.attach(slot, Arc::new(mem));
+        if let Err(e) = wire::send(&peer.sock, &w, &[r.seg_fd.as_fd(), lane_fd.as_fd(), theirs.as_fd()]) {
+            r.pump.engine.detach(slot);
+            return Err(Error::io("rdmix: the client left during its HELLO", e));
+        }
         self.wakers[slot] = Some(mine);
         let peer = &mut self.peers[i];
         peer.slot = Some(slot);

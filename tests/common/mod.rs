@@ -8,6 +8,7 @@ pub mod maps;
 #[allow(unused_imports)]
 pub use maps::{Map, rdmix_maps};
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -59,13 +60,27 @@ pub struct World {
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
+/// Where worlds live: tmpfs when there is one. The test device writes its recording from
+/// inside the pump's real-time loop, and a write to a disk file can stall for tens of
+/// milliseconds while other tests (or cargo) fill the page cache: long enough to underrun
+/// a device whose buffer is 21 ms. A real card has no such file; tmpfs never waits on a disk.
+pub fn scratch_root() -> PathBuf {
+    let shm = std::path::Path::new("/dev/shm");
+    let usable = std::fs::metadata(shm).is_ok_and(|m| m.is_dir() && m.permissions().mode() & 0o1777 == 0o1777);
+    if usable {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    }
+}
+
 impl World {
     /// `extra` is appended to the .asoundrc; `{dir}` and `{key}` are substituted.
     /// `pcm.card` is the copy-only test device recording to `{dir}/rec.wav`, and
     /// `pcm.!default` is rdmix over it.
     pub fn new(extra: &str) -> World {
         let n = SEQ.fetch_add(1, Ordering::SeqCst);
-        let dir = std::env::temp_dir().join(format!("rdmix-e2e-{}-{n}", std::process::id()));
+        let dir = scratch_root().join(format!("rdmix-e2e-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let key = 0x5000_0000 + (std::process::id() % 0x10000) * 0x100 + n;
@@ -83,6 +98,37 @@ pcm.!default {{ type rdmix; ipc_key {{key}}; slave.pcm "card" }}
         .replace("{key}", &key.to_string());
         std::fs::write(dir.join(".asoundrc"), rc).unwrap();
         World { dir, key }
+    }
+
+    /// A world every test user can read and write. `files` (the test device's) are made
+    /// writable by whichever user's pump opens the device.
+    pub fn open_to_all(extra: &str, files: &[&str]) -> World {
+        let w = World::new(extra);
+        chmod(&w.dir, 0o777);
+        for f in files {
+            std::fs::write(w.path(f), b"").unwrap();
+            chmod(&w.path(f), 0o666);
+        }
+        w
+    }
+
+    /// `args` run as `user` (with `runuser`) in this world, its pump logging to
+    /// `pump-USER.log`.
+    pub fn as_user(&self, user: &str, args: &[&str]) -> Command {
+        let mut c = self.cmd("runuser");
+        c.args(["-u", user, "--", "env"])
+            .arg(format!("HOME={}", self.dir.display()))
+            .arg(format!("RDMIX_PUMP_LOG={}/pump-{user}.log", self.dir.display()))
+            .args(args);
+        c
+    }
+
+    /// What the pumps these users started logged, together.
+    pub fn user_logs(&self, users: &[&str]) -> String {
+        users
+            .iter()
+            .map(|u| std::fs::read_to_string(self.path(&format!("pump-{u}.log"))).unwrap_or_default())
+            .collect()
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -396,6 +442,11 @@ pub fn ensure_test_users(group: &str, members: &[&str], others: &[&str]) {
 }
 
 /// Whether this process runs as root (tests that create users need it).
+pub fn uid_of(user: &str) -> u32 {
+    let o = Command::new("id").args(["-u", user]).output().unwrap();
+    String::from_utf8_lossy(&o.stdout).trim().parse().unwrap()
+}
+
 pub fn is_root() -> bool {
     // SAFETY: no preconditions.
     unsafe { libc::geteuid() == 0 }
