@@ -83,6 +83,8 @@ fn fit(x: &[f64], freqs: &[f64], rate: f64) -> (Vec<f64>, f64) {
 }
 
 /// Plays one combination through set `set` and checks the recording.
+const UNDERRUN: &str = "writei: underrun (EPIPE)";
+
 fn check(set: u32, fmt: Format, rate: u32, channels: u32) -> Result<String, String> {
     let secs = 0.4;
     let p = Pcm::open(&format!("mix{set}"), false).map_err(|e| format!("open {e}"))?;
@@ -103,6 +105,9 @@ fn check(set: u32, fmt: Format, rate: u32, channels: u32) -> Result<String, Stri
     let mut off = 0;
     while off < frames {
         let r = p.writei(&data[off as usize * fb..], frames - off);
+        if r == -(libc::EPIPE as i64) {
+            return Err(UNDERRUN.into());
+        }
         if r < 0 {
             return Err(format!("writei {r}"));
         }
@@ -205,25 +210,37 @@ fn every_format_rate_and_layout_plays_at_the_right_level() {
             std::thread::spawn(move || {
                 let mut fails = Vec::new();
                 let mut notes = Vec::new();
+                let mut underruns = 0;
                 for (fmt, rate, ch) in list {
-                    match check(28 + t as u32, fmt, rate, ch) {
+                    // Four pumps resampling in a debug build can keep a test thread from its
+                    // buffer on a 2-core machine: an underrun is load, not a wrong level, so
+                    // that combination plays again (twice at most), and the count is reported.
+                    let mut r = check(28 + t as u32, fmt, rate, ch);
+                    for _ in 0..2 {
+                        if r.as_ref().err().is_none_or(|e| e != UNDERRUN) {
+                            break;
+                        }
+                        underruns += 1;
+                        r = check(28 + t as u32, fmt, rate, ch);
+                    }
+                    match r {
                         Ok(n) => notes.push(n),
                         Err(e) => fails.push(format!("{} {rate} Hz {ch} ch: {e}", fmt.name())),
                     }
                 }
-                (fails, notes.len())
+                (fails, notes.len(), underruns)
             })
         })
         .collect();
-    let mut fails = Vec::new();
-    let mut ok = 0;
+    let (mut fails, mut ok, mut underruns) = (Vec::new(), 0, 0);
     for h in handles {
-        let (f, n) = h.join().unwrap();
+        let (f, n, u) = h.join().unwrap();
         fails.extend(f);
         ok += n;
+        underruns += u;
     }
     eprintln!(
-        "MEASURE formats: {ok} of {} format/rate/layout combinations exact in level and clean",
+        "MEASURE formats: {ok} of {} format/rate/layout combinations exact in level and clean ({underruns} replayed after an underrun)",
         all.len()
     );
     assert!(fails.is_empty(), "{} failed:\n{}", fails.len(), fails.join("\n"));
