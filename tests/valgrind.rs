@@ -52,17 +52,23 @@ fn plugin_and_pump_are_memcheck_clean() {
     )
     .unwrap();
     write_wav_s16(&w.path("s.wav"), 48000, &vec![[1000, -1000]; 48_000]);
-    let kids: Vec<_> = [vec!["-q"], vec!["-q", "-M"], vec!["-q", "-N"]]
-        .into_iter()
-        .enumerate()
-        .map(|(i, flags)| {
-            let mut args = vg(&format!("aplay{i}"));
-            args.push("aplay".into());
-            args.extend(flags.iter().map(|s| s.to_string()));
-            args.extend(["-D".into(), "vgmix".into(), "s.wav".into()]);
-            w.cmd("valgrind").args(&args).spawn().unwrap()
-        })
-        .collect();
+    let spawn = |i: usize, flags: &[&str]| {
+        let mut args = vg(&format!("aplay{i}"));
+        args.push("aplay".into());
+        args.extend(flags.iter().map(|s| s.to_string()));
+        args.extend(["-D".into(), "vgmix".into(), "s.wav".into()]);
+        w.cmd("valgrind").args(&args).spawn().unwrap()
+    };
+    // The first starts the pump alone: three programs and a pump starting under valgrind at
+    // once on two cores can outlast the plugin's 5 s attach deadline.
+    let mut kids = vec![spawn(0, &["-q"])];
+    wait_until(
+        Duration::from_secs(60),
+        || w.pump_log().contains("took lane"),
+        || format!("the first aplay never attached: {}", w.pump_log()),
+    );
+    kids.push(spawn(1, &["-q", "-M"]));
+    kids.push(spawn(2, &["-q", "-N"]));
     for (i, k) in kids.into_iter().enumerate() {
         let o = wait_child(k, Duration::from_secs(120), &format!("aplay {i} under valgrind"));
         assert!(o.status.success(), "aplay {i}: {}", String::from_utf8_lossy(&o.stderr));
