@@ -3,7 +3,8 @@
 # when everything is already there. Sourced by demo.sh and test.sh.
 set -euo pipefail
 
-RDMIX_DEBS=(libasound2-dev libclang-dev clang pkg-config alsa-utils sox libsox-fmt-alsa valgrind util-linux passwd)
+RDMIX_DEBS=(libasound2-dev libclang-dev clang pkg-config alsa-utils sox libsox-fmt-alsa valgrind util-linux passwd
+    lintian dpkg-dev liblzma-dev)
 
 rdmix_setup() {
     local missing=()
@@ -22,5 +23,10 @@ rdmix_setup() {
     if ! command -v cargo >/dev/null; then
         echo "rdmix: no Rust toolchain: install stable Rust (rustup.rs), then run this again" >&2
         exit 1
+    fi
+    # The package test builds the .deb with cargo-deb, the ecosystem's standard tool.
+    if ! command -v cargo-deb >/dev/null; then
+        echo "rdmix: installing cargo-deb" >&2
+        cargo install --quiet --locked cargo-deb
     fi
 }

@@ -244,7 +244,12 @@ fn format_value(key: &str, n: &Conf) -> Result<i64> {
     }
 }
 
+/// Reads a slave compound. `card` and `device` name `hw:CARD,DEV` when `pcm` is absent or
+/// empty: that is how a definition with arguments (`rdmix:CARD=1` or `rdmix:SLAVE=name`, see
+/// `50-rdmix.conf`) says "this card, unless a PCM is named", as alsa-lib's config language
+/// has no conditional.
 fn parse_slave(node: &Conf, req: &mut SlaveRequest) -> Result<()> {
+    let (mut pcm, mut card, mut device) = (None, None, None);
     for c in node.children() {
         let id = c.id();
         let key = format!("slave.{id}");
@@ -256,14 +261,28 @@ fn parse_slave(node: &Conf, req: &mut SlaveRequest) -> Result<()> {
                         "must be a PCM name; define the device as pcm.NAME { ... } and give its name here",
                     ));
                 }
-                _ => req.set_pcm(&string(&key, &c)?)?,
+                Value::Str(name) => pcm = Some(name),
+                v => return Err(Error::config(&key, format!("expected a string, got {}", describe(&v)))),
             },
+            "card" => {
+                card = Some(match c.value() {
+                    Value::Integer(i) => in_range(&key, i, 0, 31)?.to_string(),
+                    _ => string(&key, &c)?,
+                })
+            }
+            "device" => device = Some(in_range(&key, integer(&key, &c)?, 0, 255)?),
             "format" => req.set_format(format_value(&key, &c)?)?,
             _ if SLAVE_NUMBERS.iter().any(|(k, ..)| *k == id) => req.number(&id, integer(&key, &c)?)?,
             _ => return Err(Error::config(&key, "unknown option")),
         }
     }
-    Ok(())
+    match (pcm, card) {
+        (Some(name), _) if !name.is_empty() => req.set_pcm(&name),
+        (_, Some(card)) => req.set_pcm(&format!("hw:{card},{}", device.unwrap_or(0))),
+        (_, None) if device.is_some() => Err(Error::config("slave.device", "needs slave.card")),
+        (Some(_), None) => Err(Error::config("slave.pcm", "must not be empty")),
+        (None, None) => Ok(()),
+    }
 }
 
 /// `bindings { 0 1; 1 0 }`: each entry maps a client channel (its id) to a device channel.

@@ -4,10 +4,11 @@
 //! lanes and feeds the slave PCM with `snd_pcm_writei`.
 //!
 //! The house, from the top floor down:
-//! - `plugin` (runs inside each application) and `pump` (runs in `rdmix-pump`), which never
-//!   import each other;
+//! - `plugin` (runs inside each application), `pump` (runs in `rdmix-pump`) and `status`
+//!   (runs in `rdmix-status`), which never import each other;
 //! - `config`, the options both read;
-//! - `shm`, the contract between them: segment layout, lane ring, clock, wire protocol;
+//! - `shm`, the contract between them: segment layout, lane ring, clock, wire protocol,
+//!   status report;
 //! - `dsp`, sample formats, mixing and conversion;
 //! - `alsa` and `sys`, thin wrappers over alsa-lib and Linux;
 //! - `error`, the one error type.
@@ -19,4 +20,5 @@ pub mod error;
 pub mod plugin;
 pub mod pump;
 pub mod shm;
+pub mod status;
 pub mod sys;

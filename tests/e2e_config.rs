@@ -43,6 +43,19 @@ const CASES: &[(&str, &str)] = &[
         "rdmix: slave.pcm: expected a string",
     ),
     (
+        r#"type rdmix; ipc_key {k}; slave { pcm ""; device 1 }"#,
+        "rdmix: slave.device: needs slave.card",
+    ),
+    (
+        r#"type rdmix; ipc_key {k}; slave { card 32 }"#,
+        "rdmix: slave.card: 32 is out of range",
+    ),
+    // An empty pcm with a card is hw:CARD,DEV (how 50-rdmix.conf's arguments arrive).
+    (
+        r#"type rdmix; ipc_key {k}; slave { pcm ""; card "rdmixnosuchcard"; device 3 }"#,
+        "\"hw:rdmixnosuchcard,3\"",
+    ),
+    (
         r#"type rdmix; ipc_key 0; slave.pcm "card""#,
         "rdmix: ipc_key: 0 is out of range",
     ),

@@ -117,7 +117,7 @@ pub trait Plugin: Send + 'static {
     fn query_chmaps(&self) -> Vec<Vec<u32>>;
     /// The map a stream of `channels` channels plays in (0: before hw_params).
     fn chmap(&self, channels: u32) -> Vec<u32>;
-    /// The plugin's own line for `snd_pcm_dump` (ioplug adds the standard setup block).
+    /// The plugin's own line for `snd_pcm_dump` (the standard setup block follows it).
     fn dump(&self) -> String;
 }
 
@@ -516,6 +516,15 @@ unsafe extern "C" fn cb_dump<P: Plugin>(io: *mut snd_pcm_ioplug_t, out: *mut a::
         let t = CString::new(text.replace('\0', " ")).unwrap_or_default();
         // SAFETY: out is alsa-lib's live output; "%s" with one string argument.
         unsafe { a::snd_output_printf(out, c"%s".as_ptr(), t.as_ptr()) };
+        // A dump callback replaces ioplug's whole dump, so the standard block that `aplay -v`
+        // users and bug reports rely on is printed here, as ioplug would, once set up.
+        // SAFETY: io is alsa-lib's live ioplug; its pcm is the PCM being dumped.
+        unsafe {
+            if (*io).state != a::SND_PCM_STATE_OPEN {
+                a::snd_output_printf(out, c"Its setup is:\n".as_ptr());
+                a::snd_pcm_dump_setup((*io).pcm, out);
+            }
+        }
     }));
 }
 

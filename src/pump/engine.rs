@@ -42,6 +42,8 @@ struct Lane {
     /// Present unless the client matches the device in rate, channels and layout.
     conv: Option<Converter>,
     epoch: u16,
+    /// Dry spells, counted here: the slot's counter is the client's to read (and scribble).
+    underruns: u32,
     /// Client frames consumed: the lane position.
     consumed: u64,
     /// Device frames produced for this lane in this epoch.
@@ -136,6 +138,13 @@ impl Engine {
 
     pub fn mix_pos(&self) -> u64 {
         self.mix_pos
+    }
+
+    /// What lane `idx` holds, for `rdmix-status`: the pump's own setup and count, and the
+    /// state the client declares (`None` when the lane is free or its word is corrupt).
+    pub fn lane_status(&self, idx: usize) -> Option<(Option<LaneSetup>, Option<State>, u32)> {
+        let (lane, mem) = (self.lanes.get(idx)?, self.mems.get(idx)?.as_ref()?);
+        Some((lane.setup, Consumer::new(mem).ctl().map(|c| c.state), lane.underruns))
     }
 
     /// Gives lane `idx` to a new client, with its own memory: every word starts at zero
@@ -342,6 +351,7 @@ fn advance(lane: &mut Lane, end: &Consumer, took: u64, need: u64) -> Mixed {
     let dry = took < need;
     if dry && lane.phase != Phase::Starved {
         end.count_underrun();
+        lane.underruns = lane.underruns.wrapping_add(1);
     }
     lane.phase = if dry { Phase::Starved } else { Phase::Live };
     Mixed {

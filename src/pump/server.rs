@@ -26,9 +26,11 @@ use crate::alsa::strerror;
 use crate::config::{Bindings, Config};
 use crate::dsp::format::Format;
 use crate::error::{Error, Result};
+use crate::shm::clock::frames_to_ns;
 use crate::shm::lane::LaneMem;
 use crate::shm::segment::{MAX_LANES, SegmentWriter};
-use crate::shm::wire::{self, HELLO, Incoming, Msg, PROTO_VERSION, PumpArgs, REPLY, SETUP, WELCOME};
+use crate::shm::status::{ClientStatus, PumpStatus};
+use crate::shm::wire::{self, HELLO, Incoming, Msg, PROTO_VERSION, PumpArgs, REPLY, SETUP, STATUS, WELCOME};
 use crate::sys;
 use crate::sys::time::now_ns;
 
@@ -53,6 +55,8 @@ struct Peer {
     cred: Credentials,
     /// When it must have said HELLO by; `None` once it holds a lane.
     hello_by: Option<u64>,
+    /// Its program name, read when it took a lane (for `rdmix-status`).
+    program: String,
     /// Its lane, once its HELLO was accepted.
     slot: Option<usize>,
     bindings: Bindings,
@@ -78,6 +82,7 @@ pub struct Server {
     idle_since: Option<u64>,
     /// Accepting is paused until then (descriptors ran out).
     accept_after: u64,
+    started_ns: u64,
 }
 
 impl Server {
@@ -92,6 +97,7 @@ impl Server {
             due: now_ns(),
             idle_since: Some(now_ns()),
             accept_after: 0,
+            started_ns: now_ns(),
         }
     }
 
@@ -259,6 +265,7 @@ impl Server {
                 sock,
                 cred,
                 hello_by: Some(now_ns() + HELLO_DEADLINE_NS),
+                program: String::new(),
                 slot: None,
                 bindings: Bindings::default(),
             });
@@ -291,6 +298,15 @@ impl Server {
     /// Handles one message from peer `i`; `false` drops the peer.
     fn handle(&mut self, i: usize, m: Msg) -> bool {
         match (m.kind, self.peers[i].slot) {
+            // A status request takes no lane; the peer hangs up (or times out) after it.
+            (STATUS, None) => {
+                let reply = if m.args[0] == PROTO_VERSION {
+                    Msg::new(STATUS).with_payload(self.status().encode())
+                } else {
+                    None
+                };
+                reply.is_some_and(|r| wire::send(&self.peers[i].sock, &r, &[]).is_ok())
+            }
             (HELLO, None) => match self.hello(i, &m) {
                 Ok(()) => true,
                 Err(e) => {
@@ -384,8 +400,55 @@ impl Server {
         peer.slot = Some(slot);
         peer.hello_by = None;
         peer.bindings = bindings;
+        peer.program = sys::process::program_of(peer.cred.pid).unwrap_or_default();
         log(&format!("client pid {} (uid {uid}) took lane {slot}", peer.cred.pid));
         Ok(())
+    }
+
+    /// What `rdmix-status` shows: the pump's own records, never the clients' say-so (but for
+    /// the state each client declares).
+    fn status(&self) -> PumpStatus {
+        let mut s = PumpStatus {
+            key: self.args.key,
+            shared: self.args.shared(),
+            uptime_ms: now_ns().saturating_sub(self.started_ns) / 1_000_000,
+            cpu_us: sys::process::cpu_us(),
+            ..PumpStatus::default()
+        };
+        let Some(r) = &self.running else { return s };
+        let dev = r.pump.engine.device();
+        s.slave = r.cfg.slave.pcm.clone();
+        s.slave_type = r.pump.slave.type_name();
+        s.format = Format::lookup(dev.format).map(|f| f.name()).unwrap_or_default();
+        (s.rate, s.channels, s.period, s.buffer) = (dev.rate, dev.channels, dev.period_frames, dev.buffer_frames);
+        s.periods = r.pump.stats.periods;
+        s.slave_xruns = r.pump.stats.slave_xruns;
+        let dev_us = frames_to_ns(dev.buffer_frames as u64, dev.rate) / 1000;
+        for p in &self.peers {
+            let Some(lane) = p.slot else { continue };
+            let Some((setup, state, underruns)) = r.pump.engine.lane_status(lane) else {
+                continue;
+            };
+            let mut c = ClientStatus {
+                pid: p.cred.pid,
+                uid: p.cred.uid,
+                program: p.program.clone(),
+                lane: lane as u32,
+                state: state.map_or("corrupt", |s| s.name()).to_string(),
+                underruns,
+                latency_us: dev_us,
+                ..ClientStatus::default()
+            };
+            if let Some(l) = setup {
+                c.format = l.format.name();
+                (c.rate, c.channels) = (l.rate, l.channels);
+                c.buffer = l.geometry.buffer_frames as u64;
+                c.latency_us += frames_to_ns(c.buffer, l.rate) / 1000;
+            }
+            s.clients.push(c);
+        }
+        s.clients.sort_by_key(|c| c.lane);
+        s
     }
 
     /// A client's hw_params.

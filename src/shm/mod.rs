@@ -7,4 +7,5 @@ pub mod lane;
 pub mod map;
 pub mod ring;
 pub mod segment;
+pub mod status;
 pub mod wire;

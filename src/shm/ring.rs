@@ -91,6 +91,16 @@ pub enum State {
 }
 
 impl State {
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Idle => "idle",
+            State::Prepared => "prepared",
+            State::Running => "running",
+            State::Paused => "paused",
+            State::Draining => "draining",
+        }
+    }
+
     fn from_tag(t: u8) -> Option<State> {
         Some(match t {
             0 => State::Idle,

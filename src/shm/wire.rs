@@ -13,6 +13,9 @@
 //!   and the read end of the client's wake-up pipe.
 //! - SETUP (client): `args` = format, channels, rate, buffer frames of its hw_params.
 //! - REPLY (pump): the answer to SETUP.
+//! - STATUS (`rdmix-status`, instead of HELLO): `args[0]` the protocol version. The pump
+//!   answers STATUS with a `status::PumpStatus` payload. It takes no lane and changes
+//!   nothing.
 //!
 //! Any answer may instead be an error: `status` 1 and the payload an `Error::encode`.
 //!
@@ -39,12 +42,14 @@ use crate::sys::socket::Addr;
 pub const PROTO_VERSION: u64 = 3;
 const MSG_MAGIC: u32 = 0x4d43_4452; // "RDCM"
 const HEADER: usize = 48;
-pub const MAX_PAYLOAD: usize = 4096;
+/// Room for a status report of every lane, with a slave name of the longest kind.
+pub const MAX_PAYLOAD: usize = 16384;
 
 pub const HELLO: u32 = 1;
 pub const WELCOME: u32 = 2;
 pub const SETUP: u32 = 3;
 pub const REPLY: u32 = 4;
+pub const STATUS: u32 = 5;
 
 const STATUS_OK: u32 = 0;
 const STATUS_ERROR: u32 = 1;
@@ -228,6 +233,43 @@ pub fn rendezvous(key: u32, shared: bool) -> Result<Rendezvous, Error> {
         addr: Addr::Path(dir.join(format!("{key:08x}.sock"))),
         lock: Some(dir.join(format!("{key:08x}.lock"))),
     })
+}
+
+/// Every pump socket this user can see, by key: the private ones in this user's directory
+/// (for root, every user's), and the shared ones in the abstract namespace.
+pub fn visible_pumps() -> Vec<(u32, Addr)> {
+    let key_of = |name: &str, suffix: &str| {
+        let hex = name.strip_suffix(suffix)?;
+        (hex.len() == 8).then(|| u32::from_str_radix(hex, 16).ok())?
+    };
+    let mut dirs: Vec<PathBuf> = private_dir().into_iter().collect();
+    if sys::user::euid() == 0 {
+        let listing = |d: &str| std::fs::read_dir(d).into_iter().flatten().flatten().map(|e| e.path());
+        dirs.extend(
+            listing("/tmp").filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("rdmix-"))),
+        );
+        dirs.extend(listing("/run/user").map(|p| p.join("rdmix")));
+    }
+    let mut out: Vec<(u32, Addr)> = Vec::new();
+    for d in dirs {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if let Some(k) = key_of(&e.file_name().to_string_lossy(), ".sock") {
+                out.push((k, Addr::Path(e.path())));
+            }
+        }
+    }
+    // The last column of /proc/net/unix is the bound name; '@' marks the abstract namespace.
+    let unix = std::fs::read_to_string("/proc/net/unix").unwrap_or_default();
+    for name in unix.lines().filter_map(|l| l.split_whitespace().nth(7)) {
+        if let Some(k) = name.strip_prefix("@rdmix-").and_then(|n| key_of(n, ""))
+            && !out.iter().any(|(x, a)| *x == k && matches!(a, Addr::Abstract(_)))
+        {
+            out.push((k, Addr::Abstract(format!("rdmix-{k:08x}"))));
+        }
+    }
+    out.sort_by_key(|(k, a)| (*k, a.to_string()));
+    out.dedup_by(|a, b| a.0 == b.0 && a.1.to_string() == b.1.to_string());
+    out
 }
 
 /// How a pump is started. The key and its sharing are all it needs before anyone can reach

@@ -119,3 +119,21 @@ pub fn redirect_stdio(log: Option<&std::path::Path>) {
         }
     }
 }
+
+/// This process's user plus system CPU time so far, in microseconds.
+pub fn cpu_us() -> u64 {
+    // SAFETY: rusage is plain old data; getrusage fills it.
+    let mut r: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: RUSAGE_SELF with a live rusage.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut r) } != 0 {
+        return 0;
+    }
+    let us = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+    us(r.ru_utime) + us(r.ru_stime)
+}
+
+/// The program name of `pid` (`/proc/PID/comm`), if it can be read.
+pub fn program_of(pid: i32) -> Option<String> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    Some(s.trim_end().to_string())
+}

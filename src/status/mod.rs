@@ -1,0 +1,284 @@
+//! What runs in `rdmix-status`: the answer to "who holds my device?".
+//!
+//! It asks every pump the caller can see for a STATUS report. The pump decides whether the
+//! caller may ask, by the same admission rule as for a client: nobody learns about a pump
+//! they could not join. The tool takes no lane and touches no shared memory, so it cannot
+//! disturb playback. Who a pump is (pid, user) comes from the kernel; everything else is the
+//! pump's word, decoded defensively.
+
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use crate::shm::status::PumpStatus;
+use crate::shm::wire::{self, Incoming, Msg, PROTO_VERSION, STATUS};
+use crate::sys;
+use crate::sys::socket::Addr;
+
+/// How long one pump has to answer: it answers from its loop within a period.
+const ANSWER: Duration = Duration::from_millis(500);
+
+/// One pump, as seen.
+struct Seen {
+    pid: i32,
+    uid: u32,
+    status: PumpStatus,
+}
+
+fn ask(addr: &Addr) -> Option<Seen> {
+    let sock = sys::socket::connect(addr).ok()?;
+    let (pid, uid, _) = sys::socket::peer_cred(&sock).ok()?;
+    let mut m = Msg::new(STATUS);
+    m.args[0] = PROTO_VERSION;
+    wire::send(&sock, &m, &[]).ok()?;
+    match wire::recv_until(&sock, Instant::now() + ANSWER) {
+        Ok(Incoming::Msg(r, _)) if r.kind == STATUS && r.refusal().is_none() => Some(Seen {
+            pid,
+            uid,
+            status: PumpStatus::decode(r.payload()),
+        }),
+        _ => None,
+    }
+}
+
+fn survey() -> Vec<Seen> {
+    wire::visible_pumps().iter().filter_map(|(_, a)| ask(a)).collect()
+}
+
+fn user(uid: u32) -> String {
+    sys::user::name_of(uid).unwrap_or_else(|| uid.to_string())
+}
+
+fn clock(ms: u64) -> String {
+    let s = ms / 1000;
+    format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+}
+
+fn text(seen: &[Seen]) -> String {
+    if seen.is_empty() {
+        return "rdmix-status: no rdmix pump is running that you can see\n".into();
+    }
+    let mut o = String::new();
+    for p in seen {
+        let s = &p.status;
+        let _ = writeln!(
+            o,
+            "pump {:#010x}  pid {}  user {}  {}  up {}  cpu {:.2} s",
+            s.key,
+            p.pid,
+            user(p.uid),
+            if s.shared { "shared" } else { "private" },
+            clock(s.uptime_ms),
+            s.cpu_us as f64 / 1e6
+        );
+        if s.slave.is_empty() {
+            let _ = writeln!(o, "  no device open yet");
+        } else {
+            let _ = writeln!(
+                o,
+                "  slave \"{}\" ({})  {} {} Hz {} ch  period {} / buffer {}  periods {}  slave xruns {}",
+                s.slave, s.slave_type, s.format, s.rate, s.channels, s.period, s.buffer, s.periods, s.slave_xruns
+            );
+        }
+        if s.clients.is_empty() {
+            let _ = writeln!(o, "  no clients");
+            continue;
+        }
+        let _ = writeln!(
+            o,
+            "  {:>7} {:<15} {:<10} {:<10} {:>6} {:>2} {:<9} {:>7} {:>10} {:>9}",
+            "PID", "PROGRAM", "USER", "FORMAT", "RATE", "CH", "STATE", "BUFFER", "LATENCY", "UNDERRUNS"
+        );
+        for c in &s.clients {
+            let _ = writeln!(
+                o,
+                "  {:>7} {:<15} {:<10} {:<10} {:>6} {:>2} {:<9} {:>7} {:>7.1} ms {:>9}",
+                c.pid,
+                c.program,
+                user(c.uid),
+                if c.format.is_empty() { "-" } else { &c.format },
+                c.rate,
+                c.channels,
+                c.state,
+                c.buffer,
+                c.latency_us as f64 / 1000.0,
+                c.underruns
+            );
+        }
+    }
+    o
+}
+
+/// A JSON string literal.
+fn js(s: &str) -> String {
+    let mut o = String::from("\"");
+    for ch in s.chars() {
+        match ch {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(o, "\\u{:04x}", c as u32);
+            }
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}
+
+fn json(seen: &[Seen]) -> String {
+    let pumps: Vec<String> = seen
+        .iter()
+        .map(|p| {
+            let s = &p.status;
+            let clients: Vec<String> = s
+                .clients
+                .iter()
+                .map(|c| {
+                    format!(
+                        "{{\"pid\":{},\"uid\":{},\"user\":{},\"program\":{},\"lane\":{},\"format\":{},\"rate\":{},\
+                         \"channels\":{},\"state\":{},\"buffer\":{},\"latency_ms\":{:.3},\"underruns\":{}}}",
+                        c.pid,
+                        c.uid,
+                        js(&user(c.uid)),
+                        js(&c.program),
+                        c.lane,
+                        js(&c.format),
+                        c.rate,
+                        c.channels,
+                        js(&c.state),
+                        c.buffer,
+                        c.latency_us as f64 / 1000.0,
+                        c.underruns
+                    )
+                })
+                .collect();
+            format!(
+                "{{\"key\":{},\"pid\":{},\"uid\":{},\"user\":{},\"shared\":{},\"slave\":{},\"slave_type\":{},\
+                 \"format\":{},\"rate\":{},\"channels\":{},\"period\":{},\"buffer\":{},\"uptime_s\":{:.3},\
+                 \"periods\":{},\"slave_xruns\":{},\"cpu_s\":{:.6},\"clients\":[{}]}}",
+                s.key,
+                p.pid,
+                p.uid,
+                js(&user(p.uid)),
+                s.shared,
+                js(&s.slave),
+                js(&s.slave_type),
+                js(&s.format),
+                s.rate,
+                s.channels,
+                s.period,
+                s.buffer,
+                s.uptime_ms as f64 / 1000.0,
+                s.periods,
+                s.slave_xruns,
+                s.cpu_us as f64 / 1e6,
+                clients.join(",")
+            )
+        })
+        .collect();
+    format!("{{\"pumps\":[{}]}}\n", pumps.join(","))
+}
+
+const USAGE: &str = "usage: rdmix-status [--json | --watch]\n\
+    Lists the rdmix pumps you can see, the device each holds, and every program playing through it.\n\
+    --json   one machine-readable document\n\
+    --watch  refresh every second, like top (Ctrl-C ends it)\n";
+
+/// Entry point of `rdmix-status`. Returns the process exit code.
+pub fn main(args: &[String]) -> i32 {
+    use std::io::Write;
+    sys::process::ignore_sigpipe();
+    let mut out = std::io::stdout();
+    match args {
+        [] => {
+            let _ = out.write_all(text(&survey()).as_bytes());
+            0
+        }
+        [a] if a == "--json" => {
+            let _ = out.write_all(json(&survey()).as_bytes());
+            0
+        }
+        [a] if a == "--watch" => loop {
+            // Home, clear, then the table: one write, so a refresh never flickers half-drawn.
+            let frame = format!("\x1b[H\x1b[2J{}", text(&survey()));
+            if out.write_all(frame.as_bytes()).and_then(|()| out.flush()).is_err() {
+                return 0;
+            }
+            let _ = sys::fd::poll(&mut [], 1000);
+        },
+        [a] if a == "-h" || a == "--help" => {
+            let _ = out.write_all(USAGE.as_bytes());
+            0
+        }
+        _ => {
+            eprint!("rdmix-status: unknown arguments {args:?}\n{USAGE}");
+            2
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shm::status::ClientStatus;
+
+    #[test]
+    fn json_strings_are_escaped() {
+        assert_eq!(js("a\"b\\c\n\u{1}é"), "\"a\\\"b\\\\c\\u000a\\u0001é\"");
+    }
+
+    #[test]
+    fn the_table_and_the_document_carry_every_field() {
+        let seen = [Seen {
+            pid: 7,
+            uid: 0,
+            status: PumpStatus {
+                key: 0xabc,
+                slave: "hw:0,0".into(),
+                slave_type: "HW".into(),
+                format: "S16_LE".into(),
+                rate: 48000,
+                channels: 2,
+                period: 256,
+                buffer: 1024,
+                clients: vec![ClientStatus {
+                    pid: 9,
+                    program: "aplay".into(),
+                    format: "S32_LE".into(),
+                    rate: 44100,
+                    channels: 1,
+                    state: "running".into(),
+                    buffer: 4410,
+                    latency_us: 121_333,
+                    underruns: 3,
+                    ..ClientStatus::default()
+                }],
+                ..PumpStatus::default()
+            },
+        }];
+        let t = text(&seen);
+        for want in [
+            "0x00000abc",
+            "pid 7",
+            "\"hw:0,0\" (HW)",
+            "aplay",
+            "S32_LE",
+            "44100",
+            "running",
+            "121.3 ms",
+        ] {
+            assert!(t.contains(want), "{want} in {t}");
+        }
+        let j = json(&seen);
+        for want in [
+            "\"key\":2748",
+            "\"program\":\"aplay\"",
+            "\"rate\":44100",
+            "\"latency_ms\":121.333",
+            "\"underruns\":3",
+        ] {
+            assert!(j.contains(want), "{want} in {j}");
+        }
+        assert_eq!(text(&[]).lines().count(), 1, "nothing running is one line");
+    }
+}
