@@ -77,7 +77,7 @@ fn status_lists_three_programs_field_by_field() {
     for ((f, r, c), pid) in plays.iter().zip(&pids) {
         let want = format!(
             "\"pid\":{pid},\"uid\":{},\"user\":\"{me}\",\"program\":\"aplay\",",
-            my_uid()
+            uid_of(&me)
         );
         assert!(doc.contains(&want), "{want} in {doc}");
         let rec = doc.split(&want).nth(1).unwrap();
@@ -92,13 +92,6 @@ fn status_lists_three_programs_field_by_field() {
         let _ = k.kill();
         let _ = k.wait();
     }
-}
-
-fn my_uid() -> u32 {
-    String::from_utf8_lossy(&std::process::Command::new("id").arg("-u").output().unwrap().stdout)
-        .trim()
-        .parse()
-        .unwrap()
 }
 
 #[test]

@@ -261,12 +261,12 @@ pub fn visible_pumps() -> Vec<(u32, Addr)> {
     // The last column of /proc/net/unix is the bound name; '@' marks the abstract namespace.
     let unix = std::fs::read_to_string("/proc/net/unix").unwrap_or_default();
     for name in unix.lines().filter_map(|l| l.split_whitespace().nth(7)) {
-        if let Some(k) = name.strip_prefix("@rdmix-").and_then(|n| key_of(n, ""))
-            && !out.iter().any(|(x, a)| *x == k && matches!(a, Addr::Abstract(_)))
-        {
+        if let Some(k) = name.strip_prefix("@rdmix-").and_then(|n| key_of(n, "")) {
             out.push((k, Addr::Abstract(format!("rdmix-{k:08x}"))));
         }
     }
+    // A listener and its accepted connections share a name, and root's own directory is
+    // also among every user's: one entry per address.
     out.sort_by_key(|(k, a)| (*k, a.to_string()));
     out.dedup_by(|a, b| a.0 == b.0 && a.1.to_string() == b.1.to_string());
     out
