@@ -654,7 +654,11 @@ fn every_refinable_size_plays_and_threads_share_a_pcm() {
         assert_eq!(*f, sig(j as u64));
     }
 
-    // One thread writes while another hammers avail, delay and status.
+    // One thread writes while another hammers avail, delay and status. alsa-lib holds one
+    // mutex per PCM around every call, and a spinning prober can keep it from the writer
+    // for longer than a buffer on a loaded machine: that is lateness, not a fault, so these
+    // streams run on through an underrun (stop_threshold = boundary) and the test asserts
+    // only that every call completes.
     let p = Arc::new(open(
         17,
         false,
@@ -664,6 +668,7 @@ fn every_refinable_size_plays_and_threads_share_a_pcm() {
             ..Params::default()
         },
     ));
+    p.set_sw(2400, None, 480).unwrap();
     let done = Arc::new(AtomicBool::new(false));
     let prober = {
         let (p, done) = (p.clone(), done.clone());
@@ -674,6 +679,7 @@ fn every_refinable_size_plays_and_threads_share_a_pcm() {
                 let _ = p.delay();
                 let _ = p.status();
                 calls += 1;
+                std::thread::yield_now();
             }
             calls
         })
@@ -686,10 +692,12 @@ fn every_refinable_size_plays_and_threads_share_a_pcm() {
     // And a second PCM in this process on another thread, at the same time as a third.
     let a = std::thread::spawn(|| {
         let q = open(18, false, Params::default());
+        q.set_sw(1920, None, 480).unwrap();
         write_frames(&q, 0, 9600);
         q.drain()
     });
     let q = open(19, false, Params::default());
+    q.set_sw(1920, None, 480).unwrap();
     write_frames(&q, 0, 9600);
     assert_eq!(q.drain(), 0);
     assert_eq!(a.join().unwrap(), 0);
