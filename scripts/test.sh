@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The whole test suite: lint, unit and in-process tests, and the end-to-end tests that run
-# aplay, aplay -M and sox through the built plugin into the copy-only test device.
+# The whole test suite: lint, unit and in-process tests, the end-to-end tests that run
+# aplay, aplay -M and sox through the built plugin into the copy-only test device, and the
+# 32-bit and ARM builds and tests (scripts/cross.sh; it skips with one line where their
+# toolchains cannot be installed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/setup.sh
@@ -9,6 +11,7 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo build --workspace
 cargo test --workspace
+bash scripts/cross.sh
 # Miri over the ring and the mixer (raw shared-memory access), where a nightly toolchain
 # with Miri is installed; the full sanitizer and memcheck runs are scripts/sanitizers.sh
 # and scripts/valgrind.sh.

@@ -1,10 +1,15 @@
-//! The Debian package end to end, as root: `cargo deb` builds it, `lintian` finds no error,
-//! `dpkg -i` installs it, and then, with no asoundrc at all:
+//! The Debian packages end to end, as root: `scripts/package.sh` builds rdmix and
+//! rdmix-status with cargo-deb, `lintian` finds no error, `dpkg -i` installs them, and then,
+//! with no asoundrc at all:
 //! - `aplay -D rdmix:SLAVE=<a device defined system-wide>` plays through the installed plugin
 //!   (found in alsa-lib's plugin directory, with no `pcm_type` line) and the installed pump;
 //! - `rdmix-status --json` lists that pump and that aplay while it plays.
 //!
 //! Then `dpkg -r` leaves no file behind, and `dpkg -P` no trace in dpkg's database.
+//!
+//! Beside it, the amd64 and i386 rdmix packages install together (Multi-Arch: same), and a
+//! 64-bit and a 32-bit aplay share one installed pump whichever starts it; scripts/cross.sh
+//! runs that one, as it needs the i386 toolchain and Debian's aplay:i386.
 
 mod common;
 
@@ -29,13 +34,55 @@ fn text(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)
 }
 
-/// Removes the package even when the test fails half-way.
+/// Builds the packages for `targets` ("" for this machine) and the status tool's; their paths.
+fn build_packages(targets: &[&str]) -> Vec<String> {
+    let o = run("bash", &[&["scripts/package.sh"], targets].concat());
+    assert!(o.status.success(), "scripts/package.sh: {}", text(&o));
+    let debs: Vec<String> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| l.trim().to_string())
+        .filter(|l| l.ends_with(".deb"))
+        .collect();
+    assert_eq!(
+        debs.len(),
+        targets.len() + 1,
+        "a package per target and the tool's: {}",
+        text(&o)
+    );
+    for d in &debs {
+        assert!(Path::new(d).exists(), "{d} was not made");
+        let lint = run("lintian", &["--fail-on", "error", d]);
+        assert!(lint.status.success(), "lintian found errors in {d}: {}", text(&lint));
+        eprintln!(
+            "MEASURE lintian {}: {} warnings, no error",
+            Path::new(d).file_name().unwrap().to_string_lossy(),
+            text(&lint).lines().filter(|l| l.starts_with("W: ")).count()
+        );
+    }
+    debs
+}
+
+/// dpkg and the system's packages are one: the tests in this file take turns.
+static DPKG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Removes the packages even when the test fails half-way.
 struct Installed;
 
 impl Drop for Installed {
     fn drop(&mut self) {
-        let _ = run("dpkg", &["-r", "rdmix"]);
+        for p in ["rdmix-status", "rdmix:i386", "rdmix:amd64"] {
+            let _ = run("dpkg", &["-r", p]);
+        }
     }
+}
+
+/// The installed files of package `p`.
+fn files_of(p: &str) -> Vec<PathBuf> {
+    String::from_utf8_lossy(&run("dpkg", &["-L", p]).stdout)
+        .lines()
+        .map(PathBuf::from)
+        .filter(|p| !p.is_dir())
+        .collect()
 }
 
 #[test]
@@ -52,35 +99,15 @@ fn the_package_installs_plays_reports_and_leaves_nothing() {
         have("cargo-deb") && have("lintian") && have("aplay"),
         "cargo-deb, lintian and aplay are required (scripts/setup.sh installs them)"
     );
-    let o = run(&std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()), &["deb"]);
-    assert!(o.status.success(), "cargo deb: {}", text(&o));
-    let deb = String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .last()
-        .unwrap_or_default()
-        .trim()
-        .to_string();
-    assert!(
-        deb.ends_with(".deb") && Path::new(&deb).exists(),
-        "cargo deb made no .deb: {}",
-        text(&o)
+    let _turn = DPKG.lock().unwrap_or_else(|e| e.into_inner());
+    let debs = build_packages(&[""]);
+    let o = run(
+        "dpkg",
+        &[&["-i"], &debs.iter().map(String::as_str).collect::<Vec<_>>()[..]].concat(),
     );
-
-    let lint = run("lintian", &["--fail-on", "error", &deb]);
-    assert!(lint.status.success(), "lintian found errors: {}", text(&lint));
-    eprintln!(
-        "MEASURE lintian: {}",
-        text(&lint).lines().filter(|l| l.contains(": ")).count()
-    );
-
-    let o = run("dpkg", &["-i", &deb]);
     let guard = Installed;
     assert!(o.status.success(), "dpkg -i: {}", text(&o));
-    let files: Vec<PathBuf> = String::from_utf8_lossy(&run("dpkg", &["-L", "rdmix"]).stdout)
-        .lines()
-        .map(PathBuf::from)
-        .filter(|p| !p.is_dir())
-        .collect();
+    let files: Vec<PathBuf> = [files_of("rdmix"), files_of("rdmix-status")].concat();
     for want in [
         format!("{PLUGIN_DIR}/libasound_module_pcm_rdmix.so"),
         format!("{PLUGIN_DIR}/rdmix-pump"),
@@ -89,7 +116,7 @@ fn the_package_installs_plays_reports_and_leaves_nothing() {
     ] {
         assert!(
             files.contains(&PathBuf::from(&want)),
-            "{want} in the package: {files:?}"
+            "{want} in the packages: {files:?}"
         );
     }
     assert!(
@@ -168,8 +195,139 @@ fn the_package_installs_plays_reports_and_leaves_nothing() {
     // package that has them; the purge leaves no trace in its database either.
     let st = text(&run("dpkg-query", &["-W", "-f", "${db:Status-Abbrev}", "rdmix"]));
     assert!(!st.starts_with("ii"), "dpkg -r left rdmix installed: {st}");
-    let o = run("dpkg", &["-P", "rdmix"]);
+    let o = run("dpkg", &["-P", "rdmix", "rdmix-status"]);
     assert!(o.status.success(), "dpkg -P: {}", text(&o));
     let st = text(&run("dpkg-query", &["-W", "-f", "${db:Status-Abbrev}", "rdmix"]));
     assert!(!st.starts_with("ii") && !st.starts_with("rc"), "dpkg -P left {st}");
+}
+
+/// The test device, installed in alsa-lib's plugin directory of both architectures for the
+/// length of a test, so one system-wide definition serves a pump of either.
+struct FakeDevInstalled(Vec<PathBuf>);
+
+impl FakeDevInstalled {
+    fn new(builds: &[(&Path, &str)]) -> FakeDevInstalled {
+        let mut put = Vec::new();
+        for (dir, triple) in builds {
+            let to = Path::new("/usr/lib")
+                .join(triple)
+                .join("alsa-lib/libasound_module_pcm_rdmixfake.so");
+            std::fs::copy(dir.join("libasound_module_pcm_rdmixfake.so"), &to).unwrap();
+            put.push(to);
+        }
+        FakeDevInstalled(put)
+    }
+}
+
+impl Drop for FakeDevInstalled {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs the i386 toolchain and aplay:i386; scripts/cross.sh runs it"]
+fn amd64_and_i386_packages_install_side_by_side_and_share_a_pump() {
+    use common::fields::*;
+    assert!(is_root(), "installing packages needs root");
+    let _turn = DPKG.lock().unwrap_or_else(|e| e.into_inner());
+    let debs = build_packages(&["", "i686-unknown-linux-gnu"]);
+    let o = run(
+        "dpkg",
+        &[&["-i"], &debs.iter().map(String::as_str).collect::<Vec<_>>()[..]].concat(),
+    );
+    let guard = Installed;
+    assert!(o.status.success(), "dpkg -i both architectures: {}", text(&o));
+    let dirs = [
+        ("x86_64-linux-gnu", PathBuf::from(PLUGIN_DIR)),
+        ("i386-linux-gnu", PathBuf::from("/usr/lib/i386-linux-gnu/alsa-lib")),
+    ];
+    for (_, d) in &dirs {
+        for f in ["libasound_module_pcm_rdmix.so", "rdmix-pump"] {
+            assert!(d.join(f).exists(), "{} installed", d.join(f).display());
+        }
+    }
+    // The i386 build of the test device beside the amd64 one (the package test built both).
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let o = run(
+        &std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()),
+        &["build", "--workspace", "--target", "i686-unknown-linux-gnu"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let b32 = root.join("target/i686-unknown-linux-gnu/debug");
+    let b64 = build_dir();
+    let _fake = FakeDevInstalled::new(&[(&b64, "x86_64-linux-gnu"), (&b32, "i386-linux-gnu")]);
+    let aplay32 = foreign_aplay("i386");
+
+    for first_is_32 in [true, false] {
+        let w = World::open_to_all("", &[]);
+        let home = w.path("fresh");
+        std::fs::create_dir_all(&home).unwrap();
+        let dev = format!("rdmixpkg{}x{}", std::process::id(), u8::from(first_is_32));
+        let rec = w.path("pkg.wav");
+        let _sys = SystemConf::install(&format!("pcm.{dev} {{ type rdmixfake; file \"{}\" }}\n", rec.display()));
+        let a = write_stream(&w, 0, 144_000);
+        let b = write_stream(&w, 1, 48_000);
+        let player = |is_32: bool, file: &str| {
+            let program = if is_32 { aplay32.clone() } else { PathBuf::from("aplay") };
+            Command::new(program)
+                .args(["-q", "-D", &format!("rdmix:SLAVE={dev}"), file])
+                .current_dir(&w.dir)
+                .env("HOME", &home)
+                .env_remove("ALSA_CONFIG_PATH")
+                .env("RDMIX_PUMP_LOG", w.path("pump.log"))
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let lanes = |n: usize| {
+            wait_until(
+                Duration::from_secs(20),
+                || w.pump_log().matches("took lane").count() >= n,
+                || format!("{n} lanes never taken: {}", w.pump_log()),
+            )
+        };
+        let first = player(first_is_32, &a);
+        lanes(1);
+        let second = player(!first_is_32, &b);
+        lanes(2);
+        let pumps: Vec<i32> = w
+            .pump_log()
+            .lines()
+            .filter_map(|l| l.split('[').nth(1)?.split(']').next()?.parse().ok())
+            .collect();
+        assert!(pumps.windows(2).all(|p| p[0] == p[1]), "one pump: {}", w.pump_log());
+        let exe = std::fs::read_link(format!("/proc/{}/exe", pumps[0])).unwrap();
+        let want = dirs[usize::from(first_is_32)].1.join("rdmix-pump");
+        assert_eq!(
+            exe, want,
+            "the first client's installed pump serves (32-bit first: {first_is_32})"
+        );
+        for (c, what) in [(first, "first aplay"), (second, "second aplay")] {
+            let o = wait_child(c, Duration::from_secs(60), what);
+            assert!(o.status.success(), "{what}: {}", text(&o));
+        }
+        wait_until(
+            Duration::from_secs(20),
+            || !Path::new(&format!("/proc/{}", pumps[0])).exists(),
+            || "the installed pump never exited".into(),
+        );
+        let got = read_rec_s16(&rec);
+        let spans: Vec<(usize, usize)> = (0..2).map(|i| locate(&got, i).expect("both recorded")).collect();
+        assert_eq!((spans[0].1, spans[1].1), (144_000, 48_000), "every frame of both, once");
+        check_exact(&got, &spans);
+        eprintln!(
+            "MEASURE package multiarch: 32-bit first: {first_is_32}: one installed pump ({}), mix exact",
+            exe.display()
+        );
+    }
+    drop(guard);
+    for (_, d) in &dirs {
+        assert!(!d.join("rdmix-pump").exists(), "dpkg -r left {}", d.display());
+    }
+    assert!(std::fs::symlink_metadata(LINK).is_err(), "dpkg -r left {LINK}");
+    let _ = run("dpkg", &["-P", "rdmix:amd64", "rdmix:i386", "rdmix-status"]);
 }

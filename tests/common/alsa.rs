@@ -310,6 +310,7 @@ pub struct Status {
     pub audio_tstamp_ns: i64,
 }
 
+/// Nanoseconds in a timespec (its fields are 32-bit on 32-bit x86 and ARM).
 fn ts_ns(t: &a::snd_htimestamp_t) -> i64 {
     t.tv_sec as i64 * 1_000_000_000 + t.tv_nsec as i64
 }
@@ -400,7 +401,7 @@ pub fn mono_ns() -> i64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: writes our timespec.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec * 1_000_000_000 + ts.tv_nsec
+    ts_ns(&ts)
 }
 
 /// CPU time this thread has used.
@@ -408,7 +409,7 @@ pub fn thread_cpu_ns() -> i64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: writes our timespec.
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec * 1_000_000_000 + ts.tv_nsec
+    ts_ns(&ts)
 }
 
 /// Live pumps of set `n` (`pcm.mixN`, over `pcm.cardN`).

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod alsa;
+pub mod fields;
 pub mod maps;
 
 #[allow(unused_imports)]
@@ -201,6 +202,21 @@ impl Drop for World {
     }
 }
 
+/// Debian's aplay for architecture `deb` (i386, arm64, armhf), which scripts/cross.sh
+/// unpacks from alsa-utils under `target/foreign/DEB` (or `$RDMIX_FOREIGN/DEB`).
+pub fn foreign_aplay(deb: &str) -> PathBuf {
+    let root = std::env::var_os("RDMIX_FOREIGN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/foreign"));
+    let p = root.join(deb).join("usr/bin/aplay");
+    assert!(
+        p.exists(),
+        "{}: missing; scripts/cross.sh unpacks alsa-utils:{deb} there",
+        p.display()
+    );
+    p
+}
+
 /// Live (not zombie) rdmix-pump processes whose command line names `key`.
 pub fn pumps_for_key(key: u32) -> Vec<i32> {
     let mut out = Vec::new();
@@ -215,7 +231,12 @@ pub fn pumps_for_key(key: u32) -> Vec<i32> {
             .split(|b| *b == 0)
             .map(|s| String::from_utf8_lossy(s).into_owned())
             .collect();
-        if !args.first().is_some_and(|a| a.ends_with("rdmix-pump")) {
+        // A foreign pump under qemu-user shows as `qemu-ARCH PUMP ARGS`.
+        let skip = usize::from(
+            args.first()
+                .is_some_and(|a| a.rsplit('/').next().unwrap_or("").starts_with("qemu-")),
+        );
+        if !args.get(skip).is_some_and(|a| a.ends_with("rdmix-pump")) {
             continue;
         }
         if args.windows(2).any(|w| w[0] == "--key" && w[1] == key.to_string()) {

@@ -110,16 +110,16 @@ unsafe extern "C" fn start(io: *mut snd_pcm_ioplug_t) -> c_int {
                 f.played_base
             );
         }
-        let period_ns = (f.io.period_size as u64 * 1_000_000_000 / f.rate as u64) as i64;
+        let period_ns = f.io.period_size as u64 * 1_000_000_000 / f.rate as u64;
+        // Whole seconds apart: a period may be longer than one, and tv_nsec is 32-bit on
+        // 32-bit targets.
+        let period = libc::timespec {
+            tv_sec: (period_ns / 1_000_000_000) as libc::time_t,
+            tv_nsec: (period_ns % 1_000_000_000) as libc::c_long,
+        };
         let spec = libc::itimerspec {
-            it_interval: libc::timespec {
-                tv_sec: 0,
-                tv_nsec: period_ns,
-            },
-            it_value: libc::timespec {
-                tv_sec: 0,
-                tv_nsec: period_ns,
-            },
+            it_interval: period,
+            it_value: period,
         };
         // SAFETY: arms our timerfd.
         unsafe { libc::timerfd_settime(f.timer, 0, &spec, std::ptr::null_mut()) };
