@@ -24,6 +24,10 @@ wait_for() { # DEADLINE_S CMD...: polls until CMD succeeds
     done
 }
 
+bigger_than() { # FILE BYTES
+    [ "$(stat -c %s "$1" 2>/dev/null || echo 0)" -gt "$2" ]
+}
+
 echo "| target | pump RSS, one client | shared memory per client (mapped / resident) | pump binary | plugin |"
 echo "|---|---|---|---|---|"
 for t in "${TARGETS[@]}"; do
@@ -53,9 +57,9 @@ EOF
     sox -q -n -r 48000 -c 2 -b 16 "$d/tone.wav" synth 3 sine 440 vol 0.5
     ALSA_CONFIG_PATH=$d/asound.conf RDMIX_PUMP_LOG=$d/pump.log "${run[@]}" "$aplay" -q "$d/tone.wav" &
     player=$!
-    wait_for 30 grep -q "took lane" "$d/pump.log"
+    wait_for 30 grep -qs "took lane" "$d/pump.log"
     # A second of audio through it: the lane's ring has been written and read all round.
-    wait_for 30 test "$(stat -c %s "$d/rec.wav" 2>/dev/null || echo 0)" -gt 192000
+    wait_for 30 bigger_than "$d/rec.wav" 192000
     pid=$(sed -n 's/^rdmix-pump\[\([0-9]*\)\].*/\1/p' "$d/pump.log" | head -n 1)
     rss=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status")
     lane=$(awk '/memfd:rdmix-lane/ {inlane=1; next} /^[0-9a-f]+-[0-9a-f]+ / {inlane=0}
