@@ -128,15 +128,6 @@ fn pump_program(w: &World) -> PathBuf {
     std::fs::canonicalize(String::from_utf8_lossy(guest).as_ref()).unwrap()
 }
 
-/// Waits for `n` clients to have taken lanes, by the pump's own log.
-fn wait_lanes(w: &World, n: usize) {
-    wait_until(
-        Duration::from_secs(30),
-        || w.pump_log().matches("took lane").count() >= n,
-        || format!("{n} lanes never taken: {}", w.pump_log()),
-    );
-}
-
 fn finish(c: Child, what: &str) {
     let o = wait_child(c, Duration::from_secs(90), what);
     assert!(o.status.success(), "{what}: {}", String::from_utf8_lossy(&o.stderr));
@@ -149,7 +140,7 @@ fn alone_is_bit_exact(arch: &Arch) {
     let n = 48_000;
     let name = write_stream(&w, 0, n);
     let c = arch.spawn_aplay(&w, &name);
-    wait_lanes(&w, 1);
+    w.wait_lanes(1, Duration::from_secs(30));
     let exe = pump_program(&w);
     assert_eq!(
         exe,
@@ -192,13 +183,13 @@ fn thirty_two_and_sixty_four_bit_programs_share_one_pump_either_way_round() {
         } else {
             native(&a)
         };
-        wait_lanes(&w, 1);
+        w.wait_lanes(1, Duration::from_secs(30));
         let second = if first_is_32 {
             native(&b)
         } else {
             I386.spawn_aplay(&w, &b)
         };
-        wait_lanes(&w, 2);
+        w.wait_lanes(2, Duration::from_secs(30));
         let expect = if first_is_32 {
             I386.build().join("rdmix-pump")
         } else {

@@ -76,6 +76,22 @@ impl Drop for Installed {
     }
 }
 
+/// `program` playing `file` through the installed rdmix (`rdmix:SLAVE=dev`) with `home` as
+/// its HOME and no asoundrc of the test's: only the system's configuration. The pump logs to
+/// the world's `pump.log`.
+fn installed_aplay(program: &Path, w: &World, home: &Path, dev: &str, file: &str) -> std::process::Child {
+    Command::new(program)
+        .args(["-q", "-D", &format!("rdmix:SLAVE={dev}"), file])
+        .current_dir(&w.dir)
+        .env("HOME", home)
+        .env_remove("ALSA_CONFIG_PATH")
+        .env("RDMIX_PUMP_LOG", w.path("pump.log"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{}: {e}", program.display()))
+}
+
 /// The installed files of package `p`.
 fn files_of(p: &str) -> Vec<PathBuf> {
     String::from_utf8_lossy(&run("dpkg", &["-L", p]).stdout)
@@ -131,16 +147,7 @@ fn the_package_installs_plays_reports_and_leaves_nothing() {
     let dev = format!("rdmixpkg{}", std::process::id());
     let _sys = SystemConf::card(&dev, &w.path("pkg.wav"));
     write_wav_s16(&w.path("s.wav"), 48000, &vec![[3000, -3000]; 3 * 48_000]);
-    let aplay = Command::new("aplay")
-        .args(["-q", "-D", &format!("rdmix:SLAVE={dev}"), "s.wav"])
-        .current_dir(&w.dir)
-        .env("HOME", &home)
-        .env_remove("ALSA_CONFIG_PATH")
-        .env("RDMIX_PUMP_LOG", w.path("pkg-pump.log"))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let aplay = installed_aplay(Path::new("aplay"), &w, &home, &dev, "s.wav");
     let pid = aplay.id() as i32;
     let status = || {
         let o = Command::new("/usr/bin/rdmix-status")
@@ -271,29 +278,13 @@ fn amd64_and_i386_packages_install_side_by_side_and_share_a_pump() {
         let a = write_stream(&w, 0, 144_000);
         let b = write_stream(&w, 1, 48_000);
         let player = |is_32: bool, file: &str| {
-            let program = if is_32 { aplay32.clone() } else { PathBuf::from("aplay") };
-            Command::new(program)
-                .args(["-q", "-D", &format!("rdmix:SLAVE={dev}"), file])
-                .current_dir(&w.dir)
-                .env("HOME", &home)
-                .env_remove("ALSA_CONFIG_PATH")
-                .env("RDMIX_PUMP_LOG", w.path("pump.log"))
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
-        };
-        let lanes = |n: usize| {
-            wait_until(
-                Duration::from_secs(20),
-                || w.pump_log().matches("took lane").count() >= n,
-                || format!("{n} lanes never taken: {}", w.pump_log()),
-            )
+            let program = if is_32 { aplay32.as_path() } else { Path::new("aplay") };
+            installed_aplay(program, &w, &home, &dev, file)
         };
         let first = player(first_is_32, &a);
-        lanes(1);
+        w.wait_lanes(1, Duration::from_secs(20));
         let second = player(!first_is_32, &b);
-        lanes(2);
+        w.wait_lanes(2, Duration::from_secs(20));
         let pumps: Vec<i32> = w
             .pump_log()
             .lines()

@@ -184,6 +184,15 @@ pcm.!default {{ type rdmix; ipc_key {{key}}; slave.pcm "card" }}
         pumps_for_key(self.key)
     }
 
+    /// Waits until `n` clients have taken lanes, by the pump's log.
+    pub fn wait_lanes(&self, n: usize, limit: Duration) {
+        wait_until(
+            limit,
+            || self.pump_log().matches("took lane").count() >= n,
+            || format!("{n} lanes never taken: {}", self.pump_log()),
+        );
+    }
+
     /// Waits until the pump has gone (it lingers briefly after the last client).
     pub fn wait_pump_gone(&self, limit: Duration) {
         wait_until(
