@@ -15,6 +15,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use common::fields::*;
@@ -45,14 +46,20 @@ const ARMHF: Arch = Arch {
 
 impl Arch {
     /// The plugin, pump and test device built for this architecture.
+    /// Built once per test process, as `build_dir()` builds the native one.
     fn build(&self) -> PathBuf {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let st = Command::new(cargo)
-            .args(["build", "--workspace", "--target", self.triple])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("running cargo build");
-        assert!(st.success(), "cargo build --workspace --target {} failed", self.triple);
+        static BUILT: Mutex<Vec<&str>> = Mutex::new(Vec::new());
+        let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+        if !built.contains(&self.triple) {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let st = Command::new(cargo)
+                .args(["build", "--workspace", "--target", self.triple])
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .status()
+                .expect("running cargo build");
+            assert!(st.success(), "cargo build --workspace --target {} failed", self.triple);
+            built.push(self.triple);
+        }
         Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("target")
             .join(self.triple)
