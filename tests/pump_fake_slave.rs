@@ -11,7 +11,7 @@ use asound_module_pcm_rdmix as rdmix;
 use rdmix::dsp::format::Format;
 use rdmix::error::{Error, Result};
 use rdmix::pump::engine::Engine;
-use rdmix::pump::pacing::{Pump, Slave};
+use rdmix::pump::pacing::{Next, Pump, Slave};
 use rdmix::shm::lane::LaneMem;
 use rdmix::shm::ring::{Ctl, Geometry, Producer, State, pos_diff};
 use rdmix::shm::segment::{DeviceParams, SegmentWriter};
@@ -34,6 +34,25 @@ struct FakeSlave {
     now: Arc<std::sync::atomic::AtomicU64>,
     record: Vec<i16>,
     wedged: bool,
+    /// `record` lengths (in samples) when the pump stopped the device, and prepares since.
+    stops: Vec<usize>,
+    prepares: u32,
+}
+
+impl FakeSlave {
+    fn new(buffer: u64, now: Arc<std::sync::atomic::AtomicU64>) -> FakeSlave {
+        FakeSlave {
+            buffer,
+            written: 0,
+            played_base: 0,
+            start_ns: None,
+            now,
+            record: Vec::new(),
+            wedged: false,
+            stops: Vec::new(),
+            prepares: 0,
+        }
+    }
 }
 
 impl FakeSlave {
@@ -76,6 +95,18 @@ impl Slave for FakeSlave {
         Ok((self.written - self.played()) as i64)
     }
     fn recover(&mut self, _err: &Error) -> Result<()> {
+        Ok(())
+    }
+    /// snd_pcm_drop: what is queued is discarded.
+    fn stop(&mut self) -> Result<()> {
+        self.played_base = self.played();
+        self.written = self.played_base;
+        self.start_ns = None;
+        self.stops.push(self.record.len());
+        Ok(())
+    }
+    fn prepare(&mut self) -> Result<()> {
+        self.prepares += 1;
         Ok(())
     }
 }
@@ -168,15 +199,7 @@ fn clients_starting_stopping_and_underrunning_mix_exactly() {
         })
         .collect();
     let now = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let slave = FakeSlave {
-        buffer: 960,
-        written: 0,
-        played_base: 0,
-        start_ns: None,
-        now: now.clone(),
-        record: Vec::new(),
-        wedged: false,
-    };
+    let slave = FakeSlave::new(960, now.clone());
     let mut pump = Pump::new(engine, slave, 0);
     let mut log: Vec<Mixed> = Vec::new();
     let mut start_mix: HashMap<(usize, u16), u64> = HashMap::new();
@@ -186,6 +209,7 @@ fn clients_starting_stopping_and_underrunning_mix_exactly() {
     for ms in 0..1500u64 {
         let t = ms * 1_000_000;
         now.store(t, Ordering::Relaxed);
+        let mut kick = false;
         for c in clients.iter_mut() {
             // Each client's script, in milliseconds.
             match (c.idx, ms) {
@@ -194,6 +218,7 @@ fn clients_starting_stopping_and_underrunning_mix_exactly() {
                     c.top_up(2048);
                     c.state = State::Running;
                     c.publish();
+                    kick = true;
                 }
                 (1, 400) => {
                     c.state = State::Idle; // snd_pcm_drop
@@ -204,10 +229,12 @@ fn clients_starting_stopping_and_underrunning_mix_exactly() {
                     c.top_up(2048);
                     c.state = State::Running;
                     c.publish();
+                    kick = true;
                 }
                 (3, 900) => {
                     c.state = State::Draining;
                     c.publish();
+                    kick = true;
                 }
                 _ => {}
             }
@@ -216,6 +243,9 @@ fn clients_starting_stopping_and_underrunning_mix_exactly() {
             if matches!(c.state, State::Running) && !starving && !paused_writer {
                 c.top_up(4096);
             }
+        }
+        if kick {
+            pump.kick(t).unwrap();
         }
         let from = pump.engine.mix_pos();
         let view: Vec<_> = clients.iter().map(|c| (c.state, c.epoch, c.appl)).collect();
@@ -303,11 +333,17 @@ fn pump_paces_an_unpaced_slave_by_the_clock() {
         buffer_frames: 960,
     };
     let seg = Arc::new(SegmentWriter::in_memory(&dev));
-    let mut pump = Pump::new(engine(&seg), Null { frames: 0 }, 0);
+    let mut engine = engine(&seg);
+    let _lane = running_lane(&mut engine, 0);
+    let mut pump = Pump::new(engine, Null { frames: 0 }, 0);
+    pump.kick(0).unwrap();
     let mut wake = Vec::new();
     let mut t = 0;
     for _ in 0..1000 {
-        let next = pump.service(t, &mut wake).unwrap();
+        let next = match pump.service(t, &mut wake).unwrap() {
+            Next::At(next) => next,
+            other => panic!("an unpaced slave is paced by the clock, not {other:?}"),
+        };
         assert!(next > t, "the pump asks to be called again later");
         // Never more than one buffer ahead of real time.
         let ahead = pump.slave.frames as i64 - (t as i64 * RATE as i64 / 1_000_000_000);
@@ -320,6 +356,159 @@ fn pump_paces_an_unpaced_slave_by_the_clock() {
         "kept up: {} of {elapsed_frames}",
         pump.slave.frames
     );
+}
+
+/// Attaches lane `idx` as a client that runs forever and never runs dry (its position is
+/// always a full ring ahead), playing whatever its ring holds.
+fn running_lane(engine: &mut Engine, idx: usize) -> Arc<LaneMem> {
+    let s16 = Format::lookup(alsa_sys::SND_PCM_FORMAT_S16_LE).unwrap();
+    let mem = Arc::new(LaneMem::in_memory());
+    engine.attach(idx, mem.clone());
+    engine.setup(idx, s16, 2, RATE, 2048, &Default::default()).unwrap();
+    Producer::new(&mem).publish(Ctl {
+        epoch: 1,
+        state: State::Running,
+        appl: 1 << 40,
+    });
+    mem
+}
+
+fn dev_240() -> DeviceParams {
+    DeviceParams {
+        format: alsa_sys::SND_PCM_FORMAT_S16_LE,
+        rate: RATE,
+        channels: 2,
+        period_frames: 240,
+        buffer_frames: 960,
+    }
+}
+
+#[test]
+fn an_idle_pump_stops_the_device_on_silence_and_restarts_it_clean() {
+    let seg = Arc::new(SegmentWriter::in_memory(&dev_240()));
+    let mut engine = engine(&seg);
+    let s16 = Format::lookup(alsa_sys::SND_PCM_FORMAT_S16_LE).unwrap();
+    let mem = Arc::new(LaneMem::in_memory());
+    engine.attach(0, mem.clone());
+    engine.setup(0, s16, 2, RATE, 2048, &Default::default()).unwrap();
+    let mut c = Client {
+        idx: 0,
+        mem,
+        geom: Geometry::new(4, 2048).unwrap(),
+        epoch: 0,
+        state: State::Idle,
+        appl: 0,
+    };
+    let now = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut pump = Pump::new(engine, FakeSlave::new(960, now.clone()), 0);
+    let mut wake = Vec::new();
+    assert_eq!(pump.service(0, &mut wake).unwrap(), Next::Idle, "a new pump is idle");
+    pump.kick(0).unwrap();
+    assert!(pump.is_idle(), "a kick with no lane running changes nothing");
+    assert_eq!(pump.slave.prepares, 0);
+
+    // Play 100 ms, then stop (snd_pcm_drop) and let the pump wind down.
+    c.prepare();
+    c.top_up(2048);
+    c.state = State::Running;
+    c.publish();
+    pump.kick(0).unwrap();
+    let mut idle_at = None;
+    for ms in 0..400u64 {
+        let t = ms * 1_000_000;
+        now.store(t, Ordering::Relaxed);
+        if ms == 100 {
+            c.state = State::Idle;
+            c.publish();
+        }
+        if c.state == State::Running {
+            c.top_up(4096);
+        }
+        if pump.service(t, &mut wake).unwrap() == Next::Idle {
+            idle_at = Some(ms);
+            break;
+        }
+    }
+    let idle_at = idle_at.expect("the pump went idle once nobody played");
+    assert!(
+        idle_at <= 100 + 2 * 20 + 2,
+        "idle after {idle_at} ms; a 20 ms buffer of silence is enough"
+    );
+    assert_eq!(pump.slave.stops.len(), 1, "the device was stopped once");
+    let stop_at = pump.slave.stops[0];
+    let rec = &pump.slave.record;
+    let last_sound = rec.iter().rposition(|&v| v != 0).unwrap() + 1;
+    assert!(
+        stop_at - last_sound >= 960 * 2,
+        "only silence is cut: {} samples of it after the last sound",
+        stop_at - last_sound
+    );
+    // Idle: no wake-up of its own, and nothing written.
+    for ms in idle_at..idle_at + 300 {
+        assert_eq!(pump.service(ms * 1_000_000, &mut wake).unwrap(), Next::Idle);
+    }
+    assert_eq!(pump.slave.record.len(), stop_at);
+
+    // A new stream after idle: the device is prepared again, led in by silence but for the
+    // buffer's last period, which holds the stream's own frames from 0.
+    let t = (idle_at + 300) * 1_000_000;
+    now.store(t, Ordering::Relaxed);
+    c.prepare();
+    c.top_up(2048);
+    c.state = State::Running;
+    c.publish();
+    pump.kick(t).unwrap();
+    assert_eq!(pump.slave.prepares, 1);
+    assert!(matches!(pump.service(t, &mut wake).unwrap(), Next::Device { .. }));
+    let fresh = &pump.slave.record[stop_at..];
+    assert_eq!(fresh.len(), 960 * 2, "the device's buffer was filled at once");
+    let (lead, first) = fresh.split_at(720 * 2);
+    assert!(
+        lead.iter().all(|&v| v == 0),
+        "the lead-in is silence, never a stale period"
+    );
+    for (k, f) in first.chunks_exact(2).enumerate() {
+        let v = sample(0, k as u64);
+        assert_eq!(f, [v, v], "frame {k} after the restart");
+    }
+    assert_eq!(
+        c.consumed(),
+        240,
+        "the stream is taken at the device's pace, one period"
+    );
+}
+
+#[test]
+fn a_paced_slave_is_slept_on_until_its_descriptors_prove_useless() {
+    let seg = Arc::new(SegmentWriter::in_memory(&dev_240()));
+    let mut engine = engine(&seg);
+    let _lane = running_lane(&mut engine, 3);
+    let now = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut pump = Pump::new(engine, FakeSlave::new(960, now.clone()), 0);
+    pump.kick(0).unwrap();
+    let mut wake = Vec::new();
+    let stall = rdmix::pump::pacing::stall_limit_ns(&dev_240());
+    assert_eq!(pump.service(0, &mut wake).unwrap(), Next::Device { by: stall + 1 });
+    assert!(pump.sleeps_on_device());
+    // A device wake-up with room mixes; the deadline moves with the progress.
+    now.store(5_000_000, Ordering::Relaxed);
+    assert_eq!(
+        pump.service(5_000_000, &mut wake).unwrap(),
+        Next::Device {
+            by: 5_000_000 + stall + 1
+        }
+    );
+    // Wake-ups that never find room: after 16 of them the clock paces the slave.
+    let mut nexts = Vec::new();
+    for _ in 0..20 {
+        nexts.push(pump.service(5_000_001, &mut wake).unwrap());
+    }
+    assert!(
+        nexts[..16].iter().all(|n| matches!(n, Next::Device { .. })),
+        "{nexts:?}"
+    );
+    assert!(nexts[16..].iter().all(|n| matches!(n, Next::At(_))), "{nexts:?}");
+    assert!(!pump.sleeps_on_device());
 }
 
 #[test]

@@ -230,6 +230,51 @@ impl Pcm {
         check(unsafe { a::snd_pcm_recover(self.pcm, err.neg(), 1) })
     }
 
+    /// Stops the PCM at once, discarding what it holds (`snd_pcm_drop`).
+    pub fn drop_frames(&self) -> Result<()> {
+        // SAFETY: live pcm.
+        check(unsafe { a::snd_pcm_drop(self.pcm) })
+    }
+
+    /// Readies a stopped PCM to start again (`snd_pcm_prepare`).
+    pub fn prepare(&self) -> Result<()> {
+        // SAFETY: live pcm.
+        check(unsafe { a::snd_pcm_prepare(self.pcm) })
+    }
+
+    /// The descriptors to poll for this PCM's readiness (`snd_pcm_poll_descriptors`).
+    pub fn poll_descriptors(&self) -> Result<Vec<libc::pollfd>> {
+        // SAFETY: live pcm.
+        let n = unsafe { a::snd_pcm_poll_descriptors_count(self.pcm) };
+        if n < 0 {
+            return Err(Error::errno(n));
+        }
+        let mut fds = vec![
+            libc::pollfd {
+                fd: -1,
+                events: 0,
+                revents: 0
+            };
+            n as usize
+        ];
+        // SAFETY: fds holds `n` pollfds.
+        let got = unsafe { a::snd_pcm_poll_descriptors(self.pcm, fds.as_mut_ptr(), n as u32) };
+        if got < 0 {
+            return Err(Error::errno(got));
+        }
+        fds.truncate(got as usize);
+        Ok(fds)
+    }
+
+    /// What the polled descriptors' `revents` mean for the PCM (`POLLOUT`, `POLLERR`, ...):
+    /// plugins turn their private descriptors' events into the stream's.
+    pub fn poll_revents(&self, fds: &mut [libc::pollfd]) -> Result<u16> {
+        let mut rev: libc::c_ushort = 0;
+        // SAFETY: fds is a live slice of pollfds from poll_descriptors; rev is ours.
+        check(unsafe { a::snd_pcm_poll_descriptors_revents(self.pcm, fds.as_mut_ptr(), fds.len() as u32, &mut rev) })?;
+        Ok(rev)
+    }
+
     /// The PCM's type name as alsa-lib reports it (`HW`, `FILE`, `IOPLUG`, ...).
     pub fn type_name(&self) -> String {
         // SAFETY: live pcm; the returned names are static.

@@ -205,6 +205,14 @@ impl Client {
         Phase::of(io.state, gone, drained)
     }
 
+    /// Tells the pump this lane now wants mixing: a pump that stopped the device while
+    /// nobody played starts it again. Never waits.
+    fn kick(&self) {
+        if let Some(att) = &self.att {
+            wire::kick(&att.sock);
+        }
+    }
+
     fn publish(&self) {
         if let Some(att) = &self.att {
             att.lane().publish(Ctl {
@@ -414,6 +422,7 @@ impl Plugin for Client {
         self.state = State::Running;
         self.expect_progress();
         self.publish();
+        self.kick();
         self.arm_watchdog();
         Ok(())
     }
@@ -565,6 +574,9 @@ impl Plugin for Client {
             self.expect_progress();
         }
         self.publish();
+        if !enable {
+            self.kick();
+        }
         self.arm_watchdog();
         Ok(())
     }
@@ -576,6 +588,7 @@ impl Plugin for Client {
             self.state = State::Draining;
             self.expect_progress();
             self.publish();
+            self.kick();
         }
         let queued = self.to_device(self.queued().max(0) as u64) + self.dev.buffer_frames as u64;
         Instant::now() + Duration::from_nanos(frames_to_ns(queued, self.dev.rate)) + Duration::from_secs(2)

@@ -97,6 +97,8 @@ pub struct Engine {
     scratch: Vec<u8>,
     out: Vec<u8>,
     mix_pos: u64,
+    /// Whether the last period mixed any lane (silence otherwise).
+    mixed_any: bool,
 }
 
 impl Engine {
@@ -120,6 +122,7 @@ impl Engine {
             scratch: Vec::new(),
             out: vec![0; samples * fmt.sample_bytes()],
             mix_pos: 0,
+            mixed_any: false,
         })
     }
 
@@ -253,6 +256,40 @@ impl Engine {
         .map(Some)
     }
 
+    /// Whether any lane wants mixing now: its client declares it running or draining, and
+    /// a drain has not yet been mixed to its end. A corrupt word reads as stopped.
+    pub fn wants_mixing(&self) -> bool {
+        self.lanes.iter().zip(&self.mems).any(|(lane, mem)| {
+            let (Some(_), Some(mem)) = (lane.setup, mem) else {
+                return false;
+            };
+            Consumer::new(mem)
+                .ctl()
+                .is_some_and(|c| c.state.is_mixed() && !(c.epoch == lane.epoch && lane.phase == Phase::Drained))
+        })
+    }
+
+    /// Whether the last period mixed any lane.
+    pub fn mixed_any(&self) -> bool {
+        self.mixed_any
+    }
+
+    /// The last mixed period, in the device format.
+    pub fn output(&self) -> &[u8] {
+        &self.out
+    }
+
+    /// Produces a period of silence without touching any lane: the lanes join the device
+    /// stream after it, as after a pause.
+    pub fn silence_period(&mut self) -> &[u8] {
+        let frames = self.dev.period_frames as u64;
+        self.mixer.clear(frames as usize * self.dev.channels as usize);
+        self.mixer.finish(&mut self.out);
+        self.mix_pos += frames;
+        self.mixed_any = false;
+        &self.out
+    }
+
     /// Mixes the next device period. Lanes whose wake-up fell due are pushed onto `wake`.
     pub fn mix_period(&mut self, wake: &mut Vec<usize>) -> &[u8] {
         let frames = self.dev.period_frames as u64;
@@ -264,24 +301,31 @@ impl Engine {
             mixer: &mut self.mixer,
             scratch: &mut self.scratch,
         };
+        let mut any = false;
         for (idx, (lane, mem)) in self.lanes.iter_mut().zip(&self.mems).enumerate() {
-            if let Some(mem) = mem
-                && mix_lane(lane, &Consumer::new(mem), &mut p)
-            {
-                wake.push(idx);
+            let Some(mem) = mem else { continue };
+            match mix_lane(lane, &Consumer::new(mem), &mut p) {
+                Some(true) => {
+                    any = true;
+                    wake.push(idx);
+                }
+                Some(false) => any = true,
+                None => {}
             }
         }
+        self.mixed_any = any;
         self.mixer.finish(&mut self.out);
         self.mix_pos += frames;
         &self.out
     }
 }
 
-/// One lane's part of a period; returns whether its client should be woken.
-fn mix_lane(lane: &mut Lane, end: &Consumer, p: &mut Period) -> bool {
-    let Some(setup) = lane.setup else { return false };
+/// One lane's part of a period: `None` if it was not mixed, else whether its client should
+/// be woken.
+fn mix_lane(lane: &mut Lane, end: &Consumer, p: &mut Period) -> Option<bool> {
+    let setup = lane.setup?;
     // A slot with an impossible state tag is treated as stopped: it hurts only its owner.
-    let Some(ctl) = end.ctl() else { return false };
+    let ctl = end.ctl()?;
     if ctl.epoch != lane.epoch {
         lane.restart(ctl.epoch);
         end.publish(Mixed {
@@ -290,7 +334,7 @@ fn mix_lane(lane: &mut Lane, end: &Consumer, p: &mut Period) -> bool {
         });
     }
     if !ctl.state.is_mixed() || lane.phase == Phase::Drained {
-        return false;
+        return None;
     }
     let origin = lane.origin(p.mix_pos);
     end.set_start_mix(origin);
@@ -307,9 +351,9 @@ fn mix_lane(lane: &mut Lane, end: &Consumer, p: &mut Period) -> bool {
     };
     end.publish(mixed);
     if mixed.drained {
-        return true; // a drain waiting on its end is always woken
+        return Some(true); // a drain waiting on its end is always woken
     }
-    end.take_wake(lane.consumed)
+    Some(end.take_wake(lane.consumed))
 }
 
 /// Reads `n` frames at the lane position and adds them (converted, if need be) to the mix.

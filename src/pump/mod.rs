@@ -104,7 +104,13 @@ pub fn main(args: &[String]) -> i32 {
     sys::process::redirect_stdio(std::env::var_os("RDMIX_PUMP_LOG").as_deref().map(std::path::Path::new));
     sys::process::raise_priority();
     sys::process::raise_nofile_limit();
-    let code = server::Server::new(args, listener).serve();
+    let code = match server::Server::new(args, listener) {
+        Ok(s) => s.serve(),
+        Err(e) => {
+            eprintln!("rdmix-pump[{}]: cannot set up its event loop: {e}", sys::process::pid());
+            1
+        }
+    };
     // Remove the socket while still holding the lock, so a successor never loses its own.
     if let (Addr::Path(p), Some(_)) = (&rv.addr, &lock) {
         let _ = sys::fs::remove(p);

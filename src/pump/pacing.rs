@@ -19,6 +19,39 @@ pub trait Slave {
     fn delay(&mut self) -> Result<i64>;
     /// Recovers from an xrun or suspend reported as `err`.
     fn recover(&mut self, err: &Error) -> Result<()>;
+    /// Stops the device. Everything it still holds is silence by then, so nothing audible
+    /// is cut.
+    fn stop(&mut self) -> Result<()> {
+        Ok(())
+    }
+    /// Makes a stopped device ready to start again; it starts once its buffer is full.
+    fn prepare(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// When the pump wants `service` again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Next {
+    /// At this CLOCK_MONOTONIC instant: the slave does not block (`null`, `file`), or is
+    /// between its period boundaries.
+    At(u64),
+    /// When the slave's own poll descriptors say it can take a period, so the card's
+    /// interrupt paces the pump; at `by` at the latest, to notice a wedged device.
+    Device { by: u64 },
+    /// Never by itself: no lane wants mixing, the device is stopped, and only a client's
+    /// KICK (`Pump::kick`) starts it again.
+    Idle,
+}
+
+impl Next {
+    /// The instant a timer must fire at, if any.
+    pub fn deadline(self) -> Option<u64> {
+        match self {
+            Next::At(t) | Next::Device { by: t } => Some(t),
+            Next::Idle => None,
+        }
+    }
 }
 
 /// What the pump did, for its owner and its tests.
@@ -36,14 +69,28 @@ pub struct Pump<S: Slave> {
     /// The slave has shown a non-zero delay, so it consumes in real time and its own
     /// buffer paces us; otherwise (`null`, `file`) CLOCK_MONOTONIC does.
     paced: bool,
+    /// A paced slave's poll descriptors can be slept on. Cleared for good when they prove
+    /// useless (ready while the slave has no room), and the clock paces instead.
+    sleep_on_device: bool,
+    /// Device wake-ups in a row that found no room.
+    spurious: u32,
+    /// No lane wants mixing and the device is stopped (or was never started).
+    idle: bool,
+    /// The mix position just past the last period in which any lane was mixed: once the
+    /// slave's whole buffer beyond it is silence, the device can stop without a click.
+    audible_end: u64,
+    /// Periods of silence still to lead a restarted device with (see `kick`).
+    lead_in: u64,
     anchor_ns: u64,
     anchor_frames: u64,
     last_progress_ns: u64,
     pub stats: Stats,
-    /// A mixed period (or its tail) the slave has not taken yet.
-    pending: Vec<u8>,
-    pending_off: usize,
+    /// Where the slave's take of the engine's last period stopped, while some is left.
+    unsent: Option<usize>,
 }
+
+/// Device wake-ups in a row that may find no room before the descriptors are distrusted.
+const SPURIOUS_LIMIT: u32 = 16;
 
 impl<S: Slave> Pump<S> {
     pub fn new(engine: Engine, slave: S, now_ns: u64) -> Pump<S> {
@@ -51,12 +98,16 @@ impl<S: Slave> Pump<S> {
             engine,
             slave,
             paced: false,
+            sleep_on_device: true,
+            spurious: 0,
+            idle: true,
+            audible_end: 0,
+            lead_in: 0,
             anchor_ns: now_ns,
             anchor_frames: 0,
             last_progress_ns: now_ns,
             stats: Stats::default(),
-            pending: Vec::new(),
-            pending_off: 0,
+            unsent: None,
         }
     }
 
@@ -89,37 +140,85 @@ impl<S: Slave> Pump<S> {
         self.slave.avail().map(|a| a as u64)
     }
 
-    /// Mixes and writes every period that is due at `now_ns`. Returns the time at which the
-    /// next one will be due; lanes whose wake-up fell due are pushed onto `wake`.
-    pub fn service(&mut self, now_ns: u64, wake: &mut Vec<usize>) -> Result<u64> {
+    /// Whether the pump is idle: the device stopped, waiting for a KICK.
+    pub fn is_idle(&self) -> bool {
+        self.idle
+    }
+
+    /// A client's lane has started to want mixing. An idle pump readies the device again;
+    /// the next `service` fills its buffer and so starts it. A busy pump has nothing to do.
+    ///
+    /// The buffer is filled with silence but for its last period, which is the lanes' first:
+    /// a device that starts full plays that period one buffer from now, and from then on the
+    /// lanes are taken at the device's pace, as they are by a pump that never stopped. (Had
+    /// the whole buffer come from the lanes, a client that started with less than that
+    /// queued would underrun at once.)
+    pub fn kick(&mut self, now_ns: u64) -> Result<()> {
+        if !self.idle || !self.engine.wants_mixing() {
+            return Ok(());
+        }
+        if self.paced {
+            self.slave.prepare()?;
+        }
+        self.idle = false;
+        self.spurious = 0;
+        let dev = self.engine.device();
+        self.lead_in = (dev.buffer_frames / dev.period_frames).saturating_sub(1) as u64;
+        self.anchor_ns = now_ns;
+        self.anchor_frames = self.engine.mix_pos();
+        self.last_progress_ns = now_ns;
+        Ok(())
+    }
+
+    /// Mixes and writes every period that is due at `now_ns`; says when to call again.
+    /// Lanes whose wake-up fell due are pushed onto `wake`.
+    pub fn service(&mut self, now_ns: u64, wake: &mut Vec<usize>) -> Result<Next> {
+        if self.idle {
+            return Ok(Next::Idle);
+        }
         let dev = self.engine.device();
         let period = dev.period_frames as u64;
-        let period_ns = frames_to_ns(period, dev.rate);
+        let mut mixed = false;
         loop {
-            if !self.flush_pending()? {
-                return Ok(now_ns + period_ns / 4);
-            }
+            let flushed = self.flush_unsent()?;
             let queued = self.queued(now_ns)?;
-            let room = match self.room(queued) {
-                Ok(r) => r,
-                Err(e) => {
-                    self.recover(e)?;
-                    continue;
+            let room = if flushed {
+                match self.room(queued) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        self.recover(e)?;
+                        continue;
+                    }
                 }
+            } else {
+                0
             };
             if room < period {
                 if self.paced && now_ns.saturating_sub(self.last_progress_ns) > stall_limit_ns(&dev) {
                     return Err(Error::errno(libc::EIO));
                 }
                 self.publish(now_ns, queued);
-                return Ok(now_ns + frames_to_ns(period - room, dev.rate).max(period_ns / 8));
+                return Ok(self.when_room(now_ns, room, mixed));
             }
-            let buf = self.engine.mix_period(wake);
-            self.pending.clear();
-            self.pending.extend_from_slice(buf);
+            if self.lead_in == 0 && self.quiet() {
+                self.publish(now_ns, queued);
+                self.go_idle()?;
+                return Ok(Next::Idle);
+            }
+            if self.lead_in > 0 {
+                self.lead_in -= 1;
+                self.engine.silence_period();
+            } else {
+                self.engine.mix_period(wake);
+            }
+            if self.engine.mixed_any() {
+                self.audible_end = self.engine.mix_pos();
+            }
+            self.unsent = Some(0);
             self.stats.periods += 1;
             self.last_progress_ns = now_ns;
-            self.flush_pending()?;
+            mixed = true;
+            self.flush_unsent()?;
             if !self.paced && self.slave.delay().map(|d| d > 0).unwrap_or(false) {
                 self.paced = true;
             }
@@ -128,20 +227,68 @@ impl<S: Slave> Pump<S> {
         }
     }
 
+    /// The slave is full: when to look again.
+    fn when_room(&mut self, now_ns: u64, room: u64, mixed: bool) -> Next {
+        let dev = self.engine.device();
+        let period = dev.period_frames as u64;
+        if self.paced && self.sleep_on_device {
+            // A device wake-up that found no room, again and again: the descriptors do not
+            // follow the slave's room (some plugins'), so the clock paces it from now on.
+            self.spurious = if mixed { 0 } else { self.spurious + 1 };
+            if self.spurious <= SPURIOUS_LIMIT {
+                return Next::Device {
+                    by: self.last_progress_ns + stall_limit_ns(&dev) + 1,
+                };
+            }
+            self.sleep_on_device = false;
+        }
+        let period_ns = frames_to_ns(period, dev.rate);
+        Next::At(now_ns + frames_to_ns(period - room, dev.rate).max(period_ns / 8))
+    }
+
+    /// No lane wants mixing, and the slave's whole buffer past the last audible frame is
+    /// silence: stopping now cuts nothing and replays nothing.
+    fn quiet(&self) -> bool {
+        let buffer = self.engine.device().buffer_frames as u64;
+        self.engine.mix_pos() >= self.audible_end + buffer && !self.engine.wants_mixing()
+    }
+
+    fn go_idle(&mut self) -> Result<()> {
+        if self.paced {
+            self.slave.stop()?;
+        }
+        self.idle = true;
+        Ok(())
+    }
+
+    /// The slave offers no descriptors to sleep on: the clock paces it.
+    pub fn pace_by_clock(&mut self) {
+        self.sleep_on_device = false;
+    }
+
+    /// Whether the device has been told to sleep on its descriptors, for the caller that
+    /// watches them.
+    pub fn sleeps_on_device(&self) -> bool {
+        self.paced && self.sleep_on_device && !self.idle
+    }
+
     /// Writes what is left of the last mixed period. `Ok(false)` if the slave is full.
-    fn flush_pending(&mut self) -> Result<bool> {
+    fn flush_unsent(&mut self) -> Result<bool> {
         let fb = self.engine.frame_bytes();
-        while self.pending_off < self.pending.len() {
-            let rest = &self.pending[self.pending_off..];
+        while let Some(off) = self.unsent {
+            let out = self.engine.output();
+            if off >= out.len() {
+                self.unsent = None;
+                break;
+            }
+            let rest = &out[off..];
             match self.slave.write(rest, rest.len() / fb) {
                 Ok(0) => return Ok(false),
-                Ok(n) => self.pending_off += n * fb,
+                Ok(n) => self.unsent = Some(off + n * fb),
                 Err(e) if e.is(libc::EAGAIN) => return Ok(false),
                 Err(e) => self.recover(e)?,
             }
         }
-        self.pending.clear();
-        self.pending_off = 0;
         Ok(true)
     }
 

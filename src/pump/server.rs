@@ -13,14 +13,21 @@
 //! - running out of descriptors pauses accepting for `ACCEPT_BACKOFF_NS`, never a busy loop;
 //! - every descriptor a client uses is made here, and every socket here is non-blocking, so
 //!   nothing a client does to its end can block the pump.
+//!
+//! The loop sleeps in one epoll set, changed only when a peer comes or goes (and when the
+//! slave's descriptors start or stop pacing it), so a wake-up costs the same for 1 client or
+//! 64. It wakes for exactly three things: a socket that stirs, the slave's descriptors (a
+//! card's interrupt), and one timerfd set to the nanosecond of the next deadline. With no
+//! lane running it has no deadline at all: the device is stopped and the pump sleeps until
+//! a client's KICK.
 
 use std::io::Write;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 
 use super::admission::{Credentials, admit, within_share};
 use super::engine::Engine;
-use super::pacing::Pump;
+use super::pacing::{Next, Pump};
 use super::slave::AlsaSlave;
 use crate::alsa::strerror;
 use crate::config::{Bindings, Config};
@@ -30,8 +37,9 @@ use crate::shm::clock::frames_to_ns;
 use crate::shm::lane::LaneMem;
 use crate::shm::segment::{MAX_LANES, SegmentWriter};
 use crate::shm::status::{ClientStatus, PumpStatus};
-use crate::shm::wire::{self, HELLO, Incoming, Msg, PROTO_VERSION, PumpArgs, REPLY, SETUP, STATUS, WELCOME};
+use crate::shm::wire::{self, HELLO, Incoming, KICK, Msg, PROTO_VERSION, PumpArgs, REPLY, SETUP, STATUS, WELCOME};
 use crate::sys;
+use crate::sys::epoll::{Epoll, Event, NO_EVENT};
 use crate::sys::time::now_ns;
 
 /// How long a pump with no clients keeps the device open, so that programs that close and
@@ -45,6 +53,15 @@ const MAX_PENDING_PER_UID: usize = 8;
 const ACCEPT_BACKOFF_NS: u64 = 100_000_000;
 /// Connections taken per wake-up, so that a flood cannot hold up a period.
 const ACCEPT_BATCH: usize = 256;
+
+/// epoll tokens: the listener, the timer, the slave's descriptors (by index), and peers
+/// (by descriptor, which is unique while the peer is connected).
+const TOKEN_LISTENER: u64 = 0;
+const TOKEN_TIMER: u64 = 1;
+const TOKEN_SLAVE: u64 = 2;
+const TOKEN_PEER: u64 = 1 << 32;
+/// Events taken per wake-up; more wait for the next (level-triggered) wake-up.
+const EVENTS: usize = 64;
 
 fn log(msg: &str) {
     let _ = writeln!(std::io::stderr(), "rdmix-pump[{}]: {msg}", sys::process::pid());
@@ -78,27 +95,60 @@ pub struct Server {
     /// The write end of each lane's wake-up pipe.
     wakers: Vec<Option<OwnedFd>>,
     wake: Vec<usize>,
-    due: u64,
+    /// When the pump wants servicing next.
+    next: Next,
     idle_since: Option<u64>,
-    /// Accepting is paused until then (descriptors ran out).
+    /// Accepting is paused until then (descriptors ran out); the listener is out of the set.
     accept_after: u64,
+    listening: bool,
     started_ns: u64,
+    epoll: Epoll,
+    timer: OwnedFd,
+    /// The instant the timer is armed for.
+    timer_at: Option<u64>,
+    events: Vec<Event>,
+    /// The slave's poll descriptors, fetched once; in the epoll set while they pace the pump.
+    slave_fds: Vec<libc::pollfd>,
+    slave_watched: bool,
+    /// The log has said that the slave's descriptors pace the pump.
+    said_paced: bool,
+    /// A slave descriptor stirred and the slave says it can take a period.
+    slave_ready: bool,
+    /// A client asked an idle pump to start the device.
+    kicked: bool,
+    /// epoll wake-ups, for the exit log.
+    wakeups: u64,
 }
 
 impl Server {
-    pub fn new(args: PumpArgs, listener: OwnedFd) -> Server {
-        Server {
+    pub fn new(args: PumpArgs, listener: OwnedFd) -> std::io::Result<Server> {
+        let epoll = Epoll::new()?;
+        let timer = sys::fd::timerfd()?;
+        epoll.add(listener.as_raw_fd(), libc::POLLIN, TOKEN_LISTENER)?;
+        epoll.add(timer.as_raw_fd(), libc::POLLIN, TOKEN_TIMER)?;
+        Ok(Server {
             args,
             listener,
             running: None,
             peers: Vec::new(),
             wakers: (0..MAX_LANES).map(|_| None).collect(),
-            wake: Vec::new(),
-            due: now_ns(),
+            wake: Vec::with_capacity(MAX_LANES),
+            next: Next::Idle,
             idle_since: Some(now_ns()),
             accept_after: 0,
+            listening: true,
             started_ns: now_ns(),
-        }
+            epoll,
+            timer,
+            timer_at: None,
+            events: vec![NO_EVENT; EVENTS],
+            slave_fds: Vec::new(),
+            slave_watched: false,
+            said_paced: false,
+            slave_ready: false,
+            kicked: false,
+            wakeups: 0,
+        })
     }
 
     /// Runs until the last client has gone (and the linger passed) or the slave fails.
@@ -113,32 +163,62 @@ impl Server {
             if self.lingered_out(now) {
                 break 0;
             }
-            if let Err(e) = self.poll_once() {
-                log(&format!("poll: {e}"));
+            if let Err(e) = self.sleep(now) {
+                log(&format!("epoll: {e}"));
                 break 1;
             }
         };
-        if let Some(r) = &self.running {
-            log(&format!(
-                "exiting ({code}) after {} periods, {} slave xruns",
-                r.pump.stats.periods, r.pump.stats.slave_xruns
-            ));
-        }
+        let (cpu_us, switches) = (sys::process::cpu_us(), sys::process::context_switches());
+        let periods = self.running.as_ref().map_or(0, |r| r.pump.stats.periods);
+        let xruns = self.running.as_ref().map_or(0, |r| r.pump.stats.slave_xruns);
+        log(&format!(
+            "exiting ({code}) after {periods} periods, {xruns} slave xruns; cpu {cpu_us} us, {} wake-ups, {switches} context switches",
+            self.wakeups
+        ));
         code
     }
 
     /// Mixes whatever is due and wakes the clients whose wake-up fell due.
     fn service(&mut self, now: u64) -> Result<()> {
         let Some(r) = &mut self.running else { return Ok(()) };
-        if now < self.due {
+        if std::mem::take(&mut self.kicked) {
+            r.pump.kick(now)?;
+        }
+        let ready = std::mem::take(&mut self.slave_ready);
+        let due = match self.next {
+            Next::Idle => !r.pump.is_idle(),
+            Next::At(t) => now >= t,
+            Next::Device { by } => ready || now >= by,
+        };
+        if !due {
             return Ok(());
         }
         self.wake.clear();
-        self.due = r.pump.service(now, &mut self.wake)?;
+        self.next = r.pump.service(now, &mut self.wake)?;
         for &i in &self.wake {
             if let Some(w) = &self.wakers[i] {
                 sys::fd::poke(w.as_fd());
             }
+        }
+        // The slave's descriptors pace the pump only while it waits on the device; a
+        // stopped device's descriptors would report an error state without end.
+        let watch = r.pump.sleeps_on_device() && matches!(self.next, Next::Device { .. });
+        if watch && !self.said_paced {
+            log(&format!(
+                "sleeping on the slave's {} poll descriptor(s)",
+                self.slave_fds.len()
+            ));
+            self.said_paced = true;
+        }
+        if watch != self.slave_watched {
+            for (i, p) in self.slave_fds.iter().enumerate() {
+                if watch {
+                    let _ = self.epoll.add(p.fd, p.events, TOKEN_SLAVE + i as u64);
+                } else {
+                    self.epoll.remove(p.fd);
+                }
+            }
+            self.slave_watched = watch;
         }
         Ok(())
     }
@@ -172,52 +252,67 @@ impl Server {
         }
     }
 
-    /// When the loop must wake next even if no socket stirs.
-    fn next_deadline(&self, now: u64) -> u64 {
-        let mut t = if self.running.is_some() {
-            self.due
-        } else {
-            now + LINGER_NS
-        };
-        t = t.min(now + LINGER_NS);
-        if let Some(h) = self.peers.iter().filter_map(|p| p.hello_by).min() {
-            t = t.min(h + 1);
-        }
-        if self.accept_after > now {
-            t = t.min(self.accept_after);
-        }
-        t
+    /// When the loop must wake next even if nothing stirs; `None`: only an event wakes it.
+    fn next_deadline(&self) -> Option<u64> {
+        let pump = self.running.as_ref().and_then(|_| self.next.deadline());
+        let linger = self
+            .idle_since
+            .filter(|_| self.peers.is_empty())
+            .map(|t| t + LINGER_NS + 1);
+        let hello = self.peers.iter().filter_map(|p| p.hello_by).min().map(|t| t + 1);
+        let accept = (!self.listening).then_some(self.accept_after);
+        [pump, linger, hello, accept].into_iter().flatten().min()
     }
 
-    /// Sleeps until the next period is due or a socket stirs, then handles what came in.
-    fn poll_once(&mut self) -> std::io::Result<()> {
-        let now = now_ns();
-        let accepting = now >= self.accept_after;
-        let mut fds: Vec<libc::pollfd> = Vec::with_capacity(self.peers.len() + 1);
-        // A paused listener is left out of the set (fd -1 is ignored by poll).
-        let lfd = if accepting { self.listener.as_raw_fd() } else { -1 };
-        fds.push(sys::fd::pollfd(lfd, libc::POLLIN));
-        fds.extend(
-            self.peers
-                .iter()
-                .map(|p| sys::fd::pollfd(p.sock.as_raw_fd(), libc::POLLIN)),
-        );
-        let wait_ns = self.next_deadline(now).saturating_sub(now);
-        let timeout_ms = wait_ns.div_ceil(1_000_000) as i32;
-        sys::fd::poll(&mut fds, timeout_ms)?;
-        let mut gone: Vec<usize> = Vec::new();
-        for (i, pfd) in fds.iter().enumerate().skip(1) {
-            if pfd.revents != 0 && !self.receive(i - 1) {
-                gone.push(i - 1);
+    /// Sleeps until a descriptor stirs or the next deadline, then handles what came in.
+    fn sleep(&mut self, now: u64) -> std::io::Result<()> {
+        if !self.listening && now >= self.accept_after {
+            self.epoll
+                .add(self.listener.as_raw_fd(), libc::POLLIN, TOKEN_LISTENER)?;
+            self.listening = true;
+        }
+        let at = self.next_deadline();
+        if at != self.timer_at {
+            sys::fd::timerfd_at(self.timer.as_fd(), at);
+            self.timer_at = at;
+        }
+        let mut events = std::mem::take(&mut self.events);
+        let n = self.epoll.wait(&mut events, -1)?.len();
+        self.wakeups += 1;
+        let mut slave_stirred = false;
+        for ev in &events[..n] {
+            let (token, revents) = (ev.u64, ev.events);
+            match token {
+                TOKEN_LISTENER => self.accept_all(),
+                // Re-arming resets the expiration count, so the timer need not be read.
+                TOKEN_TIMER => self.timer_at = None,
+                t if t >= TOKEN_PEER => self.peer_event((t - TOKEN_PEER) as RawFd),
+                t => {
+                    if let Some(p) = self.slave_fds.get_mut((t - TOKEN_SLAVE) as usize) {
+                        p.revents = revents as i16;
+                        slave_stirred = true;
+                    }
+                }
             }
         }
-        for i in gone.into_iter().rev() {
-            self.drop_peer(i);
-        }
-        if fds[0].revents != 0 {
-            self.accept_all();
+        self.events = events;
+        if slave_stirred && let Some(r) = &self.running {
+            self.slave_ready = r.pump.slave.ready(&mut self.slave_fds);
+            for p in &mut self.slave_fds {
+                p.revents = 0;
+            }
         }
         Ok(())
+    }
+
+    /// Peer `fd` has a message or hung up.
+    fn peer_event(&mut self, fd: RawFd) {
+        let Some(i) = self.peers.iter().position(|p| p.sock.as_raw_fd() == fd) else {
+            return;
+        };
+        if !self.receive(i) {
+            self.drop_peer(i);
+        }
     }
 
     /// Reads one message from peer `i`; `false` drops the peer.
@@ -232,6 +327,7 @@ impl Server {
 
     fn drop_peer(&mut self, i: usize) {
         let p = self.peers.swap_remove(i);
+        self.epoll.remove(p.sock.as_raw_fd());
         if let Some(s) = p.slot {
             if let Some(r) = &mut self.running {
                 r.pump.engine.detach(s);
@@ -251,6 +347,8 @@ impl Server {
                     // readable: stop polling it for a while instead of spinning on it.
                     log(&format!("cannot accept: {e}; pausing new connections"));
                     self.accept_after = now_ns() + ACCEPT_BACKOFF_NS;
+                    self.epoll.remove(self.listener.as_raw_fd());
+                    self.listening = false;
                     return;
                 }
             };
@@ -259,6 +357,13 @@ impl Server {
             if let Err(e) = admit(&cred, &self.args).and_then(|()| self.may_wait(&cred)) {
                 // Best effort: the socket is non-blocking, and the refusal is all it gets.
                 let _ = wire::send(&sock, &Msg::error(WELCOME, &e), &[]);
+                continue;
+            }
+            if let Err(e) = self
+                .epoll
+                .add(sock.as_raw_fd(), libc::POLLIN, TOKEN_PEER + sock.as_raw_fd() as u64)
+            {
+                log(&format!("cannot watch a new connection: {e}"));
                 continue;
             }
             self.peers.push(Peer {
@@ -314,6 +419,11 @@ impl Server {
                     false
                 }
             },
+            // Wakes an idle pump; the lane's state itself is read from its slot, as always.
+            (KICK, Some(_)) => {
+                self.kicked = true;
+                true
+            }
             (SETUP, Some(slot)) => {
                 let reply = match self.setup(i, slot, &m) {
                     Ok(()) => Msg::new(REPLY),
@@ -354,7 +464,12 @@ impl Server {
             return Err(busy(format!("ipc_perm {:04o}", self.args.perm)));
         }
         if self.running.is_none() {
-            self.running = Some(start(&self.args, &cfg)?);
+            let mut r = start(&self.args, &cfg)?;
+            self.slave_fds = r.pump.slave.poll_fds();
+            if self.slave_fds.is_empty() {
+                r.pump.pace_by_clock();
+            }
+            self.running = Some(r);
         }
         if let Some(d) = self.running.as_ref().and_then(|r| r.cfg.first_difference(&cfg)) {
             return Err(busy(d));

@@ -198,4 +198,25 @@ impl Slave for AlsaSlave {
     fn recover(&mut self, err: &Error) -> Result<()> {
         self.pcm.recover(err)
     }
+    fn stop(&mut self) -> Result<()> {
+        self.pcm.drop_frames()
+    }
+    fn prepare(&mut self) -> Result<()> {
+        self.pcm.prepare()
+    }
+}
+
+impl AlsaSlave {
+    /// The descriptors that wake the pump when the slave can take a period (its avail_min).
+    pub fn poll_fds(&self) -> Vec<libc::pollfd> {
+        self.pcm.poll_descriptors().unwrap_or_default()
+    }
+
+    /// Whether the woken descriptors mean the slave wants service (room, or an error that
+    /// the next write reports).
+    pub fn ready(&self, fds: &mut [libc::pollfd]) -> bool {
+        self.pcm.poll_revents(fds).map_or(true, |r| {
+            r & (libc::POLLOUT | libc::POLLERR | libc::POLLHUP) as u16 != 0
+        })
+    }
 }

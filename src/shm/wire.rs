@@ -16,6 +16,9 @@
 //! - STATUS (`rdmix-status`, instead of HELLO): `args[0]` the protocol version. The pump
 //!   answers STATUS with a `status::PumpStatus` payload. It takes no lane and changes
 //!   nothing.
+//! - KICK (client, no answer): the client's lane has just started to want mixing (start,
+//!   pause release, drain). A pump that went idle wakes on it; a busy one ignores it. It is
+//!   sent without waiting: a full queue already holds a message that wakes the pump.
 //!
 //! Any answer may instead be an error: `status` 1 and the payload an `Error::encode`.
 //!
@@ -39,7 +42,7 @@ use crate::error::Error;
 use crate::sys;
 use crate::sys::socket::Addr;
 
-pub const PROTO_VERSION: u64 = 3;
+pub const PROTO_VERSION: u64 = 4;
 const MSG_MAGIC: u32 = 0x4d43_4452; // "RDCM"
 const HEADER: usize = 48;
 /// Room for a status report of every lane, with a slave name of the longest kind.
@@ -50,6 +53,7 @@ pub const WELCOME: u32 = 2;
 pub const SETUP: u32 = 3;
 pub const REPLY: u32 = 4;
 pub const STATUS: u32 = 5;
+pub const KICK: u32 = 6;
 
 const STATUS_OK: u32 = 0;
 const STATUS_ERROR: u32 = 1;
@@ -143,6 +147,12 @@ impl Msg {
 
 pub fn send(sock: &OwnedFd, m: &Msg, fds: &[BorrowedFd]) -> io::Result<()> {
     sys::socket::send(sock, &m.to_bytes(), fds)
+}
+
+/// Sends KICK; never waits, and a peer that is gone or behind is not an error here (the
+/// caller learns of a dead pump from its hang-up).
+pub fn kick(sock: &OwnedFd) {
+    let _ = sys::socket::send_nowait(sock, &Msg::new(KICK).to_bytes());
 }
 
 /// What came in on a control socket.

@@ -1,5 +1,6 @@
 //! Thin, safe wrappers over the Linux calls rdmix needs. Nothing here knows about audio.
 
+pub mod epoll;
 pub mod fd;
 pub mod fs;
 pub mod memfd;

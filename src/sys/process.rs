@@ -132,6 +132,17 @@ pub fn cpu_us() -> u64 {
     us(r.ru_utime) + us(r.ru_stime)
 }
 
+/// Voluntary plus involuntary context switches of this process so far.
+pub fn context_switches() -> u64 {
+    // SAFETY: rusage is plain old data; getrusage fills it.
+    let mut r: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: RUSAGE_SELF with a live rusage.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut r) } != 0 {
+        return 0;
+    }
+    (r.ru_nvcsw + r.ru_nivcsw) as u64
+}
+
 /// The program name of `pid` (`/proc/PID/comm`), if it can be read.
 pub fn program_of(pid: i32) -> Option<String> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;

@@ -110,6 +110,15 @@ const CMSG_SPACE: usize = 64;
 
 /// Sends one packet, with up to `MAX_FDS` descriptors attached.
 pub fn send(sock: &OwnedFd, data: &[u8], fds: &[BorrowedFd]) -> io::Result<()> {
+    send_with(sock, data, fds, libc::MSG_NOSIGNAL)
+}
+
+/// Sends without ever waiting: `WouldBlock` if the peer's queue is full.
+pub fn send_nowait(sock: &OwnedFd, data: &[u8]) -> io::Result<()> {
+    send_with(sock, data, &[], libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT)
+}
+
+fn send_with(sock: &OwnedFd, data: &[u8], fds: &[BorrowedFd], flags: libc::c_int) -> io::Result<()> {
     assert!(fds.len() <= MAX_FDS, "at most {MAX_FDS} descriptors per packet");
     let mut iov = libc::iovec {
         iov_base: data.as_ptr() as *mut libc::c_void,
@@ -138,7 +147,7 @@ pub fn send(sock: &OwnedFd, data: &[u8], fds: &[BorrowedFd]) -> io::Result<()> {
     }
     loop {
         // SAFETY: msg points at live buffers for the duration of the call.
-        let r = unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
+        let r = unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, flags) };
         if r >= 0 {
             return Ok(());
         }

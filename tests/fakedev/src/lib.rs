@@ -132,8 +132,18 @@ unsafe extern "C" fn stop(io: *mut snd_pcm_ioplug_t) -> c_int {
         // SAFETY: see `fake`.
         let f = unsafe { fake(io) };
         f.played_base = f.played();
+        if let Some(log) = &mut f.log {
+            let dropped = f.written - f.played_base;
+            let _ = writeln!(log, "stop ns={} recorded={} dropped={dropped}", now_ns(), f.recorded);
+        }
         f.written = f.played_base;
         f.start_ns = None;
+        let off = libc::itimerspec {
+            it_interval: libc::timespec { tv_sec: 0, tv_nsec: 0 },
+            it_value: libc::timespec { tv_sec: 0, tv_nsec: 0 },
+        };
+        // SAFETY: disarms our timerfd: a stopped device has no period interrupts.
+        unsafe { libc::timerfd_settime(f.timer, 0, &off, std::ptr::null_mut()) };
         0
     })
 }
