@@ -154,10 +154,13 @@ impl Client {
         self.appl += n;
         self.publish();
     }
+    /// A new epoch, running on through underruns (stop_threshold = boundary) unless
+    /// `stop_after` says where the stream stops.
     fn prepare(&mut self) {
         self.epoch += 1;
         self.appl = 0;
         self.state = State::Prepared;
+        Producer::new(&self.mem).set_stop_after(u64::MAX);
         self.publish();
     }
 }
@@ -476,6 +479,70 @@ fn an_idle_pump_stops_the_device_on_silence_and_restarts_it_clean() {
         240,
         "the stream is taken at the device's pace, one period"
     );
+}
+
+#[test]
+fn a_stream_that_ran_dry_past_its_stop_point_lets_the_device_sleep() {
+    let seg = Arc::new(SegmentWriter::in_memory(&dev_240()));
+    let mut engine = engine(&seg);
+    let s16 = Format::lookup(alsa_sys::SND_PCM_FORMAT_S16_LE).unwrap();
+    let mem = Arc::new(LaneMem::in_memory());
+    engine.attach(0, mem.clone());
+    engine.setup(0, s16, 2, RATE, 2048, &Default::default()).unwrap();
+    let mut c = Client {
+        idx: 0,
+        mem,
+        geom: Geometry::new(4, 2048).unwrap(),
+        epoch: 0,
+        state: State::Idle,
+        appl: 0,
+    };
+    let now = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut pump = Pump::new(engine, FakeSlave::new(960, now.clone()), 0);
+    let mut wake = Vec::new();
+    // A client that stops where ALSA stops by default (stop_threshold = buffer: at once),
+    // writes 2048 frames and then nothing, never noticing: it still says it runs.
+    c.prepare();
+    Producer::new(&c.mem).set_stop_after(0);
+    c.top_up(2048);
+    c.state = State::Running;
+    c.publish();
+    pump.kick(0).unwrap();
+    let mut idle_at = None;
+    for ms in 0..300u64 {
+        now.store(ms * 1_000_000, Ordering::Relaxed);
+        if pump.service(ms * 1_000_000, &mut wake).unwrap() == Next::Idle {
+            idle_at = Some(ms);
+            break;
+        }
+    }
+    assert!(idle_at.is_some(), "a stream in xrun does not keep the device running");
+    let consumed = c.consumed();
+    assert!(
+        consumed > 2048,
+        "the dry period was consumed, so the client sees its xrun"
+    );
+    assert!(consumed <= 2048 + 240, "and nothing after it: {consumed}");
+    // Its last frames were all played, in order.
+    let rec = &pump.slave.record;
+    let first = rec.iter().position(|&v| v != 0).unwrap() / 2;
+    for k in 0..2048u64 {
+        let v = sample(0, k);
+        assert_eq!(rec[(first + k as usize) * 2], v, "frame {k}");
+    }
+    // The same stream with stop_threshold = boundary runs on through the dry spell.
+    c.prepare();
+    c.top_up(480);
+    c.state = State::Running;
+    c.publish();
+    let t = 400_000_000;
+    pump.kick(t).unwrap();
+    for ms in 0..100u64 {
+        let t = t + ms * 1_000_000;
+        now.store(t, Ordering::Relaxed);
+        assert_ne!(pump.service(t, &mut wake).unwrap(), Next::Idle, "at {ms} ms");
+    }
+    assert!(c.consumed() > 4000, "it was taken on, dry, by the device clock");
 }
 
 #[test]

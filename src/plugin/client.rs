@@ -75,8 +75,10 @@ pub struct Client {
     stalled: Option<Error>,
 }
 
-/// How stale the pump's clock may get before the client checks whether the pump is alive.
-const STALE_NS: u64 = 40_000_000;
+/// How stale the pump's clock may get, beyond the device's buffer time, before the client
+/// checks whether the pump is alive. (A pump may take up to half the buffer per wake-up,
+/// and publishes its clock once per wake-up; sooner, every call would cost a system call.)
+const STALE_MARGIN_NS: u64 = 40_000_000;
 
 fn pump_gone(what: &str) -> Error {
     Error::new(libc::EPIPE, format!("rdmix: {what}: the pump is gone"))
@@ -170,7 +172,7 @@ impl Client {
         }
         let now = now_ns();
         let tstamp = att.seg.clock().map_or(0, |c| c.tstamp_ns);
-        if now.saturating_sub(tstamp) < STALE_NS {
+        if now.saturating_sub(tstamp) < frames_to_ns(self.dev.buffer_frames as u64, self.dev.rate) + STALE_MARGIN_NS {
             return true;
         }
         let mut p = [sys::fd::pollfd(att.sock.as_raw_fd(), libc::POLLIN)];
@@ -203,6 +205,18 @@ impl Client {
         let gone = !self.pump_alive();
         let drained = !gone && self.refresh();
         Phase::of(io.state, gone, drained)
+    }
+
+    /// Tells the pump where this stream stops when it runs dry (see `pointer`), so that an
+    /// xrun stream does not keep the pump and the device awake.
+    fn publish_stop_after(&self) {
+        let Some(att) = &self.att else { return };
+        let after = if self.stop_threshold >= self.boundary {
+            u64::MAX
+        } else {
+            self.stop_threshold.saturating_sub(self.buffer() as u64)
+        };
+        att.lane().set_stop_after(after);
     }
 
     /// Tells the pump this lane now wants mixing: a pump that stopped the device while
@@ -515,6 +529,7 @@ impl Plugin for Client {
         self.boundary = sw.boundary.max(1);
         self.avail_min = sw.avail_min.max(1);
         self.stop_threshold = sw.stop_threshold;
+        self.publish_stop_after();
         self.arm_wake();
     }
 
@@ -550,6 +565,7 @@ impl Plugin for Client {
             if let Some(p) = self.params {
                 self.send_setup(&p)?;
             }
+            self.publish_stop_after();
         }
         self.epoch = self.epoch.wrapping_add(1);
         self.state = State::Prepared;

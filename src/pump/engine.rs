@@ -34,6 +34,9 @@ enum Phase {
     Starved,
     /// A drain's last frame has been mixed: nothing more is taken.
     Drained,
+    /// Ran dry past the client's stop point: its stream is in xrun, as a card's would be,
+    /// until the client prepares again. Nothing more is taken, and the pump may sleep.
+    Stopped,
 }
 
 #[derive(Default)]
@@ -46,6 +49,8 @@ struct Lane {
     underruns: u32,
     /// Client frames consumed: the lane position.
     consumed: u64,
+    /// Client frames the lane has been short of in its current dry spell.
+    short: u64,
     /// Device frames produced for this lane in this epoch.
     out: u64,
     phase: Phase,
@@ -59,8 +64,14 @@ impl Lane {
         }
         self.epoch = epoch;
         self.consumed = 0;
+        self.short = 0;
         self.out = 0;
         self.phase = Phase::Live;
+    }
+
+    /// Whether the lane is done in this epoch: drained, or stopped by an xrun.
+    fn done(&self) -> bool {
+        matches!(self.phase, Phase::Drained | Phase::Stopped)
     }
 
     /// Where this lane's frame 0 sits in the device stream (a pause moves it on).
@@ -265,8 +276,26 @@ impl Engine {
             };
             Consumer::new(mem)
                 .ctl()
-                .is_some_and(|c| c.state.is_mixed() && !(c.epoch == lane.epoch && lane.phase == Phase::Drained))
+                .is_some_and(|c| c.state.is_mixed() && !(c.epoch == lane.epoch && lane.done()))
         })
+    }
+
+    /// How many device periods each lane can give at once with half its buffer to spare:
+    /// the fewest any running lane can (at least 1, and `cap` at most).
+    pub fn periods_per_take(&self, cap: u64) -> u64 {
+        let period = self.dev.period_frames as u64;
+        let mut k = cap.max(1);
+        for (lane, mem) in self.lanes.iter().zip(&self.mems) {
+            let (Some(setup), Some(mem)) = (lane.setup, mem) else {
+                continue;
+            };
+            if lane.done() || !Consumer::new(mem).ctl().is_some_and(|c| c.state.is_mixed()) {
+                continue;
+            }
+            let buffer = rescale(setup.geometry.buffer_frames as i64, setup.rate, self.dev.rate) as u64;
+            k = k.min((buffer / (2 * period)).max(1));
+        }
+        k
     }
 
     /// Whether the last period mixed any lane.
@@ -333,7 +362,7 @@ fn mix_lane(lane: &mut Lane, end: &Consumer, p: &mut Period) -> Option<bool> {
             ..Mixed::default()
         });
     }
-    if !ctl.state.is_mixed() || lane.phase == Phase::Drained {
+    if !ctl.state.is_mixed() || lane.done() {
         return None;
     }
     let origin = lane.origin(p.mix_pos);
@@ -347,7 +376,7 @@ fn mix_lane(lane: &mut Lane, end: &Consumer, p: &mut Period) -> Option<bool> {
     let mixed = if ctl.state == State::Draining && queued <= need {
         finish_drain(lane, &setup, end, took, origin, p)
     } else {
-        advance(lane, end, took, need)
+        advance(lane, end, took, need, ctl.state == State::Running)
     };
     end.publish(mixed);
     if mixed.drained {
@@ -390,14 +419,21 @@ fn finish_drain(lane: &mut Lane, setup: &LaneSetup, end: &Consumer, took: u64, o
 
 /// The device clock moves on whether or not the client kept up, as on hardware; a client
 /// that could not give what the period needed has underrun (counted once per dry spell).
-fn advance(lane: &mut Lane, end: &Consumer, took: u64, need: u64) -> Mixed {
+/// A running stream dry past the point its client says it stops at is in xrun: it is not
+/// mixed again this epoch (the client sees the xrun and prepares anew).
+fn advance(lane: &mut Lane, end: &Consumer, took: u64, need: u64, running: bool) -> Mixed {
     lane.consumed = pos_add(lane.consumed, need as i64);
     let dry = took < need;
     if dry && lane.phase != Phase::Starved {
         end.count_underrun();
         lane.underruns = lane.underruns.wrapping_add(1);
     }
-    lane.phase = if dry { Phase::Starved } else { Phase::Live };
+    lane.short = if dry { lane.short.saturating_add(need - took) } else { 0 };
+    lane.phase = match () {
+        _ if running && lane.short > end.stop_after() => Phase::Stopped,
+        _ if dry => Phase::Starved,
+        _ => Phase::Live,
+    };
     Mixed {
         epoch: lane.epoch,
         running: true,

@@ -81,6 +81,8 @@ pub struct Pump<S: Slave> {
     audible_end: u64,
     /// Periods of silence still to lead a restarted device with (see `kick`).
     lead_in: u64,
+    /// Until this period the slave's delay is probed to learn whether it is paced.
+    probe_until: u64,
     anchor_ns: u64,
     anchor_frames: u64,
     last_progress_ns: u64,
@@ -103,6 +105,7 @@ impl<S: Slave> Pump<S> {
             idle: true,
             audible_end: 0,
             lead_in: 0,
+            probe_until: 0,
             anchor_ns: now_ns,
             anchor_frames: 0,
             last_progress_ns: now_ns,
@@ -164,6 +167,7 @@ impl<S: Slave> Pump<S> {
         self.spurious = 0;
         let dev = self.engine.device();
         self.lead_in = (dev.buffer_frames / dev.period_frames).saturating_sub(1) as u64;
+        self.probe_until = self.stats.periods + (dev.buffer_frames / dev.period_frames) as u64 + 1;
         self.anchor_ns = now_ns;
         self.anchor_frames = self.engine.mix_pos();
         self.last_progress_ns = now_ns;
@@ -219,8 +223,10 @@ impl<S: Slave> Pump<S> {
             self.last_progress_ns = now_ns;
             mixed = true;
             self.flush_unsent()?;
-            if !self.paced && self.slave.delay().map(|d| d > 0).unwrap_or(false) {
-                self.paced = true;
+            // A slave that consumes in real time shows a delay from its first period on (it
+            // holds what it has not played); one that shows none for a whole buffer never will.
+            if !self.paced && self.stats.periods <= self.probe_until {
+                self.paced = self.slave.delay().map(|d| d > 0).unwrap_or(false);
             }
             let queued = self.queued(now_ns).unwrap_or(0);
             self.publish(now_ns, queued);
@@ -242,8 +248,16 @@ impl<S: Slave> Pump<S> {
             }
             self.sleep_on_device = false;
         }
+        // Clock-paced, the pump may take several periods per wake-up: as many as keep half
+        // the device's buffer queued, and as every running lane can give with half its own
+        // buffer to spare. A lane with a small buffer keeps it at one.
+        let want = if self.paced {
+            period
+        } else {
+            period * self.engine.periods_per_take(dev.buffer_frames as u64 / (2 * period))
+        };
         let period_ns = frames_to_ns(period, dev.rate);
-        Next::At(now_ns + frames_to_ns(period - room, dev.rate).max(period_ns / 8))
+        Next::At(now_ns + frames_to_ns(want.max(room) - room, dev.rate).max(period_ns / 8))
     }
 
     /// No lane wants mixing, and the slave's whole buffer past the last audible frame is

@@ -17,7 +17,7 @@
 //! The loop sleeps in one epoll set, changed only when a peer comes or goes (and when the
 //! slave's descriptors start or stop pacing it), so a wake-up costs the same for 1 client or
 //! 64. It wakes for exactly three things: a socket that stirs, the slave's descriptors (a
-//! card's interrupt), and one timerfd set to the nanosecond of the next deadline. With no
+//! card's interrupt), and the nanosecond of the next deadline. With no
 //! lane running it has no deadline at all: the device is stopped and the pump sleeps until
 //! a client's KICK.
 
@@ -54,11 +54,10 @@ const ACCEPT_BACKOFF_NS: u64 = 100_000_000;
 /// Connections taken per wake-up, so that a flood cannot hold up a period.
 const ACCEPT_BATCH: usize = 256;
 
-/// epoll tokens: the listener, the timer, the slave's descriptors (by index), and peers
-/// (by descriptor, which is unique while the peer is connected).
+/// epoll tokens: the listener, the slave's descriptors (by index), and peers (by
+/// descriptor, which is unique while the peer is connected).
 const TOKEN_LISTENER: u64 = 0;
-const TOKEN_TIMER: u64 = 1;
-const TOKEN_SLAVE: u64 = 2;
+const TOKEN_SLAVE: u64 = 1;
 const TOKEN_PEER: u64 = 1 << 32;
 /// Events taken per wake-up; more wait for the next (level-triggered) wake-up.
 const EVENTS: usize = 64;
@@ -103,9 +102,6 @@ pub struct Server {
     listening: bool,
     started_ns: u64,
     epoll: Epoll,
-    timer: OwnedFd,
-    /// The instant the timer is armed for.
-    timer_at: Option<u64>,
     events: Vec<Event>,
     /// The slave's poll descriptors, fetched once; in the epoll set while they pace the pump.
     slave_fds: Vec<libc::pollfd>,
@@ -123,9 +119,7 @@ pub struct Server {
 impl Server {
     pub fn new(args: PumpArgs, listener: OwnedFd) -> std::io::Result<Server> {
         let epoll = Epoll::new()?;
-        let timer = sys::fd::timerfd()?;
         epoll.add(listener.as_raw_fd(), libc::POLLIN, TOKEN_LISTENER)?;
-        epoll.add(timer.as_raw_fd(), libc::POLLIN, TOKEN_TIMER)?;
         Ok(Server {
             args,
             listener,
@@ -139,8 +133,6 @@ impl Server {
             listening: true,
             started_ns: now_ns(),
             epoll,
-            timer,
-            timer_at: None,
             events: vec![NO_EVENT; EVENTS],
             slave_fds: Vec::new(),
             slave_watched: false,
@@ -271,21 +263,15 @@ impl Server {
                 .add(self.listener.as_raw_fd(), libc::POLLIN, TOKEN_LISTENER)?;
             self.listening = true;
         }
-        let at = self.next_deadline();
-        if at != self.timer_at {
-            sys::fd::timerfd_at(self.timer.as_fd(), at);
-            self.timer_at = at;
-        }
+        let until = self.next_deadline();
         let mut events = std::mem::take(&mut self.events);
-        let n = self.epoll.wait(&mut events, -1)?.len();
+        let n = self.epoll.wait(&mut events, until)?.len();
         self.wakeups += 1;
         let mut slave_stirred = false;
         for ev in &events[..n] {
             let (token, revents) = (ev.u64, ev.events);
             match token {
                 TOKEN_LISTENER => self.accept_all(),
-                // Re-arming resets the expiration count, so the timer need not be read.
-                TOKEN_TIMER => self.timer_at = None,
                 t if t >= TOKEN_PEER => self.peer_event((t - TOKEN_PEER) as RawFd),
                 t => {
                     if let Some(p) = self.slave_fds.get_mut((t - TOKEN_SLAVE) as usize) {

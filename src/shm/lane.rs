@@ -40,12 +40,16 @@ pub struct Slot {
     pub(super) wake_armed: AtomicU32,
     /// Pump: times this lane ran dry while running (frames of silence were mixed for it).
     pub(super) underruns: AtomicU32,
-    _reserved: [u64; 10],
+    /// Client: how many frames past running dry its stream stops (its stop_threshold less its
+    /// buffer; `u64::MAX` for never). 0, the reset value, is ALSA's default: at once.
+    pub(super) stop_after: AtomicU64,
+    _reserved: [u64; 9],
 }
 
 const _: () = {
     assert!(std::mem::size_of::<Slot>() == SLOT_BYTES);
     assert!(std::mem::offset_of!(Slot, wake_armed) == 40);
+    assert!(std::mem::offset_of!(Slot, stop_after) == 48);
     assert!(SLOT_BYTES <= RING_OFFSET);
     assert!(LANE_BYTES.is_multiple_of(PAGE));
 };

@@ -21,6 +21,7 @@
 //! | `start_mix`, `drain_end` | pump | nothing: published by the next `mixed` | Relaxed | Relaxed, after an Acquire of `mixed` |
 //! | `wake_at` | client | nothing: published by `wake_armed` | Relaxed | Relaxed, after an Acquire of `wake_armed` |
 //! | `underruns` | pump | nothing: a counter | Relaxed | Relaxed |
+//! | `stop_after` | client | nothing: a setting, read afresh each period | Relaxed | Relaxed |
 //!
 //! What each side may assume of what it reads:
 //! - **always in sync:** a side's own words (it is their only writer); `start_mix` and
@@ -269,6 +270,12 @@ impl<'a> Producer<'a> {
         self.slot().underruns.load(Ordering::Relaxed)
     }
 
+    /// Tells the pump how many frames past running dry the stream stops (its xrun), so that
+    /// the pump need not keep mixing a stream that has stopped. `u64::MAX`: never.
+    pub fn set_stop_after(&self, frames: u64) {
+        self.slot().stop_after.store(frames, Ordering::Relaxed);
+    }
+
     /// Asks the pump to wake this client once it has consumed up to `at`.
     pub fn arm_wake(&self, at: u64) {
         let s = self.slot();
@@ -295,7 +302,7 @@ impl<'a> Consumer<'a> {
     /// Gives the slot to a new client: every word starts at zero (epoch 0, idle).
     pub fn reset(&self) {
         let s = self.slot();
-        for w in [&s.ctl, &s.wake_at, &s.mixed, &s.drain_end, &s.start_mix] {
+        for w in [&s.ctl, &s.wake_at, &s.mixed, &s.drain_end, &s.start_mix, &s.stop_after] {
             w.store(0, Ordering::Relaxed);
         }
         s.wake_armed.store(0, Ordering::Relaxed);
@@ -316,6 +323,12 @@ impl<'a> Consumer<'a> {
             self.mem.ring_read(off, &mut dst[at..at + len]);
             at += len;
         }
+    }
+
+    /// Frames past running dry at which the client's stream stops, as it says (a lie hurts
+    /// only its own stream).
+    pub fn stop_after(&self) -> u64 {
+        self.slot().stop_after.load(Ordering::Relaxed)
     }
 
     /// Published by the next `publish`.

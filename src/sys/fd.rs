@@ -61,22 +61,6 @@ pub fn timerfd_arm(fd: BorrowedFd, ns: u64) {
     unsafe { libc::timerfd_settime(fd.as_raw_fd(), 0, &spec, std::ptr::null_mut()) };
 }
 
-/// Arms a one-shot timer for the CLOCK_MONOTONIC instant `at_ns` (`None` disarms it). An
-/// instant already past fires at once.
-pub fn timerfd_at(fd: BorrowedFd, at_ns: Option<u64>) {
-    // A zero it_value disarms, so the earliest instant is 1 ns.
-    let ns = at_ns.map_or(0, |t| t.max(1));
-    let spec = libc::itimerspec {
-        it_interval: libc::timespec { tv_sec: 0, tv_nsec: 0 },
-        it_value: libc::timespec {
-            tv_sec: (ns / 1_000_000_000) as _,
-            tv_nsec: (ns % 1_000_000_000) as _,
-        },
-    };
-    // SAFETY: arms our timer with a valid itimerspec.
-    unsafe { libc::timerfd_settime(fd.as_raw_fd(), libc::TFD_TIMER_ABSTIME, &spec, std::ptr::null_mut()) };
-}
-
 /// poll(2), retried on EINTR as a zero-event wake-up.
 pub fn poll(fds: &mut [libc::pollfd], timeout_ms: i32) -> io::Result<usize> {
     // SAFETY: fds is a live slice of pollfd.
