@@ -267,13 +267,16 @@ fn drain_waits_for_the_device_and_a_drop_ends_it() {
     p.set_sw(4800, Some(4800), 480).unwrap();
     let dp = dev_period(9);
     let mut over = Vec::new();
+    let (mut drain_cpu, mut drain_wall) = (0.0, 0.0);
     for round in 0..5u64 {
         // Queue 80 ms that has not started yet: drain must start it and wait it out.
         write_frames(&p, 0, 3840);
         assert_eq!(p.state(), a::SND_PCM_STATE_PREPARED);
-        let t0 = Instant::now();
+        let (t0, c0) = (Instant::now(), thread_cpu_ms());
         assert_eq!(p.drain(), 0);
         let took = t0.elapsed().as_secs_f64() * 1000.0;
+        drain_cpu += thread_cpu_ms() - c0;
+        drain_wall += took;
         let queued = ms(3840);
         over.push(took - queued);
         assert!(
@@ -289,6 +292,13 @@ fn drain_waits_for_the_device_and_a_drop_ends_it() {
         p.prepare();
     }
     summary("blocking drain beyond the queued audio incl. device buffer (ms)", over);
+    // A drain sleeps until the device has played out; it never spins on a wake-up it has
+    // already seen. (A spin burns CPU for the whole wait, however loaded the machine.)
+    eprintln!("MEASURE blocking drain CPU: {drain_cpu:.2} ms in {drain_wall:.0} ms of draining");
+    assert!(
+        drain_cpu < 0.05 * drain_wall,
+        "draining took {drain_cpu:.1} ms of CPU in {drain_wall:.0} ms: it spins"
+    );
 
     // Every frame was handed to the device, so the recording holds all five rounds.
     let rec = read_rec_s16(&rec_path(9));
@@ -338,6 +348,14 @@ fn drain_with_a_dead_pump_fails_promptly() {
     eprintln!("MEASURE drain with the pump killed: {r} after {:?}", t0.elapsed());
     assert!(r < 0, "drain reported success with the pump dead");
     assert!(t0.elapsed() < Duration::from_secs(3));
+}
+
+/// CPU time this thread has used, in ms.
+fn thread_cpu_ms() -> f64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 * 1000.0 + ts.tv_nsec as f64 / 1e6
 }
 
 /// pause and resume.

@@ -619,6 +619,11 @@ impl Plugin for Client {
                 "rdmix: drain: the pump is gone; the queued frames are lost",
             ));
         }
+        // The wake-ups this step answers are spent: left in the pipe, they would make every
+        // wait of the drain return at once (a spin for as long as the device plays out).
+        if let Some(att) = &self.att {
+            sys::fd::drain(att.wake.as_fd());
+        }
         self.refresh();
         let fds = [self.wake_fd(), self.sock_fd()];
         Ok(match self.drain_remaining_ns() {
