@@ -386,15 +386,16 @@ fn dev_240() -> DeviceParams {
     }
 }
 
-#[test]
-fn an_idle_pump_stops_the_device_on_silence_and_restarts_it_clean() {
+/// A pump on the fake slave (240-frame periods, 960-frame buffer) with client 0 attached,
+/// set up and idle, and the virtual clock the slave plays by.
+fn one_client_pump() -> (Pump<FakeSlave>, Client, Arc<std::sync::atomic::AtomicU64>) {
     let seg = Arc::new(SegmentWriter::in_memory(&dev_240()));
     let mut engine = engine(&seg);
     let s16 = Format::lookup(alsa_sys::SND_PCM_FORMAT_S16_LE).unwrap();
     let mem = Arc::new(LaneMem::in_memory());
     engine.attach(0, mem.clone());
     engine.setup(0, s16, 2, RATE, 2048, &Default::default()).unwrap();
-    let mut c = Client {
+    let c = Client {
         idx: 0,
         mem,
         geom: Geometry::new(4, 2048).unwrap(),
@@ -403,7 +404,12 @@ fn an_idle_pump_stops_the_device_on_silence_and_restarts_it_clean() {
         appl: 0,
     };
     let now = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let mut pump = Pump::new(engine, FakeSlave::new(960, now.clone()), 0);
+    (Pump::new(engine, FakeSlave::new(960, now.clone()), 0), c, now)
+}
+
+#[test]
+fn an_idle_pump_stops_the_device_on_silence_and_restarts_it_clean() {
+    let (mut pump, mut c, now) = one_client_pump();
     let mut wake = Vec::new();
     assert_eq!(pump.service(0, &mut wake).unwrap(), Next::Idle, "a new pump is idle");
     pump.kick(0).unwrap();
@@ -483,22 +489,7 @@ fn an_idle_pump_stops_the_device_on_silence_and_restarts_it_clean() {
 
 #[test]
 fn a_stream_that_ran_dry_past_its_stop_point_lets_the_device_sleep() {
-    let seg = Arc::new(SegmentWriter::in_memory(&dev_240()));
-    let mut engine = engine(&seg);
-    let s16 = Format::lookup(alsa_sys::SND_PCM_FORMAT_S16_LE).unwrap();
-    let mem = Arc::new(LaneMem::in_memory());
-    engine.attach(0, mem.clone());
-    engine.setup(0, s16, 2, RATE, 2048, &Default::default()).unwrap();
-    let mut c = Client {
-        idx: 0,
-        mem,
-        geom: Geometry::new(4, 2048).unwrap(),
-        epoch: 0,
-        state: State::Idle,
-        appl: 0,
-    };
-    let now = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let mut pump = Pump::new(engine, FakeSlave::new(960, now.clone()), 0);
+    let (mut pump, mut c, now) = one_client_pump();
     let mut wake = Vec::new();
     // A client that stops where ALSA stops by default (stop_threshold = buffer: at once),
     // writes 2048 frames and then nothing, never noticing: it still says it runs.
