@@ -51,6 +51,11 @@ fn the_device_stops_while_nobody_plays_and_restarts_exactly() {
             || format!("the device was never stopped after stream {i}: {}", card_log(&w)),
         );
         assert_eq!(w.pumps().len(), 1, "one pump throughout, kept by the holder");
+        // What a user sees: the device idle, the holder's lane still there.
+        let st = w.run(&build_dir().join("rdmix-status").display().to_string(), &["--json"]);
+        let json = String::from_utf8_lossy(&st.stdout);
+        assert!(json.contains("\"device\":\"idle\""), "rdmix-status: {json}");
+        assert!(json.contains("\"program\":\"aplay\""), "rdmix-status: {json}");
     }
     assert_eq!(count(&w, "start"), 2, "one device start per stream: {}", card_log(&w));
     assert!(

@@ -73,6 +73,7 @@ fn status_lists_three_programs_field_by_field() {
     }
     // The pump's line names this world's device, and the document agrees with the table.
     assert!(t.contains("slave \"card\""), "{t}");
+    assert!(t.contains("device running"), "three programs play: {t}");
     let doc = String::from_utf8_lossy(&w.run(&status, &["--json"]).stdout).into_owned();
     for ((f, r, c), pid) in plays.iter().zip(&pids) {
         let want = format!(

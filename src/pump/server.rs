@@ -524,6 +524,7 @@ impl Server {
         (s.rate, s.channels, s.period, s.buffer) = (dev.rate, dev.channels, dev.period_frames, dev.buffer_frames);
         s.periods = r.pump.stats.periods;
         s.slave_xruns = r.pump.stats.slave_xruns;
+        s.device = if r.pump.is_idle() { "idle" } else { "running" }.to_string();
         let dev_us = frames_to_ns(dev.buffer_frames as u64, dev.rate) / 1000;
         for p in &self.peers {
             let Some(lane) = p.slot else { continue };

@@ -24,6 +24,8 @@ pub struct PumpStatus {
     pub uptime_ms: u64,
     pub periods: u64,
     pub slave_xruns: u32,
+    /// `running`, or `idle` while nobody plays and the device is stopped.
+    pub device: String,
     /// User plus system CPU over the pump's life.
     pub cpu_us: u64,
     pub clients: Vec<ClientStatus>,
@@ -72,6 +74,7 @@ impl PumpStatus {
         field(&mut o, "uptime_ms", &self.uptime_ms);
         field(&mut o, "periods", &self.periods);
         field(&mut o, "slave_xruns", &self.slave_xruns);
+        field(&mut o, "device", &self.device);
         field(&mut o, "cpu_us", &self.cpu_us);
         for c in &self.clients {
             field(&mut o, "client", &c.pid);
@@ -123,6 +126,7 @@ impl PumpStatus {
                     "uptime_ms" => p.uptime_ms = n(),
                     "periods" => p.periods = n(),
                     "slave_xruns" => p.slave_xruns = n32(),
+                    "device" => p.device = text(),
                     "cpu_us" => p.cpu_us = n(),
                     _ => {}
                 },
@@ -163,6 +167,7 @@ mod tests {
             uptime_ms: 5000,
             periods: 937,
             slave_xruns: 1,
+            device: "running".into(),
             cpu_us: 12_345,
             clients: vec![
                 ClientStatus {

@@ -75,8 +75,17 @@ fn text(seen: &[Seen]) -> String {
         } else {
             let _ = writeln!(
                 o,
-                "  slave \"{}\" ({})  {} {} Hz {} ch  period {} / buffer {}  periods {}  slave xruns {}",
-                s.slave, s.slave_type, s.format, s.rate, s.channels, s.period, s.buffer, s.periods, s.slave_xruns
+                "  slave \"{}\" ({})  {} {} Hz {} ch  period {} / buffer {}  periods {}  slave xruns {}  device {}",
+                s.slave,
+                s.slave_type,
+                s.format,
+                s.rate,
+                s.channels,
+                s.period,
+                s.buffer,
+                s.periods,
+                s.slave_xruns,
+                s.device
             );
         }
         if s.clients.is_empty() {
@@ -155,7 +164,7 @@ fn json(seen: &[Seen]) -> String {
             format!(
                 "{{\"key\":{},\"pid\":{},\"uid\":{},\"user\":{},\"shared\":{},\"slave\":{},\"slave_type\":{},\
                  \"format\":{},\"rate\":{},\"channels\":{},\"period\":{},\"buffer\":{},\"uptime_s\":{:.3},\
-                 \"periods\":{},\"slave_xruns\":{},\"cpu_s\":{:.6},\"clients\":[{}]}}",
+                 \"periods\":{},\"slave_xruns\":{},\"device\":{},\"cpu_s\":{:.6},\"clients\":[{}]}}",
                 s.key,
                 p.pid,
                 p.uid,
@@ -171,6 +180,7 @@ fn json(seen: &[Seen]) -> String {
                 s.uptime_ms as f64 / 1000.0,
                 s.periods,
                 s.slave_xruns,
+                js(&s.device),
                 s.cpu_us as f64 / 1e6,
                 clients.join(",")
             )
@@ -241,6 +251,7 @@ mod tests {
                 channels: 2,
                 period: 256,
                 buffer: 1024,
+                device: "idle".into(),
                 clients: vec![ClientStatus {
                     pid: 9,
                     program: "aplay".into(),
@@ -266,6 +277,7 @@ mod tests {
             "44100",
             "running",
             "121.3 ms",
+            "device idle",
         ] {
             assert!(t.contains(want), "{want} in {t}");
         }
@@ -276,6 +288,7 @@ mod tests {
             "\"rate\":44100",
             "\"latency_ms\":121.333",
             "\"underruns\":3",
+            "\"device\":\"idle\"",
         ] {
             assert!(j.contains(want), "{want} in {j}");
         }
