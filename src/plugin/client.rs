@@ -136,6 +136,13 @@ impl Client {
             .unwrap_or(self.timer.as_raw_fd())
     }
 
+    /// Empties the wake-up pipe: whoever calls this is looking at the stream now.
+    fn spend_wakeups(&self) {
+        if let Some(att) = &self.att {
+            sys::fd::drain(att.wake.as_fd());
+        }
+    }
+
     /// Makes the poll descriptors readable now: whoever polls looks at the stream again.
     fn wake_self(&self) {
         sys::fd::timerfd_arm(self.timer.as_fd(), 1);
@@ -574,9 +581,7 @@ impl Plugin for Client {
         self.io_appl = 0;
         self.paused_delay = 0;
         self.publish();
-        if let Some(att) = &self.att {
-            sys::fd::drain(att.wake.as_fd());
-        }
+        self.spend_wakeups();
         self.arm_wake();
         Ok(())
     }
@@ -619,11 +624,9 @@ impl Plugin for Client {
                 "rdmix: drain: the pump is gone; the queued frames are lost",
             ));
         }
-        // The wake-ups this step answers are spent: left in the pipe, they would make every
-        // wait of the drain return at once (a spin for as long as the device plays out).
-        if let Some(att) = &self.att {
-            sys::fd::drain(att.wake.as_fd());
-        }
+        // Left in the pipe, the wake-ups this step answers would make every wait of the
+        // drain return at once (a spin for as long as the device plays out).
+        self.spend_wakeups();
         self.refresh();
         let fds = [self.wake_fd(), self.sock_fd()];
         Ok(match self.drain_remaining_ns() {
@@ -643,9 +646,7 @@ impl Plugin for Client {
     }
 
     fn poll_revents(&mut self, io: &IoView, fds: &[libc::pollfd]) -> Revents {
-        if let Some(att) = &self.att {
-            sys::fd::drain(att.wake.as_fd());
-        }
+        self.spend_wakeups();
         sys::fd::timerfd_clear(self.timer.as_fd());
         let sock = self.sock_fd();
         if self.att.is_some() && fds.iter().any(|p| p.fd == sock && p.revents != 0) {

@@ -267,35 +267,32 @@ impl Engine {
         .map(Some)
     }
 
-    /// Whether any lane wants mixing now: its client declares it running or draining, and
-    /// a drain has not yet been mixed to its end. A corrupt word reads as stopped.
-    pub fn wants_mixing(&self) -> bool {
-        self.lanes.iter().zip(&self.mems).any(|(lane, mem)| {
-            let (Some(_), Some(mem)) = (lane.setup, mem) else {
-                return false;
-            };
-            Consumer::new(mem)
-                .ctl()
-                .is_some_and(|c| c.state.is_mixed() && !(c.epoch == lane.epoch && lane.done()))
+    /// The setups of the lanes that want mixing now: the client declares the lane running or
+    /// draining, and (in that epoch) it has neither been drained to its end nor stopped in
+    /// an xrun. A corrupt word reads as stopped.
+    fn wanting(&self) -> impl Iterator<Item = LaneSetup> + '_ {
+        self.lanes.iter().zip(&self.mems).filter_map(|(lane, mem)| {
+            let (setup, mem) = (lane.setup?, mem.as_ref()?);
+            let ctl = Consumer::new(mem).ctl()?;
+            (ctl.state.is_mixed() && !(ctl.epoch == lane.epoch && lane.done())).then_some(setup)
         })
     }
 
+    /// Whether any lane wants mixing now.
+    pub fn wants_mixing(&self) -> bool {
+        self.wanting().next().is_some()
+    }
+
     /// How many device periods each lane can give at once with half its buffer to spare:
-    /// the fewest any running lane can (at least 1, and `cap` at most).
+    /// the fewest any lane that wants mixing can (at least 1, and `cap` at most).
     pub fn periods_per_take(&self, cap: u64) -> u64 {
         let period = self.dev.period_frames as u64;
-        let mut k = cap.max(1);
-        for (lane, mem) in self.lanes.iter().zip(&self.mems) {
-            let (Some(setup), Some(mem)) = (lane.setup, mem) else {
-                continue;
-            };
-            if lane.done() || !Consumer::new(mem).ctl().is_some_and(|c| c.state.is_mixed()) {
-                continue;
-            }
-            let buffer = rescale(setup.geometry.buffer_frames as i64, setup.rate, self.dev.rate) as u64;
-            k = k.min((buffer / (2 * period)).max(1));
-        }
-        k
+        self.wanting()
+            .map(|setup| {
+                let buffer = rescale(setup.geometry.buffer_frames as i64, setup.rate, self.dev.rate) as u64;
+                (buffer / (2 * period)).max(1)
+            })
+            .fold(cap.max(1), u64::min)
     }
 
     /// Whether the last period mixed any lane.
