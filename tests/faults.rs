@@ -322,7 +322,7 @@ fn fault6_impostors() {
     for (how, want) in cases {
         let w = World::new("");
         write_wav_s16(&w.path("s.wav"), 48000, &counting_stream(48_000));
-        let rv = wire::rendezvous(w.key, false).unwrap();
+        let rv = wire::rendezvous(w.key, false, wire::Stream::Playback).unwrap();
         let sys::socket::Addr::Path(path) = &rv.addr else {
             panic!("a private key listens at a path")
         };
@@ -370,7 +370,7 @@ fn fault6_impostors() {
                         }
                         "truncatable" => {
                             // A header of the right size, which the impostor cuts short at once.
-                            let (real, _) = SegmentWriter::create(&dev, &[]).unwrap();
+                            let (real, _) = SegmentWriter::create(&dev, &[], wire::Stream::Playback).unwrap();
                             drop(real);
                             let fd = sys::memfd::unsealed(c"impostor").unwrap();
                             let f = std::fs::File::from(fd.try_clone().unwrap());
@@ -380,7 +380,7 @@ fn fault6_impostors() {
                             held.push((s, 0));
                         }
                         "stall" => {
-                            let (seg, seg_fd) = SegmentWriter::create(&dev, &[]).unwrap();
+                            let (seg, seg_fd) = SegmentWriter::create(&dev, &[], wire::Stream::Playback).unwrap();
                             send3(&seg_fd);
                             keep.push((seg, lane, mine));
                             held.push((s, 0));

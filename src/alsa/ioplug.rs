@@ -100,8 +100,12 @@ pub trait Plugin: Send + 'static {
     fn pointer(&mut self, io: &IoView) -> Result<u64>;
     /// Frame size of the installed parameters, `None` before hw_params.
     fn frame_bytes(&self) -> Option<usize>;
-    /// Takes `frames` interleaved frames at the application pointer.
+    /// Playback: takes `frames` interleaved frames at the application pointer.
     fn transfer(&mut self, io: &IoView, interleaved: &[u8], frames: u64) -> Result<u64>;
+    /// Capture: fills `out` with `frames` interleaved frames from the application pointer.
+    /// ioplug may ask for the same frames more than once (mmap access), so this must not
+    /// move anything on: the application pointer says how far the program has read.
+    fn capture(&mut self, io: &IoView, out: &mut [u8], frames: u64) -> Result<u64>;
     fn hw_params(&mut self, hw: HwChoice) -> Result<()>;
     fn hw_free(&mut self);
     fn sw_params(&mut self, sw: SwChoice);
@@ -109,6 +113,8 @@ pub trait Plugin: Send + 'static {
     fn pause(&mut self, io: &IoView, enable: bool) -> Result<()>;
     /// Begins a drain; returns the instant by which it must be done.
     fn drain_begin(&mut self) -> Instant;
+    /// A capture drain: stops capturing; whether frames are left for the program to read.
+    fn drain_capture(&mut self) -> bool;
     fn drain_step(&mut self) -> Result<DrainStep>;
     /// `fds` are the descriptors from `poll_descriptors` with their `revents`.
     fn poll_revents(&mut self, io: &IoView, fds: &[pollfd]) -> Revents;
@@ -250,6 +256,86 @@ unsafe fn gather(
     }
 }
 
+/// Copies interleaved frames from `src` into frames `[offset, offset+size)` of `areas`.
+///
+/// # Safety
+/// `areas` must describe `channels` valid, writable areas covering those frames.
+unsafe fn scatter(
+    areas: *const a::snd_pcm_channel_area_t,
+    channels: usize,
+    sample_bytes: usize,
+    offset: u64,
+    size: u64,
+    src: &[u8],
+) {
+    // SAFETY: the caller guarantees `channels` areas; each sample address below lies in its area.
+    unsafe {
+        let areas = std::slice::from_raw_parts(areas, channels);
+        let mut samples = src.chunks_exact(sample_bytes);
+        for f in offset..offset + size {
+            for ar in areas {
+                let Some(s) = samples.next() else { return };
+                let bit = ar.first as u64 + f * ar.step as u64;
+                let p = (ar.addr as *mut u8).add((bit / 8) as usize);
+                std::ptr::copy_nonoverlapping(s.as_ptr(), p, sample_bytes);
+            }
+        }
+    }
+}
+
+/// Whether `areas` are plain interleaved frames of `fb` bytes from their start.
+///
+/// # Safety
+/// `areas` must point at `channels` areas.
+unsafe fn is_interleaved(areas: *const a::snd_pcm_channel_area_t, channels: usize, sb: usize, fb: usize) -> bool {
+    // SAFETY: the caller guarantees `channels` areas.
+    let first = unsafe { &*areas };
+    first.first == 0
+        && (0..channels).all(|ch| {
+            // SAFETY: ch < channels.
+            let ar = unsafe { &*areas.add(ch) };
+            ar.addr == first.addr && ar.first as usize == ch * sb * 8 && ar.step as usize == fb * 8
+        })
+}
+
+/// A capture transfer: the plugin fills the program's areas.
+///
+/// # Safety
+/// As for `cb_transfer`.
+unsafe fn capture_into<P: Plugin>(
+    p: &mut P,
+    v: &IoView,
+    areas: *const a::snd_pcm_channel_area_t,
+    channels: usize,
+    offset: u64,
+    size: u64,
+) -> Frames {
+    let Some(fb) = p.frame_bytes() else {
+        return Frames(-libc::EBADFD as _);
+    };
+    let sb = fb / channels.max(1);
+    // SAFETY: ioplug hands `channels` areas, writable over [offset, offset+size).
+    let r = unsafe {
+        if is_interleaved(areas, channels, sb, fb) {
+            let out = std::slice::from_raw_parts_mut(
+                ((*areas).addr as *mut u8).add(offset as usize * fb),
+                size as usize * fb,
+            );
+            p.capture(v, out, size)
+        } else {
+            let mut tmp = vec![0u8; size as usize * fb];
+            let r = p.capture(v, &mut tmp, size);
+            scatter(areas, channels, sb, offset, size, &tmp);
+            r
+        }
+    };
+    Frames(match r {
+        Ok(n) => n as a::snd_pcm_sframes_t,
+        Err(e) if e.is(libc::EPIPE) => -libc::EPIPE as a::snd_pcm_sframes_t, // an overrun is news, not an error line
+        Err(e) => report(c"transfer", e) as a::snd_pcm_sframes_t,
+    })
+}
+
 unsafe extern "C" fn cb_transfer<P: Plugin>(
     io: *mut snd_pcm_ioplug_t,
     areas: *const a::snd_pcm_channel_area_t,
@@ -257,21 +343,21 @@ unsafe extern "C" fn cb_transfer<P: Plugin>(
     size: a::snd_pcm_uframes_t,
 ) -> a::snd_pcm_sframes_t {
     with_plugin!(c"transfer", io, |p, v| {
+        // SAFETY: io is live; its channel count describes `areas`.
+        let (channels, capture) = unsafe { ((*io).channels as usize, (*io).stream == a::SND_PCM_STREAM_CAPTURE) };
+        if capture {
+            // SAFETY: as below, for areas ioplug hands us to fill.
+            return unsafe { capture_into(&mut *p, &v, areas, channels, offset as u64, size as u64) };
+        }
         let Some(fb) = p.frame_bytes() else {
             return Frames(-libc::EBADFD as _);
         };
-        // SAFETY: io is live; its channel count describes `areas`.
-        let channels = unsafe { (*io).channels } as usize;
         let sb = fb / channels.max(1);
         // SAFETY: ioplug hands `channels` areas valid over [offset, offset+size).
         let first = unsafe { &*areas };
-        let interleaved = (0..channels).all(|ch| {
-            // SAFETY: ch < channels.
-            let ar = unsafe { &*areas.add(ch) };
-            ar.addr == first.addr && ar.first as usize == ch * sb * 8 && ar.step as usize == fb * 8
-        });
         let mut tmp = Vec::new();
-        let data: &[u8] = if interleaved && first.first == 0 {
+        // SAFETY: as above.
+        let data: &[u8] = if unsafe { is_interleaved(areas, channels, sb, fb) } {
             // SAFETY: contiguous interleaved frames starting at frame `offset`.
             unsafe {
                 std::slice::from_raw_parts((first.addr as *const u8).add(offset as usize * fb), size as usize * fb)
@@ -350,7 +436,13 @@ unsafe extern "C" fn cb_prepare<P: Plugin>(io: *mut snd_pcm_ioplug_t) -> c_int {
 unsafe extern "C" fn cb_drain<P: Plugin>(io: *mut snd_pcm_ioplug_t) -> c_int {
     guarded(c"drain", || {
         // SAFETY: see `holder`.
-        let h = unsafe { holder::<P>(io) };
+        let (h, capture) = unsafe { (holder::<P>(io), (*io).stream == a::SND_PCM_STREAM_CAPTURE) };
+        if capture {
+            // ioplug drops a stream whose drain returns 0, and with it what is left to
+            // read; a positive answer keeps it DRAINING until the program has read the
+            // rest (then `pointer` ends it, as the kernel does).
+            return h.plugin.lock().drain_capture() as c_int;
+        }
         let deadline = h.plugin.lock().drain_begin();
         loop {
             let step = h.plugin.lock().drain_step();

@@ -112,8 +112,8 @@ pub struct Negotiated {
 }
 
 impl Pcm {
-    /// Opens `name` for non-blocking playback.
-    pub fn open(name: &str) -> Result<Pcm> {
+    /// Opens `name` non-blocking, for playback or (`capture`) for capture.
+    pub fn open(name: &str, capture: bool) -> Result<Pcm> {
         let c = CString::new(name).map_err(|_| Error::errno(libc::EINVAL))?;
         let mut pcm = std::ptr::null_mut();
         // SAFETY: c is NUL-terminated; pcm receives a handle on success.
@@ -121,7 +121,11 @@ impl Pcm {
             a::snd_pcm_open(
                 &mut pcm,
                 c.as_ptr(),
-                a::SND_PCM_STREAM_PLAYBACK,
+                if capture {
+                    a::SND_PCM_STREAM_CAPTURE
+                } else {
+                    a::SND_PCM_STREAM_PLAYBACK
+                },
                 a::SND_PCM_NONBLOCK as i32,
             )
         })?;
@@ -206,6 +210,23 @@ impl Pcm {
         } else {
             Ok(r as usize)
         }
+    }
+
+    /// Reads up to `frames` whole frames into `buf`; `EAGAIN` when none are captured yet.
+    pub fn readi(&self, buf: &mut [u8], frames: usize) -> Result<usize> {
+        // SAFETY: buf has room for `frames` frames (the caller sizes it from the negotiated format).
+        let r = unsafe { a::snd_pcm_readi(self.pcm, buf.as_mut_ptr() as *mut libc::c_void, frames as _) };
+        if r < 0 {
+            Err(Error::errno(r as i32))
+        } else {
+            Ok(r as usize)
+        }
+    }
+
+    /// Starts a prepared PCM (`snd_pcm_start`): a capture stream begins capturing.
+    pub fn start(&self) -> Result<()> {
+        // SAFETY: live pcm.
+        check(unsafe { a::snd_pcm_start(self.pcm) })
     }
 
     pub fn avail(&self) -> Result<usize> {

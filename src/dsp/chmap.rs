@@ -97,6 +97,19 @@ pub fn binding_matrix(bindings: &[(u32, u32)], out_ch: usize) -> Vec<f32> {
     m
 }
 
+/// A capture `bindings { N M }` table as a matrix (client channel rows of `dev_ch` gains):
+/// client channel N records device channel M.
+pub fn capture_binding_matrix(bindings: &[(u32, u32)], dev_ch: usize) -> Vec<f32> {
+    let client_ch = bindings.iter().map(|b| b.0 as usize + 1).max().unwrap_or(0);
+    let mut m = vec![0f32; client_ch * dev_ch];
+    for &(c, d) in bindings {
+        if (d as usize) < dev_ch {
+            m[c as usize * dev_ch + d as usize] = 1.0;
+        }
+    }
+    m
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,5 +133,7 @@ mod tests {
         assert_eq!(m, vec![1.0, 0.0, 0.0, 0.0, 1.0, 0.0]);
         // Bindings route explicitly.
         assert_eq!(binding_matrix(&[(0, 1), (1, 0)], 2), vec![0.0, 1.0, 1.0, 0.0]);
+        // Capture: client 0 records device 2 of 3.
+        assert_eq!(capture_binding_matrix(&[(0, 2)], 3), vec![0.0, 0.0, 1.0]);
     }
 }

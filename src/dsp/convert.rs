@@ -1,5 +1,7 @@
 //! Per-lane conversion for clients that do not match the device: rate (rubato's synchronous
 //! FFT resampler), channel layout (a gain matrix from channel positions) and sample format.
+//! [`Converter`] takes a playback lane to the device; [`Tap`] takes a captured device period
+//! to a capture lane, with the same kinds of conversion the other way round.
 //!
 //! Conversion runs in the pump, per lane, so lanes stay the client's own frames: positions,
 //! rewind and delay are exact in client frames, and a client that matches the device takes
@@ -117,6 +119,141 @@ impl Converter {
     }
 }
 
+/// Turns captured device periods into one capture client's frames.
+///
+/// A client that matches the device in rate and channel layout takes the plain path: the
+/// mixer's integer accumulator for its format, which passes the device's samples bit-exact
+/// when the formats match too. Anything else is decoded to float, resampled at the device's
+/// channel count, mapped to the client's channels and stored in its format.
+pub struct Tap {
+    device: Format,
+    dev_ch: usize,
+    client_ch: usize,
+    client_bytes: usize,
+    period: usize,
+    /// `None` on the plain path.
+    matrix: Option<Vec<f32>>,
+    resampler: Option<Fft<f32>>,
+    input: Vec<f32>,
+    output: Vec<f32>,
+    mix: Mixer,
+    out: Vec<u8>,
+}
+
+/// One end of a conversion: a sample format, a rate and a channel count.
+#[derive(Clone, Copy, Debug)]
+pub struct Layout {
+    pub format: Format,
+    pub rate: u32,
+    pub channels: usize,
+}
+
+impl Tap {
+    /// Takes periods of `period` frames from `device` to `client`. `matrix` has a row of
+    /// device-channel gains per client channel; `None` when the layouts match.
+    pub fn new(device: Layout, period: usize, client: Layout, matrix: Option<Vec<f32>>) -> Result<Tap> {
+        let (dev_rate, dev_ch, client_rate, client_ch) = (device.rate, device.channels, client.rate, client.channels);
+        let (device, client) = (device.format, client.format);
+        let resampler = if dev_rate == client_rate {
+            None
+        } else {
+            Some(
+                Fft::<f32>::new(
+                    dev_rate as usize,
+                    client_rate as usize,
+                    period,
+                    dev_ch,
+                    FixedSync::Input,
+                )
+                .map_err(|e| {
+                    Error::new(
+                        libc::EINVAL,
+                        format!("rdmix: hw_params: no resampler for {dev_rate} -> {client_rate} Hz: {e}"),
+                    )
+                })?,
+            )
+        };
+        let matrix = match (matrix, &resampler) {
+            (None, Some(_)) => Some(identity(dev_ch)),
+            (m, _) => m,
+        };
+        let max_out = resampler.as_ref().map_or(period, |r| r.output_frames_max());
+        Ok(Tap {
+            device,
+            dev_ch,
+            client_ch,
+            client_bytes: client.sample_bytes(),
+            period,
+            matrix,
+            resampler,
+            input: vec![0.0; period * dev_ch],
+            output: vec![0.0; max_out * dev_ch],
+            mix: Mixer::new(client, max_out * client_ch),
+            out: vec![0; max_out * client_ch * client.sample_bytes()],
+        })
+    }
+
+    /// The most client frames one device period can give.
+    pub fn max_frames(&self) -> usize {
+        self.resampler.as_ref().map_or(self.period, |r| r.output_frames_max())
+    }
+
+    /// Client frames between a device frame entering and leaving the resampler.
+    pub fn delay_frames(&self) -> usize {
+        self.resampler.as_ref().map_or(0, |r| r.output_delay())
+    }
+
+    /// Forgets all history, as for a freshly prepared stream.
+    pub fn reset(&mut self) {
+        if let Some(r) = &mut self.resampler {
+            r.reset();
+        }
+    }
+
+    /// Converts one device period (`period` frames of the device's format) into the client's
+    /// frames.
+    pub fn process(&mut self, src: &[u8]) -> &[u8] {
+        let Some(matrix) = &self.matrix else {
+            let samples = self.period * self.client_ch;
+            self.mix.clear(samples);
+            self.mix.add(self.device, src);
+            self.mix.finish(&mut self.out[..samples * self.client_bytes]);
+            return &self.out[..samples * self.client_bytes];
+        };
+        let samples = self.period * self.dev_ch;
+        decode_f32(self.device, src, &mut self.input[..samples]);
+        let (frames, n) = match &mut self.resampler {
+            None => (&self.input[..samples], self.period),
+            Some(r) => {
+                let n = r.output_frames_next();
+                let inp = InterleavedSlice::new(&self.input[..samples], self.dev_ch, self.period).expect("sized above");
+                let mut out = InterleavedSlice::new_mut(&mut self.output[..n * self.dev_ch], self.dev_ch, n)
+                    .expect("sized above");
+                // Sized from the resampler's own figures, so this cannot fail; if it ever
+                // did, the client gets silence for the period rather than garbage.
+                let n = match r.process_into_buffer(&inp, &mut out, None) {
+                    Ok((_, got)) => got.min(n),
+                    Err(_) => {
+                        self.output[..n * self.dev_ch].fill(0.0);
+                        n
+                    }
+                };
+                (&self.output[..n * self.dev_ch], n)
+            }
+        };
+        let samples = n * self.client_ch;
+        self.mix.clear(samples);
+        self.mix.add_mapped(frames, self.dev_ch, matrix);
+        self.mix.finish(&mut self.out[..samples * self.client_bytes]);
+        &self.out[..samples * self.client_bytes]
+    }
+}
+
+/// Each channel to itself.
+fn identity(ch: usize) -> Vec<f32> {
+    (0..ch * ch).map(|i| if i / ch == i % ch { 1.0 } else { 0.0 }).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,5 +342,96 @@ mod tests {
         mix.finish(&mut out);
         let got: Vec<i16> = out.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect();
         assert_eq!(got, vec![1000, 1000, -2000, -2000, 3000, 3000, 0, 0]);
+    }
+
+    #[test]
+    fn a_matching_capture_client_gets_the_device_samples_bit_exact() {
+        let src: Vec<u8> = [1i16, -2, 32767, -32768, 5, 6]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let lay = |format, rate, channels| Layout { format, rate, channels };
+        let mut t = Tap::new(lay(s16(), 48000, 2), 3, lay(s16(), 48000, 2), None).unwrap();
+        assert_eq!(t.process(&src), &src[..]);
+        let s32 = Format::lookup(SND_PCM_FORMAT_S32_LE).unwrap();
+        let mut t = Tap::new(lay(s16(), 48000, 2), 3, lay(s32, 48000, 2), None).unwrap();
+        let got: Vec<i32> = t
+            .process(&src)
+            .chunks_exact(4)
+            .map(|b| i32::from_le_bytes(b.try_into().unwrap()))
+            .collect();
+        assert_eq!(got, vec![1 << 16, -2 << 16, 32767 << 16, i32::MIN, 5 << 16, 6 << 16]);
+    }
+
+    #[test]
+    fn a_mono_capture_client_hears_both_sides() {
+        let src: Vec<u8> = [1000i16, 3000, -2000, -4000]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let m = super::super::chmap::matrix(
+            &super::super::chmap::standard_map(2),
+            &super::super::chmap::standard_map(1),
+        );
+        let (dev, client) = (
+            Layout {
+                format: s16(),
+                rate: 48000,
+                channels: 2,
+            },
+            Layout {
+                format: s16(),
+                rate: 48000,
+                channels: 1,
+            },
+        );
+        let mut t = Tap::new(dev, 2, client, Some(m)).unwrap();
+        let got: Vec<i16> = t
+            .process(&src)
+            .chunks_exact(2)
+            .map(|b| i16::from_le_bytes([b[0], b[1]]))
+            .collect();
+        assert_eq!(got, vec![2000, -3000]);
+    }
+
+    /// A 1 kHz tone captured at 48 kHz reaches a 44.1 kHz client at its level and pitch, and
+    /// the client frames add up to the rate ratio.
+    #[test]
+    #[cfg_attr(miri, ignore)]
+    fn a_resampled_capture_keeps_level_and_pitch() {
+        let fl = Format::lookup(SND_PCM_FORMAT_FLOAT_LE).unwrap();
+        let input = tone(1000.0, 48000, 1.0, 0.5);
+        let period = 240;
+        let (dev, client) = (
+            Layout {
+                format: fl,
+                rate: 48000,
+                channels: 1,
+            },
+            Layout {
+                format: fl,
+                rate: 44100,
+                channels: 1,
+            },
+        );
+        let mut t = Tap::new(dev, period, client, None).unwrap();
+        let mut out = Vec::new();
+        for chunk in input.chunks_exact(period) {
+            let src: Vec<u8> = chunk.iter().flat_map(|v| v.to_le_bytes()).collect();
+            out.extend(
+                t.process(&src)
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes(b.try_into().unwrap()) as f64),
+            );
+        }
+        assert!(
+            (out.len() as i64 - 44100).abs() <= t.max_frames() as i64,
+            "{} frames",
+            out.len()
+        );
+        let delay = t.delay_frames();
+        let (amp, resid) = fit(&out[delay + 4410..out.len() - 4410], 1000.0, 44100.0);
+        assert!((amp - 0.5).abs() < 0.005, "level kept: {amp}");
+        assert!(resid < 0.5e-3, "residual {resid}");
     }
 }

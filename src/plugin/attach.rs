@@ -23,7 +23,8 @@ use crate::error::{Error, Result};
 use crate::shm::lane::LaneMem;
 use crate::shm::ring::Producer;
 use crate::shm::segment::{MAX_LANES, Segment};
-use crate::shm::wire::{self, HELLO, Incoming, Msg, PROTO_VERSION, PumpArgs, Rendezvous, WELCOME};
+use crate::shm::tap::Reader;
+use crate::shm::wire::{self, HELLO, Incoming, Msg, PROTO_VERSION, PumpArgs, Rendezvous, Stream, WELCOME};
 use crate::sys;
 
 /// How long an open may take to reach a working pump, spawning included.
@@ -51,6 +52,11 @@ impl Attachment {
     pub fn lane(&self) -> Producer<'_> {
         Producer::new(&self.mem)
     }
+
+    /// The client's end of its capture lane.
+    pub fn tap(&self) -> Reader<'_> {
+        Reader::new(&self.mem)
+    }
 }
 
 /// What one HELLO got.
@@ -62,10 +68,10 @@ enum Greeting {
     Gone,
 }
 
-/// Connects to the pump for `cfg` (spawning it if nobody listens), and attaches.
-pub fn attach(cfg: &Config) -> Result<Attachment> {
+/// Connects to the pump for `cfg` and `stream` (spawning it if nobody listens), and attaches.
+pub fn attach(cfg: &Config, stream: Stream) -> Result<Attachment> {
     let key = cfg.ipc_key;
-    let rv = wire::rendezvous(key, cfg.shared())?;
+    let rv = wire::rendezvous(key, cfg.shared(), stream)?;
     let mut hello = Msg::new(HELLO)
         .with_payload(cfg.encode())
         .ok_or_else(|| Error::config("slave.pcm", "the configuration is too large to hand to a pump"))?;
@@ -79,11 +85,11 @@ pub fn attach(cfg: &Config) -> Result<Attachment> {
                 format!("rdmix: ipc_key {key:#x}: no pump answered within {ATTACH_TIMEOUT:?}"),
             ));
         }
-        let Some(sock) = connect_or_spawn(cfg, &rv, deadline, &mut spawns)? else {
+        let Some(sock) = connect_or_spawn(cfg, stream, &rv, deadline, &mut spawns)? else {
             continue;
         };
         let pump_pid = trust(cfg, &sock)?;
-        match greet(key, sock, &hello, deadline)? {
+        match greet(key, stream, sock, &hello, deadline)? {
             Greeting::Welcomed(mut a) => {
                 a.pump_pid = pump_pid;
                 return Ok(a);
@@ -134,7 +140,13 @@ fn trust(cfg: &Config, sock: &OwnedFd) -> Result<i32> {
 }
 
 /// A socket to the pump, or `None` once a new pump has been started (connect again).
-fn connect_or_spawn(cfg: &Config, rv: &Rendezvous, deadline: Instant, spawns: &mut u32) -> Result<Option<OwnedFd>> {
+fn connect_or_spawn(
+    cfg: &Config,
+    stream: Stream,
+    rv: &Rendezvous,
+    deadline: Instant,
+    spawns: &mut u32,
+) -> Result<Option<OwnedFd>> {
     let key = cfg.ipc_key;
     match sys::socket::connect(&rv.addr) {
         Ok(s) => Ok(Some(s)),
@@ -151,7 +163,7 @@ fn connect_or_spawn(cfg: &Config, rv: &Rendezvous, deadline: Instant, spawns: &m
                 ));
             }
             *spawns += 1;
-            spawn_pump(cfg, deadline)?;
+            spawn_pump(cfg, stream, deadline)?;
             Ok(None)
         }
         Err(e) => Err(Error::io(
@@ -162,7 +174,7 @@ fn connect_or_spawn(cfg: &Config, rv: &Rendezvous, deadline: Instant, spawns: &m
 }
 
 /// Says HELLO and reads the answer.
-fn greet(key: u32, sock: OwnedFd, hello: &Msg, deadline: Instant) -> Result<Greeting> {
+fn greet(key: u32, stream: Stream, sock: OwnedFd, hello: &Msg, deadline: Instant) -> Result<Greeting> {
     // A pump refuses a peer it will not admit as soon as it connects, so HELLO may find
     // the socket closed with the refusal waiting in it: read before giving up.
     let sent = wire::send(&sock, hello, &[]);
@@ -192,7 +204,7 @@ fn greet(key: u32, sock: OwnedFd, hello: &Msg, deadline: Instant) -> Result<Gree
             let Ok([seg, mem, wake]) = <[OwnedFd; 3]>::try_from(fds) else {
                 return Err(not_rdmix());
             };
-            welcome(key, sock, &m, seg, mem, wake).map(Greeting::Welcomed)
+            welcome(key, stream, sock, &m, [seg, mem, wake]).map(Greeting::Welcomed)
         }
         Ok(Incoming::Msg(m, _)) => Err(m.refusal().unwrap_or_else(not_rdmix)),
         Ok(Incoming::Closed) => Ok(Greeting::HungUp),
@@ -206,12 +218,23 @@ fn greet(key: u32, sock: OwnedFd, hello: &Msg, deadline: Instant) -> Result<Gree
 
 /// Checks and maps what a WELCOME brought: nothing is mapped before its seals and size
 /// are checked, so a pump cannot cut memory short under us.
-fn welcome(key: u32, sock: OwnedFd, m: &Msg, seg: OwnedFd, mem: OwnedFd, wake: OwnedFd) -> Result<Attachment> {
+fn welcome(key: u32, stream: Stream, sock: OwnedFd, m: &Msg, fds: [OwnedFd; 3]) -> Result<Attachment> {
+    let [seg, mem, wake] = fds;
     let refusing = |e: Error| {
         let why = e.line().to_string();
         e.context(format!("rdmix: ipc_key {key:#x}: refusing segment: {why}"))
     };
     let seg = Segment::attach(seg).map_err(refusing)?;
+    if seg.stream() != stream {
+        return Err(Error::new(
+            libc::EPROTO,
+            format!(
+                "rdmix: ipc_key {key:#x}: refusing segment: the pump there runs {}, this stream is {}",
+                seg.stream().name(),
+                stream.name()
+            ),
+        ));
+    }
     let mem = LaneMem::attach(mem).map_err(refusing)?;
     let slot = m.slot as usize;
     if slot >= MAX_LANES {
@@ -247,12 +270,13 @@ fn pump_path(cfg: &Config) -> Result<PathBuf> {
 ///
 /// A pump other users will share starts with a clean environment (no `LD_PRELOAD`, no
 /// `ALSA_CONFIG_PATH`, no `HOME`): it must not run on this user's private settings.
-fn spawn_pump(cfg: &Config, deadline: Instant) -> Result<()> {
+fn spawn_pump(cfg: &Config, stream: Stream, deadline: Instant) -> Result<()> {
     let path = pump_path(cfg)?;
     let args = PumpArgs {
         key: cfg.ipc_key,
         perm: cfg.ipc_perm,
         gid: cfg.ipc_gid,
+        stream,
     };
     let mut cmd = Command::new(&path);
     if cfg.shared() {

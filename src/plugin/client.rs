@@ -26,9 +26,10 @@ use crate::dsp::format::{FORMATS, Format};
 use crate::error::{Error, Result};
 use crate::shm::clock::{STALL_MARGIN_NS, frames_to_ns, rescale, stall_limit_ns};
 use crate::shm::lane::LANE_BYTES;
-use crate::shm::ring::{Ctl, Geometry, POS_MASK, State, pos_diff};
+use crate::shm::ring::{Ctl, Geometry, Mixed, POS_MASK, State, pos_diff};
 use crate::shm::segment::DeviceParams;
-use crate::shm::wire::{self, Incoming, Msg, REPLY, SETUP};
+use crate::shm::tap;
+use crate::shm::wire::{self, Incoming, Msg, REPLY, SETUP, Stream};
 use crate::sys;
 use crate::sys::time::now_ns;
 
@@ -44,29 +45,32 @@ pub struct ClientParams {
 
 pub struct Client {
     pub cfg: Config,
+    /// Playback, or capture (`capture.rs` holds what differs).
+    pub stream: Stream,
     pub dev: DeviceParams,
     pub chmap: Vec<u32>,
     /// Wakes a poller when the pump cannot: while a drained stream plays out, when the
     /// stream must look at the pump again (a stall watchdog), and when the client wakes
     /// itself (another thread's drain, a lost pump).
     timer: OwnedFd,
-    att: Option<Attachment>,
-    params: Option<ClientParams>,
-    geom: Option<Geometry>,
-    boundary: u64,
-    avail_min: u64,
-    stop_threshold: u64,
-    epoch: u16,
+    pub(super) att: Option<Attachment>,
+    pub(super) params: Option<ClientParams>,
+    pub(super) geom: Option<Geometry>,
+    pub(super) boundary: u64,
+    pub(super) avail_min: u64,
+    pub(super) stop_threshold: u64,
+    pub(super) epoch: u16,
     /// The lane state published for the pump.
-    state: State,
-    /// Unwrapped lane positions: frames written, and frames the pump has consumed.
-    appl: u64,
-    consumed: u64,
+    pub(super) state: State,
+    /// Unwrapped lane positions: frames written (read, for capture), and frames the pump has
+    /// consumed (captured).
+    pub(super) appl: u64,
+    pub(super) consumed: u64,
     /// ioplug's appl_ptr when `appl` was last brought up to date (it can move without us:
     /// rewind and forward).
     io_appl: u64,
     /// Frames the slave still held when the stream was paused (delay is frozen while paused).
-    paused_delay: i64,
+    pub(super) paused_delay: i64,
     /// The errno with which the pump gave up on the slave, if it did.
     slave_failed: Option<i32>,
     /// Since when the stream has needed the pump to advance (it was started or resumed).
@@ -85,10 +89,10 @@ fn pump_gone(what: &str) -> Error {
 }
 
 impl Client {
-    /// Attaches to (or starts) the pump for `cfg`.
-    pub fn open(cfg: Config) -> Result<Client> {
+    /// Attaches to (or starts) the pump for `cfg` and `stream`.
+    pub fn open(cfg: Config, stream: Stream) -> Result<Client> {
         let timer = sys::fd::timerfd().map_err(|e| Error::io("rdmix: timerfd", e))?;
-        let att = attach(&cfg)?;
+        let att = attach(&cfg, stream)?;
         let dev = att.seg.device();
         if Format::lookup(dev.format).is_none() {
             return Err(Error::new(
@@ -99,6 +103,7 @@ impl Client {
         let chmap = att.seg.chmap();
         Ok(Client {
             cfg,
+            stream,
             dev,
             chmap,
             timer,
@@ -137,14 +142,14 @@ impl Client {
     }
 
     /// Empties the wake-up pipe: whoever calls this is looking at the stream now.
-    fn spend_wakeups(&self) {
+    pub(super) fn spend_wakeups(&self) {
         if let Some(att) = &self.att {
             sys::fd::drain(att.wake.as_fd());
         }
     }
 
     /// Makes the poll descriptors readable now: whoever polls looks at the stream again.
-    fn wake_self(&self) {
+    pub(super) fn wake_self(&self) {
         sys::fd::timerfd_arm(self.timer.as_fd(), 1);
     }
 
@@ -161,7 +166,7 @@ impl Client {
 
     /// Lets go of a pump that is gone, remembering whether it gave up on the slave, and
     /// wakes any poller so that it sees.
-    fn lose_pump(&mut self) {
+    pub(super) fn lose_pump(&mut self) {
         if let Some(att) = self.att.take() {
             if let Some(failed) = att.seg.failed() {
                 self.slave_failed = Some(failed);
@@ -189,7 +194,7 @@ impl Client {
             return false;
         }
         let still = now.saturating_sub(tstamp.max(self.expect_since_ns));
-        if self.state.is_mixed() && still > self.stall_limit() {
+        if self.needs_pump() && still > self.stall_limit() {
             self.stalled = Some(Error::new(
                 libc::EIO,
                 format!(
@@ -206,9 +211,18 @@ impl Client {
         true
     }
 
+    /// Whether the stream can only go on while the pump advances: a playback lane being
+    /// mixed, a capture lane being recorded.
+    fn needs_pump(&self) -> bool {
+        match self.stream {
+            Stream::Playback => self.state.is_mixed(),
+            Stream::Capture => self.state == State::Running,
+        }
+    }
+
     /// The stream's phase (see `state`): asks whether the pump is alive, and reads how far
     /// it has consumed the lane.
-    fn phase(&mut self, io: &IoView) -> Phase {
+    pub(super) fn phase(&mut self, io: &IoView) -> Phase {
         let gone = !self.pump_alive();
         let drained = !gone && self.refresh();
         Phase::of(io.state, gone, drained)
@@ -218,10 +232,15 @@ impl Client {
     /// xrun stream does not keep the pump and the device awake.
     fn publish_stop_after(&self) {
         let Some(att) = &self.att else { return };
-        let after = if self.stop_threshold >= self.boundary {
-            u64::MAX
-        } else {
-            self.stop_threshold.saturating_sub(self.buffer() as u64)
+        if self.stop_threshold >= self.boundary {
+            att.lane().set_stop_after(u64::MAX);
+            return;
+        }
+        let after = match self.stream {
+            Stream::Playback => self.stop_threshold.saturating_sub(self.buffer() as u64),
+            // A buffer of slack: the pump sees our position a read late, and must never
+            // stop writing a lane whose client has not yet overrun.
+            Stream::Capture => self.stop_threshold.saturating_add(self.buffer() as u64),
         };
         att.lane().set_stop_after(after);
     }
@@ -234,7 +253,7 @@ impl Client {
         }
     }
 
-    fn publish(&self) {
+    pub(super) fn publish(&self) {
         if let Some(att) = &self.att {
             att.lane().publish(Ctl {
                 epoch: self.epoch,
@@ -244,10 +263,18 @@ impl Client {
         }
     }
 
+    /// The pump's word for our lane.
+    pub(super) fn pump_word(&self) -> Option<Mixed> {
+        let att = self.att.as_ref()?;
+        Some(match self.stream {
+            Stream::Playback => att.lane().mixed(),
+            Stream::Capture => att.tap().captured(),
+        })
+    }
+
     /// Reads the pump's word for our lane into `consumed`; returns whether the lane is drained.
-    fn refresh(&mut self) -> bool {
-        let Some(att) = &self.att else { return false };
-        let m = att.lane().mixed();
+    pub(super) fn refresh(&mut self) -> bool {
+        let Some(m) = self.pump_word() else { return false };
         if m.epoch != self.epoch {
             return false; // the pump has not seen this epoch yet: nothing consumed
         }
@@ -259,7 +286,7 @@ impl Client {
     }
 
     /// Brings `appl` in line with ioplug's appl_ptr (which rewind/forward move silently).
-    fn sync_appl(&mut self, io: &IoView) {
+    pub(super) fn sync_appl(&mut self, io: &IoView) {
         let b = self.boundary.max(1);
         let mut d = (io.appl_ptr % b + b - self.io_appl % b) % b;
         let back = d > b / 2;
@@ -279,7 +306,7 @@ impl Client {
         self.appl as i64 - self.consumed as i64
     }
 
-    fn buffer(&self) -> i64 {
+    pub(super) fn buffer(&self) -> i64 {
         self.params.map_or(0, |p| p.buffer as i64)
     }
 
@@ -290,19 +317,23 @@ impl Client {
     /// Asks the pump for a wake-up when avail reaches avail_min. While the pump must
     /// advance for that to come, a watchdog makes sure a poller looks again before the
     /// stall limit: a pump that stands still is then noticed instead of waited on forever.
-    fn arm_wake(&self) {
+    pub(super) fn arm_wake(&self) {
         let (Some(att), Some(p)) = (&self.att, &self.params) else {
             return;
         };
-        att.lane()
-            .arm_wake((self.appl as i64 - p.buffer as i64 + self.avail_min as i64).max(0) as u64);
+        match self.stream {
+            Stream::Playback => att
+                .lane()
+                .arm_wake((self.appl as i64 - p.buffer as i64 + self.avail_min as i64).max(0) as u64),
+            Stream::Capture => att.tap().arm_wake(self.appl + self.avail_min),
+        }
         self.arm_watchdog();
     }
 
     /// While the stream needs the pump to advance, makes a poller look again before the
     /// stall limit passes.
     fn arm_watchdog(&self) {
-        if self.state.is_mixed() {
+        if self.needs_pump() {
             sys::fd::timerfd_arm(self.timer.as_fd(), self.stall_limit() / 2);
         }
     }
@@ -334,7 +365,7 @@ impl Client {
             .map_or(frames, |p| rescale(frames as i64, p.rate, self.dev.rate) as u64)
     }
 
-    fn to_client(&self, frames: i64) -> i64 {
+    pub(super) fn to_client(&self, frames: i64) -> i64 {
         self.params.map_or(frames, |p| rescale(frames, self.dev.rate, p.rate))
     }
 
@@ -407,6 +438,11 @@ impl Plugin for Client {
         // must hold at least that. Constraints are in bytes: the floor is a device period of
         // 8-byte samples at the device's channel count (for S16 stereo, four periods).
         let min_buffer_bytes = self.dev.period_frames * self.dev.channels * 8;
+        // A capture lane holds the client's buffer several times over (see `shm::tap`).
+        let max_buffer_bytes = match self.stream {
+            Stream::Playback => LANE_BYTES,
+            Stream::Capture => tap::MAX_BUFFER_BYTES,
+        } as u32;
         Space {
             access: vec![
                 a::SND_PCM_ACCESS_RW_INTERLEAVED,
@@ -417,8 +453,8 @@ impl Plugin for Client {
             formats: FORMATS.iter().map(|f| f.id).collect(),
             channels: self.channel_range(),
             rate: (MIN_RATE, MAX_RATE),
-            period_bytes: (32, LANE_BYTES as u32 / 2),
-            buffer_bytes: (min_buffer_bytes, LANE_BYTES as u32),
+            period_bytes: (32, max_buffer_bytes / 2),
+            buffer_bytes: (min_buffer_bytes, max_buffer_bytes),
             periods: (2, 1024),
         }
     }
@@ -456,6 +492,9 @@ impl Plugin for Client {
     }
 
     fn pointer(&mut self, io: &IoView) -> Result<u64> {
+        if self.stream.is_capture() {
+            return self.capture_pointer(io);
+        }
         let phase = self.phase(io);
         self.sync_appl(io);
         match phase.pointer() {
@@ -477,6 +516,14 @@ impl Plugin for Client {
 
     fn frame_bytes(&self) -> Option<usize> {
         self.params.map(|p| p.format.sample_bytes() * p.channels as usize)
+    }
+
+    fn capture(&mut self, io: &IoView, out: &mut [u8], frames: u64) -> Result<u64> {
+        self.capture_transfer(io, out, frames)
+    }
+
+    fn drain_capture(&mut self) -> bool {
+        self.capture_drain()
     }
 
     /// Copies `frames` interleaved frames into the lane at ioplug's application pointer.
@@ -508,15 +555,18 @@ impl Plugin for Client {
             buffer: hw.buffer,
         };
         let frame_bytes = format.sample_bytes() * p.channels as usize;
-        let geom = usize::try_from(p.buffer)
-            .ok()
-            .and_then(|b| Geometry::new(frame_bytes, b))
-            .ok_or_else(|| {
-                Error::new(
-                    libc::EINVAL,
-                    format!("rdmix: hw_params: a buffer of {} frames does not fit a lane", p.buffer),
-                )
-            })?;
+        let geom = match self.stream {
+            Stream::Playback => usize::try_from(p.buffer)
+                .ok()
+                .and_then(|b| Geometry::new(frame_bytes, b)),
+            Stream::Capture => tap::geometry(frame_bytes),
+        }
+        .ok_or_else(|| {
+            Error::new(
+                libc::EINVAL,
+                format!("rdmix: hw_params: a buffer of {} frames does not fit a lane", p.buffer),
+            )
+        })?;
         self.state = State::Idle;
         self.publish();
         self.send_setup(&p)?;
@@ -560,7 +610,7 @@ impl Plugin for Client {
                 return Err(e.clone());
             }
             // A pump that died (killed, crashed) is replaced: the program sees one xrun.
-            let att = attach(&self.cfg)?;
+            let att = attach(&self.cfg, self.stream)?;
             if att.seg.device() != self.dev {
                 return Err(Error::new(
                     libc::ENODEV,
@@ -652,6 +702,9 @@ impl Plugin for Client {
         if self.att.is_some() && fds.iter().any(|p| p.fd == sock && p.revents != 0) {
             self.lose_pump(); // the pump only ever writes in answer: this is a hang-up
         }
+        if self.stream.is_capture() {
+            return self.capture_poll(io);
+        }
         let phase = self.phase(io);
         self.sync_appl(io);
         let ready = Revents {
@@ -694,6 +747,9 @@ impl Plugin for Client {
     }
 
     fn delay(&mut self, io: &IoView) -> Result<i64> {
+        if self.stream.is_capture() {
+            return self.capture_delay(io);
+        }
         match self.phase(io).delay() {
             Delay::Xrun => Err(Error::errno(libc::EPIPE)),
             Delay::Frozen => Ok(self.paused_delay),

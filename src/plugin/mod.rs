@@ -2,6 +2,7 @@
 //! callbacks, and attaching to (and starting) the pump.
 
 pub mod attach;
+pub mod capture;
 pub mod client;
 pub mod state;
 
@@ -10,16 +11,17 @@ use alsa_sys as a;
 use crate::alsa::ioplug::OpenArgs;
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::shm::wire::Stream;
 use client::Client;
 
-/// Builds the client PCM for one `snd_pcm_open` of a `type rdmix` PCM.
+/// Builds the client PCM for one `snd_pcm_open` of a `type rdmix` PCM: playback joins the
+/// key's mixing pump, capture its recording pump.
 fn open(args: &OpenArgs) -> Result<Client> {
-    if args.stream != a::SND_PCM_STREAM_PLAYBACK {
-        return Err(Error::new(
-            libc::EINVAL,
-            "rdmix: only playback is supported; capture is not mixed",
-        ));
-    }
+    let stream = if args.stream == a::SND_PCM_STREAM_CAPTURE {
+        Stream::Capture
+    } else {
+        Stream::Playback
+    };
     if std::env::var_os("RDMIX_PUMP").is_some() {
         return Err(Error::new(
             libc::ELOOP,
@@ -27,7 +29,7 @@ fn open(args: &OpenArgs) -> Result<Client> {
         ));
     }
     let cfg = Config::parse(&args.conf, args.root.as_ref(), crate::sys::user::euid())?;
-    Client::open(cfg)
+    Client::open(cfg, stream)
 }
 
 crate::ioplug_entry!(_snd_pcm_rdmix_open, __snd_pcm_rdmix_open_dlsym_pcm_001, open);

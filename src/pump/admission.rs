@@ -92,16 +92,19 @@ mod tests {
             key: 1,
             perm: 0o600,
             gid: None,
+            stream: Default::default(),
         };
         let group = PumpArgs {
             key: 1,
             perm: 0o660,
             gid: Some(777),
+            stream: Default::default(),
         };
         let world = PumpArgs {
             key: 1,
             perm: 0o666,
             gid: None,
+            stream: Default::default(),
         };
         assert!(admit(&peer(me, 0, &[]), &private).is_ok());
         assert!(admit(&peer(0, 0, &[]), &private).is_ok());

@@ -209,31 +209,7 @@ impl Engine {
         buffer_frames: u64,
         bindings: &Bindings,
     ) -> Result<Geometry> {
-        let refuse = |why: String| Error::new(libc::EINVAL, format!("rdmix: hw_params: {why}"));
-        if !(convert::MIN_RATE..=convert::MAX_RATE).contains(&rate) {
-            return Err(refuse(format!(
-                "rate {rate} is outside {}..{} Hz",
-                convert::MIN_RATE,
-                convert::MAX_RATE
-            )));
-        }
-        if channels == 0 || channels > convert::MAX_CHANNELS {
-            return Err(refuse(format!(
-                "{channels} channels; rdmix maps 1 to {}",
-                convert::MAX_CHANNELS
-            )));
-        }
-        if bindings
-            .pairs()
-            .iter()
-            .any(|&(c, d)| c >= channels || d >= self.dev.channels)
-        {
-            return Err(refuse(format!(
-                "bindings {:?} do not fit {channels} channels on a {}-channel device",
-                bindings.pairs(),
-                self.dev.channels
-            )));
-        }
+        check_client(&self.dev, channels, rate, bindings)?;
         let frame_bytes = format.sample_bytes() * channels as usize;
         usize::try_from(buffer_frames)
             .ok()
@@ -344,6 +320,40 @@ impl Engine {
         self.mix_pos += frames;
         &self.out
     }
+}
+
+fn refuse(why: String) -> Error {
+    Error::new(libc::EINVAL, format!("rdmix: hw_params: {why}"))
+}
+
+/// Whether a client's rate, channels and bindings are ones rdmix converts, on a device like
+/// `dev`, in either direction.
+pub fn check_client(dev: &DeviceParams, channels: u32, rate: u32, bindings: &Bindings) -> Result<()> {
+    if !(convert::MIN_RATE..=convert::MAX_RATE).contains(&rate) {
+        return Err(refuse(format!(
+            "rate {rate} is outside {}..{} Hz",
+            convert::MIN_RATE,
+            convert::MAX_RATE
+        )));
+    }
+    if channels == 0 || channels > convert::MAX_CHANNELS {
+        return Err(refuse(format!(
+            "{channels} channels; rdmix maps 1 to {}",
+            convert::MAX_CHANNELS
+        )));
+    }
+    if bindings
+        .pairs()
+        .iter()
+        .any(|&(c, d)| c >= channels || d >= dev.channels)
+    {
+        return Err(refuse(format!(
+            "bindings {:?} do not fit {channels} channels on a {}-channel device",
+            bindings.pairs(),
+            dev.channels
+        )));
+    }
+    Ok(())
 }
 
 /// One lane's part of a period: `None` if it was not mixed, else whether its client should

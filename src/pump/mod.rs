@@ -2,15 +2,25 @@
 //!
 //! - `server`: the process loop, the control sockets and each client's lifecycle;
 //! - `admission`: who may attach, and how many lanes each user may hold;
-//! - `engine`: mixing the lanes into device periods;
+//! - `engine`: mixing the lanes into device periods (playback);
 //! - `pacing`: feeding the slave in real time, behind the narrow `Slave` trait;
+//! - `split`: handing each captured period to every recording lane (capture);
+//! - `capture`: reading the slave in real time, behind the narrow `Source` trait;
+//! - `side`: what the loop needs of either direction;
 //! - `slave`: opening and configuring the slave through alsa-lib.
+//!
+//! A pump serves one direction of one key. Playback and capture of the same device are two
+//! pumps (`--capture` starts the second), so a capture device is opened only while somebody
+//! records, and a fault on one side never silences the other.
 
 pub mod admission;
+pub mod capture;
 pub mod engine;
 pub mod pacing;
 pub mod server;
+pub mod side;
 pub mod slave;
+pub mod split;
 
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
@@ -66,7 +76,9 @@ fn bind(rv: &Rendezvous) -> std::io::Result<Bound> {
 pub fn main(args: &[String]) -> i32 {
     sys::process::ignore_sigpipe();
     let Some(args) = PumpArgs::parse(args) else {
-        eprintln!("rdmix-pump: usage: rdmix-pump --key KEY --perm PERM [--gid GID] (started by the rdmix plugin)");
+        eprintln!(
+            "rdmix-pump: usage: rdmix-pump --key KEY --perm PERM [--gid GID] [--capture] (started by the rdmix plugin)"
+        );
         return 2;
     };
     if args.shared() {
@@ -84,7 +96,7 @@ pub fn main(args: &[String]) -> i32 {
         }
     }
     let key = args.key;
-    let bound = wire::rendezvous(key, args.shared()).and_then(|rv| {
+    let bound = wire::rendezvous(key, args.shared(), args.stream).and_then(|rv| {
         bind(&rv)
             .map(|b| (b, rv.clone()))
             .map_err(|e| Error::io(&format!("rdmix: ipc_key {key:#x}: cannot listen at {}", rv.addr), e))

@@ -92,7 +92,7 @@ pub struct Pump<S: Slave> {
 }
 
 /// Device wake-ups in a row that may find no room before the descriptors are distrusted.
-const SPURIOUS_LIMIT: u32 = 16;
+pub(super) const SPURIOUS_LIMIT: u32 = 16;
 
 impl<S: Slave> Pump<S> {
     pub fn new(engine: Engine, slave: S, now_ns: u64) -> Pump<S> {

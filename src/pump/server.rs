@@ -26,9 +26,12 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 
 use super::admission::{Credentials, admit, within_share};
+use super::capture::Recorder;
 use super::engine::Engine;
 use super::pacing::{Next, Pump};
+use super::side::Side;
 use super::slave::AlsaSlave;
+use super::split::Splitter;
 use crate::alsa::strerror;
 use crate::config::{Bindings, Config};
 use crate::dsp::format::Format;
@@ -82,7 +85,7 @@ struct Peer {
 struct Running {
     /// The configuration the slave was opened with: the pump's own copy.
     cfg: Config,
-    pump: Pump<AlsaSlave>,
+    pump: Box<dyn Side>,
     seg_fd: OwnedFd,
 }
 
@@ -161,8 +164,8 @@ impl Server {
             }
         };
         let (cpu_us, switches) = (sys::process::cpu_us(), sys::process::context_switches());
-        let periods = self.running.as_ref().map_or(0, |r| r.pump.stats.periods);
-        let xruns = self.running.as_ref().map_or(0, |r| r.pump.stats.slave_xruns);
+        let periods = self.running.as_ref().map_or(0, |r| r.pump.stats().periods);
+        let xruns = self.running.as_ref().map_or(0, |r| r.pump.stats().slave_xruns);
         log(&format!(
             "exiting ({code}) after {periods} periods, {xruns} slave xruns; cpu {cpu_us} us, {} wake-ups, {switches} context switches",
             self.wakeups
@@ -283,7 +286,7 @@ impl Server {
         }
         self.events = events;
         if slave_stirred && let Some(r) = &self.running {
-            self.slave_ready = r.pump.slave.ready(&mut self.slave_fds);
+            self.slave_ready = r.pump.slave().ready(&mut self.slave_fds);
             for p in &mut self.slave_fds {
                 p.revents = 0;
             }
@@ -316,7 +319,7 @@ impl Server {
         self.epoll.remove(p.sock.as_raw_fd());
         if let Some(s) = p.slot {
             if let Some(r) = &mut self.running {
-                r.pump.engine.detach(s);
+                r.pump.detach(s);
             }
             self.wakers[s] = None;
             log(&format!("client pid {} left lane {s}", p.cred.pid));
@@ -451,7 +454,7 @@ impl Server {
         }
         if self.running.is_none() {
             let mut r = start(&self.args, &cfg)?;
-            self.slave_fds = r.pump.slave.poll_fds();
+            self.slave_fds = r.pump.slave().poll_fds();
             if self.slave_fds.is_empty() {
                 r.pump.pace_by_clock();
             }
@@ -491,9 +494,9 @@ impl Server {
         let mut w = Msg::new(WELCOME);
         w.slot = slot as u32;
         // The lane is the engine's before the client can see it.
-        r.pump.engine.attach(slot, Arc::new(mem));
+        r.pump.attach(slot, Arc::new(mem));
         if let Err(e) = wire::send(&peer.sock, &w, &[r.seg_fd.as_fd(), lane_fd.as_fd(), theirs.as_fd()]) {
-            r.pump.engine.detach(slot);
+            r.pump.detach(slot);
             return Err(Error::io("rdmix: the client left during its HELLO", e));
         }
         self.wakers[slot] = Some(mine);
@@ -517,18 +520,19 @@ impl Server {
             ..PumpStatus::default()
         };
         let Some(r) = &self.running else { return s };
-        let dev = r.pump.engine.device();
+        let dev = r.pump.device();
         s.slave = r.cfg.slave.pcm.clone();
-        s.slave_type = r.pump.slave.type_name();
+        s.slave_type = r.pump.slave().type_name();
         s.format = Format::lookup(dev.format).map(|f| f.name()).unwrap_or_default();
         (s.rate, s.channels, s.period, s.buffer) = (dev.rate, dev.channels, dev.period_frames, dev.buffer_frames);
-        s.periods = r.pump.stats.periods;
-        s.slave_xruns = r.pump.stats.slave_xruns;
+        s.periods = r.pump.stats().periods;
+        s.slave_xruns = r.pump.stats().slave_xruns;
         s.device = if r.pump.is_idle() { "idle" } else { "running" }.to_string();
+        s.stream = self.args.stream.name().to_string();
         let dev_us = frames_to_ns(dev.buffer_frames as u64, dev.rate) / 1000;
         for p in &self.peers {
             let Some(lane) = p.slot else { continue };
-            let Some((setup, state, underruns)) = r.pump.engine.lane_status(lane) else {
+            let Some((setup, state, underruns)) = r.pump.lane_status(lane) else {
                 continue;
             };
             let mut c = ClientStatus {
@@ -566,15 +570,13 @@ impl Server {
         let Some(r) = self.running.as_mut() else {
             return Err(Error::new(libc::EIO, "rdmix: hw_params: the pump has no device open"));
         };
-        r.pump
-            .engine
-            .setup(slot, f, channels, rate, buffer, &self.peers[i].bindings)
+        r.pump.setup(slot, f, channels, rate, buffer, &self.peers[i].bindings)
     }
 }
 
 /// Opens the slave and makes the header segment: what the first HELLO sets going.
 fn start(args: &PumpArgs, cfg: &Config) -> Result<Running> {
-    let (slave, dev, chmap) = AlsaSlave::open(&cfg.slave).map_err(|e| {
+    let (slave, dev, chmap) = AlsaSlave::open(&cfg.slave, args.stream).map_err(|e| {
         if args.shared() && e.is(libc::ENOENT) {
             let line = e.line().to_string();
             e.context(format!(
@@ -585,12 +587,12 @@ fn start(args: &PumpArgs, cfg: &Config) -> Result<Running> {
             e
         }
     })?;
-    let (seg, seg_fd) = SegmentWriter::create(&dev, &chmap)
+    let (seg, seg_fd) = SegmentWriter::create(&dev, &chmap, args.stream)
         .map_err(|e| Error::io("rdmix: pump: cannot create the shared segment", e))?;
-    let engine = Engine::new(Arc::new(seg), dev, chmap)?;
     log(&format!(
-        "key {:#x}: slave \"{}\" ({}) at {} Hz, {} ch, {}, period {} / buffer {} frames{}",
+        "key {:#x}: {} slave \"{}\" ({}) at {} Hz, {} ch, {}, period {} / buffer {} frames{}",
         args.key,
+        args.stream.name(),
         cfg.slave.pcm,
         slave.type_name(),
         dev.rate,
@@ -604,9 +606,15 @@ fn start(args: &PumpArgs, cfg: &Config) -> Result<Running> {
             ""
         }
     ));
+    let seg = Arc::new(seg);
+    let pump: Box<dyn Side> = if args.stream.is_capture() {
+        Box::new(Recorder::new(Splitter::new(seg, dev, chmap)?, slave, now_ns()))
+    } else {
+        Box::new(Pump::new(Engine::new(seg, dev, chmap)?, slave, now_ns()))
+    };
     Ok(Running {
         cfg: cfg.clone(),
-        pump: Pump::new(engine, slave, now_ns()),
+        pump,
         seg_fd,
     })
 }

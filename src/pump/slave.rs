@@ -1,7 +1,9 @@
-//! Opening and configuring the slave: read/write interleaved access only, never mmap.
+//! Opening and configuring the slave, for playback or capture: read/write interleaved
+//! access only, never mmap.
 
 use std::fmt::Display;
 
+use super::capture::Source;
 use super::pacing::Slave;
 use crate::alsa::pcm::{HwParams, Negotiated, Pcm};
 use crate::alsa::strerror;
@@ -10,6 +12,7 @@ use crate::dsp::chmap::standard_map;
 use crate::dsp::format::{FORMATS, Format};
 use crate::error::{Error, Result};
 use crate::shm::segment::{DeviceParams, MAX_CHMAP};
+use crate::shm::wire::Stream;
 
 /// rdmix's defaults, chosen for low latency: 5 ms periods, 4 of them (about 21 ms at 48 kHz,
 /// against 1024-frame quanta in sound servers).
@@ -43,16 +46,16 @@ fn unusable(name: &str, why: String) -> Error {
 
 impl AlsaSlave {
     /// Opens and configures the slave; the error is one line naming the option and the cause.
-    pub fn open(req: &SlaveRequest) -> Result<(AlsaSlave, DeviceParams, Vec<u32>)> {
+    pub fn open(req: &SlaveRequest, stream: Stream) -> Result<(AlsaSlave, DeviceParams, Vec<u32>)> {
         let name = req.pcm.as_str();
-        let pcm = Pcm::open(name).map_err(|e| {
+        let pcm = Pcm::open(name, stream.is_capture()).map_err(|e| {
             if e.is(libc::ELOOP) {
                 // The nested rdmix refused to open inside a pump (see plugin::open).
                 e.context(format!(
                     "rdmix: slave.pcm \"{name}\": leads back to rdmix itself; name a device or plugin chain"
                 ))
             } else {
-                failed(name, "cannot open", e)
+                failed(name, &format!("cannot open for {}", stream.name()), e)
             }
         })?;
         let mut hw = pcm
@@ -70,9 +73,14 @@ impl AlsaSlave {
             .negotiated()
             .map_err(|e| failed(name, "cannot read back its parameters", e))?;
         check_usable(name, &got)?;
-        // Start once the buffer is full; an underrun is a real xrun, which the pump recovers.
-        // The pump writes whole periods, so start at the last whole period that fits.
-        let start = got.buffer / got.period * got.period;
+        // Playback starts once the buffer is full; an underrun is a real xrun, which the pump
+        // recovers. The pump writes whole periods, so start at the last whole period that
+        // fits. Capture is started by the pump itself, when the first client records.
+        let start = if stream.is_capture() {
+            got.buffer * 2
+        } else {
+            got.buffer / got.period * got.period
+        };
         pcm.set_sw_params(start, got.buffer, got.period)
             .map_err(|e| failed(name, "refuses the software parameters", e))?;
         let chmap = pcm
@@ -206,17 +214,37 @@ impl Slave for AlsaSlave {
     }
 }
 
+impl Source for AlsaSlave {
+    fn read(&mut self, buf: &mut [u8], frames: usize) -> Result<usize> {
+        self.pcm.readi(buf, frames)
+    }
+    fn avail(&mut self) -> Result<usize> {
+        self.pcm.avail()
+    }
+    fn recover(&mut self, err: &Error) -> Result<()> {
+        self.pcm.recover(err)?;
+        self.pcm.start()
+    }
+    fn start(&mut self) -> Result<()> {
+        self.pcm.prepare()?;
+        self.pcm.start()
+    }
+    fn stop(&mut self) -> Result<()> {
+        self.pcm.drop_frames()
+    }
+}
+
 impl AlsaSlave {
     /// The descriptors that wake the pump when the slave can take a period (its avail_min).
     pub fn poll_fds(&self) -> Vec<libc::pollfd> {
         self.pcm.poll_descriptors().unwrap_or_default()
     }
 
-    /// Whether the woken descriptors mean the slave wants service (room, or an error that
-    /// the next write reports).
+    /// Whether the woken descriptors mean the slave wants service (room, frames captured,
+    /// or an error that the next transfer reports).
     pub fn ready(&self, fds: &mut [libc::pollfd]) -> bool {
         self.pcm.poll_revents(fds).map_or(true, |r| {
-            r & (libc::POLLOUT | libc::POLLERR | libc::POLLHUP) as u16 != 0
+            r & (libc::POLLOUT | libc::POLLIN | libc::POLLERR | libc::POLLHUP) as u16 != 0
         })
     }
 }

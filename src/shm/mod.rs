@@ -8,6 +8,7 @@ pub mod map;
 pub mod ring;
 pub mod segment;
 pub mod status;
+pub mod tap;
 pub mod wire;
 
 // Clients and the pump synchronise only through atomics in shared memory. A lock-based

@@ -128,7 +128,7 @@ pub struct Ctl {
 }
 
 impl Ctl {
-    fn pack(self) -> u64 {
+    pub(super) fn pack(self) -> u64 {
         Word {
             epoch: self.epoch,
             tag: self.state as u8,
@@ -138,7 +138,7 @@ impl Ctl {
     }
 
     /// An unknown state tag (a corrupt slot) reads as `None`.
-    fn unpack(w: u64) -> Option<Ctl> {
+    pub(super) fn unpack(w: u64) -> Option<Ctl> {
         let w = Word::unpack(w);
         Some(Ctl {
             epoch: w.epoch,
@@ -165,7 +165,7 @@ pub struct Mixed {
 }
 
 impl Mixed {
-    fn pack(self) -> u64 {
+    pub(super) fn pack(self) -> u64 {
         let tag = if self.running { TAG_RUNNING } else { 0 } | if self.drained { TAG_DRAINED } else { 0 };
         Word {
             epoch: self.epoch,
@@ -175,7 +175,7 @@ impl Mixed {
         .pack()
     }
 
-    fn unpack(w: u64) -> Mixed {
+    pub(super) fn unpack(w: u64) -> Mixed {
         let w = Word::unpack(w);
         Mixed {
             epoch: w.epoch,
@@ -206,7 +206,7 @@ impl Geometry {
     }
 
     /// The (up to) two contiguous byte spans of lane memory that hold frames `[pos, pos+n)`.
-    fn spans(&self, pos: u64, n: usize) -> [(usize, usize); 2] {
+    pub(super) fn spans(&self, pos: u64, n: usize) -> [(usize, usize); 2] {
         let n = n.min(self.buffer_frames);
         let start = (pos % self.buffer_frames as u64) as usize;
         let first = n.min(self.buffer_frames - start);

@@ -15,13 +15,14 @@ use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 
 use super::lane::{LANE_BYTES, LANE_MEM_BYTES};
 use super::map::{Mapping, PAGE};
+use super::wire::Stream;
 use crate::error::{Error, Result};
 use crate::sys;
 
 /// "RDMX", little-endian.
 pub const MAGIC: u32 = 0x584d_4452;
 /// Bumped on any change to the layout or to the meaning of a field.
-pub const LAYOUT_VERSION: u32 = 2;
+pub const LAYOUT_VERSION: u32 = 3;
 /// At least 32 clients share one pump; 64 leaves headroom for programs that open twice.
 pub const MAX_LANES: usize = 64;
 /// Largest channel count described by the header's channel map.
@@ -48,7 +49,8 @@ pub struct Header {
     pub period_frames: u32,
     pub buffer_frames: u32,
     pub pump_pid: u32,
-    _pad: u32,
+    /// 0: the pump plays into the slave; 1: it records from it (`wire::Stream`).
+    pub stream: u32,
     /// The slave's channel map (`SND_CHMAP_*` positions), `channels` entries used.
     pub chmap: [u32; MAX_CHMAP],
     /// Seqlock over `mix_pos`, `slave_delay`, `tstamp_ns`: odd while the pump writes.
@@ -121,6 +123,7 @@ impl Segment {
             || h.period_frames == 0
             || h.buffer_frames < h.period_frames
             || h.rate == 0
+            || h.stream > 1
         {
             return Err(refused("segment header has impossible geometry".into()));
         }
@@ -141,6 +144,15 @@ impl Segment {
             channels: h.channels,
             period_frames: h.period_frames,
             buffer_frames: h.buffer_frames,
+        }
+    }
+
+    /// Which way the pump moves frames.
+    pub fn stream(&self) -> Stream {
+        if self.header().stream == 1 {
+            Stream::Capture
+        } else {
+            Stream::Playback
         }
     }
 
@@ -175,11 +187,11 @@ impl std::ops::Deref for SegmentWriter {
 impl SegmentWriter {
     /// Creates the header memfd, fills it in, and seals it so that only this mapping can
     /// ever write it. The descriptor is what clients are given.
-    pub fn create(dev: &DeviceParams, chmap: &[u32]) -> std::io::Result<(SegmentWriter, OwnedFd)> {
+    pub fn create(dev: &DeviceParams, chmap: &[u32], stream: Stream) -> std::io::Result<(SegmentWriter, OwnedFd)> {
         let fd = sys::memfd::create(c"rdmix-segment", SEGMENT_BYTES as u64)?;
         let map = Mapping::shared(&std::fs::File::from(fd.try_clone()?), SEGMENT_BYTES, true)?;
         let w = SegmentWriter { seg: Segment { map } };
-        w.init(dev, chmap);
+        w.init(dev, chmap, stream);
         sys::memfd::seal(fd.as_fd(), sys::memfd::SIZE_SEALS | sys::memfd::FUTURE_WRITE)?;
         Ok((w, fd))
     }
@@ -191,11 +203,11 @@ impl SegmentWriter {
                 map: Mapping::heap(SEGMENT_BYTES),
             },
         };
-        w.init(dev, &[]);
+        w.init(dev, &[], Stream::Playback);
         w
     }
 
-    fn init(&self, dev: &DeviceParams, chmap: &[u32]) {
+    fn init(&self, dev: &DeviceParams, chmap: &[u32], stream: Stream) {
         // SAFETY: called only on a header that is new and not yet shared, so the write is exclusive.
         let h = unsafe { &mut *(self.seg.map.base() as *mut Header) };
         h.magic = MAGIC;
@@ -210,6 +222,7 @@ impl SegmentWriter {
         h.period_frames = dev.period_frames;
         h.buffer_frames = dev.buffer_frames;
         h.pump_pid = sys::process::pid() as u32;
+        h.stream = stream.is_capture() as u32;
         for (d, s) in h.chmap.iter_mut().zip(chmap) {
             *d = *s;
         }
@@ -244,10 +257,11 @@ mod tests {
 
     #[test]
     fn the_header_reaches_clients_sealed_and_read_only() {
-        let (w, fd) = SegmentWriter::create(&test_device(), &[3, 4]).unwrap();
+        let (w, fd) = SegmentWriter::create(&test_device(), &[3, 4], Stream::Capture).unwrap();
         let seg = Segment::attach(fd.try_clone().unwrap()).unwrap();
         assert_eq!(seg.device(), test_device());
         assert_eq!(seg.chmap(), vec![3, 4]);
+        assert_eq!(seg.stream(), Stream::Capture);
         assert!(!seg.writable() && w.writable());
         w.set_failed(-5);
         assert_eq!(seg.failed(), Some(-5), "the pump's writes reach the client's mapping");
@@ -263,12 +277,12 @@ mod tests {
 
     #[test]
     fn foreign_segments_are_refused() {
-        let (w, fd) = SegmentWriter::create(&test_device(), &[]).unwrap();
+        let (w, fd) = SegmentWriter::create(&test_device(), &[], Stream::Playback).unwrap();
         // SAFETY: test-only corruption through the pump's own writable mapping.
         unsafe { (*(w.map.base() as *mut Header)).magic = 0xdead_beef };
         assert!(Segment::attach(fd).err().unwrap().line().contains("magic"));
 
-        let (w, fd) = SegmentWriter::create(&test_device(), &[]).unwrap();
+        let (w, fd) = SegmentWriter::create(&test_device(), &[], Stream::Playback).unwrap();
         // SAFETY: as above.
         unsafe { (*(w.map.base() as *mut Header)).version = 99 };
         assert!(Segment::attach(fd).err().unwrap().line().contains("version 99"));

@@ -24,8 +24,10 @@ pub struct PumpStatus {
     pub uptime_ms: u64,
     pub periods: u64,
     pub slave_xruns: u32,
-    /// `running`, or `idle` while nobody plays and the device is stopped.
+    /// `running`, or `idle` while nobody plays (records) and the device is stopped.
     pub device: String,
+    /// `playback` or `capture`.
+    pub stream: String,
     /// User plus system CPU over the pump's life.
     pub cpu_us: u64,
     pub clients: Vec<ClientStatus>,
@@ -75,6 +77,7 @@ impl PumpStatus {
         field(&mut o, "periods", &self.periods);
         field(&mut o, "slave_xruns", &self.slave_xruns);
         field(&mut o, "device", &self.device);
+        field(&mut o, "stream", &self.stream);
         field(&mut o, "cpu_us", &self.cpu_us);
         for c in &self.clients {
             field(&mut o, "client", &c.pid);
@@ -127,6 +130,7 @@ impl PumpStatus {
                     "periods" => p.periods = n(),
                     "slave_xruns" => p.slave_xruns = n32(),
                     "device" => p.device = text(),
+                    "stream" => p.stream = text(),
                     "cpu_us" => p.cpu_us = n(),
                     _ => {}
                 },
@@ -168,6 +172,7 @@ mod tests {
             periods: 937,
             slave_xruns: 1,
             device: "running".into(),
+            stream: "capture".into(),
             cpu_us: 12_345,
             clients: vec![
                 ClientStatus {

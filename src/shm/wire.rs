@@ -42,7 +42,7 @@ use crate::error::Error;
 use crate::sys;
 use crate::sys::socket::Addr;
 
-pub const PROTO_VERSION: u64 = 4;
+pub const PROTO_VERSION: u64 = 5;
 const MSG_MAGIC: u32 = 0x4d43_4452; // "RDCM"
 const HEADER: usize = 48;
 /// Room for a status report of every lane, with a slave name of the longest kind.
@@ -195,6 +195,46 @@ pub fn is_shared(perm: u32) -> bool {
     perm & 0o066 != 0
 }
 
+/// Which way a pump moves frames. A playback pump and a capture pump of the same key are two
+/// pumps, each with its own socket: the two directions never collide, and a capture device
+/// is opened only while somebody records.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Stream {
+    #[default]
+    Playback,
+    Capture,
+}
+
+impl Stream {
+    pub fn is_capture(self) -> bool {
+        self == Stream::Capture
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Stream::Playback => "playback",
+            Stream::Capture => "capture",
+        }
+    }
+
+    /// How the direction marks a socket's name: nothing for playback (as before capture
+    /// existed), `capture-` for capture.
+    fn tag(self) -> &'static str {
+        match self {
+            Stream::Playback => "",
+            Stream::Capture => "capture-",
+        }
+    }
+
+    fn of_tag(tag: &str) -> Option<Stream> {
+        match tag {
+            "" => Some(Stream::Playback),
+            "capture-" => Some(Stream::Capture),
+            _ => None,
+        }
+    }
+}
+
 /// The `HOME` a shared pump runs with: none, so alsa-lib reads only the system-wide
 /// configuration and never one user's `~/.asoundrc`.
 pub const SYSTEM_HOME: &str = "/nonexistent";
@@ -229,28 +269,31 @@ fn private_dir() -> Result<PathBuf, Error> {
     Ok(dir)
 }
 
-/// Where the pump for `key` listens: a path in this user's private directory for a
-/// private key, the abstract namespace for a shared one.
-pub fn rendezvous(key: u32, shared: bool) -> Result<Rendezvous, Error> {
+/// Where the pump for `key` and `stream` listens: a path in this user's private directory
+/// for a private key, the abstract namespace for a shared one.
+pub fn rendezvous(key: u32, shared: bool, stream: Stream) -> Result<Rendezvous, Error> {
+    let tag = stream.tag();
     if shared {
         return Ok(Rendezvous {
-            addr: Addr::Abstract(format!("rdmix-{key:08x}")),
+            addr: Addr::Abstract(format!("rdmix-{tag}{key:08x}")),
             lock: None,
         });
     }
     let dir = private_dir()?;
     Ok(Rendezvous {
-        addr: Addr::Path(dir.join(format!("{key:08x}.sock"))),
-        lock: Some(dir.join(format!("{key:08x}.lock"))),
+        addr: Addr::Path(dir.join(format!("{tag}{key:08x}.sock"))),
+        lock: Some(dir.join(format!("{tag}{key:08x}.lock"))),
     })
 }
 
-/// Every pump socket this user can see, by key: the private ones in this user's directory
-/// (for root, every user's), and the shared ones in the abstract namespace.
+/// Every pump socket this user can see, by key and direction: the private ones in this
+/// user's directory (for root, every user's), and the shared ones in the abstract namespace.
 pub fn visible_pumps() -> Vec<(u32, Addr)> {
     let key_of = |name: &str, suffix: &str| {
-        let hex = name.strip_suffix(suffix)?;
-        (hex.len() == 8).then(|| u32::from_str_radix(hex, 16).ok())?
+        let rest = name.strip_suffix(suffix)?;
+        let (tag, hex) = rest.split_at(rest.len().checked_sub(8)?);
+        Stream::of_tag(tag)?;
+        u32::from_str_radix(hex, 16).ok()
     };
     let mut dirs: Vec<PathBuf> = private_dir().into_iter().collect();
     if sys::user::euid() == 0 {
@@ -271,8 +314,10 @@ pub fn visible_pumps() -> Vec<(u32, Addr)> {
     // The last column of /proc/net/unix is the bound name; '@' marks the abstract namespace.
     let unix = std::fs::read_to_string("/proc/net/unix").unwrap_or_default();
     for name in unix.lines().filter_map(|l| l.split_whitespace().nth(7)) {
-        if let Some(k) = name.strip_prefix("@rdmix-").and_then(|n| key_of(n, "")) {
-            out.push((k, Addr::Abstract(format!("rdmix-{k:08x}"))));
+        if let Some(n) = name.strip_prefix("@rdmix-")
+            && let Some(k) = key_of(n, "")
+        {
+            out.push((k, Addr::Abstract(format!("rdmix-{n}"))));
         }
     }
     // A listener and its accepted connections share a name, and root's own directory is
@@ -289,6 +334,7 @@ pub struct PumpArgs {
     pub key: u32,
     pub perm: u32,
     pub gid: Option<u32>,
+    pub stream: Stream,
 }
 
 impl PumpArgs {
@@ -296,7 +342,7 @@ impl PumpArgs {
         is_shared(self.perm)
     }
 
-    /// `--key KEY --perm PERM [--gid GID]`.
+    /// `--key KEY --perm PERM [--gid GID] [--capture]`.
     pub fn to_args(&self) -> Vec<String> {
         let mut v = vec![
             "--key".into(),
@@ -307,11 +353,18 @@ impl PumpArgs {
         if let Some(g) = self.gid {
             v.extend(["--gid".into(), g.to_string()]);
         }
+        if self.stream.is_capture() {
+            v.push("--capture".into());
+        }
         v
     }
 
     /// The inverse of `to_args`; `None` for anything else.
     pub fn parse(args: &[String]) -> Option<PumpArgs> {
+        let (args, stream) = match args.split_last() {
+            Some((last, rest)) if last == "--capture" => (rest, Stream::Capture),
+            _ => (args, Stream::Playback),
+        };
         let (key, perm, gid) = match args {
             [k, key, p, perm] if k == "--key" && p == "--perm" => (key, perm, None),
             [k, key, p, perm, g, gid] if k == "--key" && p == "--perm" && g == "--gid" => {
@@ -326,6 +379,7 @@ impl PumpArgs {
             key: key.parse().ok().filter(|k| *k != 0)?,
             perm,
             gid,
+            stream,
         })
     }
 }
@@ -395,11 +449,13 @@ mod tests {
                 key: 0x1234,
                 perm: 0o600,
                 gid: None,
+                stream: Stream::Playback,
             },
             PumpArgs {
                 key: 7,
                 perm: 0o660,
                 gid: Some(29),
+                stream: Stream::Capture,
             },
         ] {
             assert_eq!(PumpArgs::parse(&a.to_args()), Some(a));

@@ -62,8 +62,9 @@ fn text(seen: &[Seen]) -> String {
         let s = &p.status;
         let _ = writeln!(
             o,
-            "pump {:#010x}  pid {}  user {}  {}  up {}  cpu {:.2} s",
+            "pump {:#010x} {}  pid {}  user {}  {}  up {}  cpu {:.2} s",
             s.key,
+            if s.stream.is_empty() { "playback" } else { &s.stream },
             p.pid,
             user(p.uid),
             if s.shared { "shared" } else { "private" },
@@ -164,7 +165,7 @@ fn json(seen: &[Seen]) -> String {
             format!(
                 "{{\"key\":{},\"pid\":{},\"uid\":{},\"user\":{},\"shared\":{},\"slave\":{},\"slave_type\":{},\
                  \"format\":{},\"rate\":{},\"channels\":{},\"period\":{},\"buffer\":{},\"uptime_s\":{:.3},\
-                 \"periods\":{},\"slave_xruns\":{},\"device\":{},\"cpu_s\":{:.6},\"clients\":[{}]}}",
+                 \"periods\":{},\"slave_xruns\":{},\"device\":{},\"stream\":{},\"cpu_s\":{:.6},\"clients\":[{}]}}",
                 s.key,
                 p.pid,
                 p.uid,
@@ -181,6 +182,7 @@ fn json(seen: &[Seen]) -> String {
                 s.periods,
                 s.slave_xruns,
                 js(&s.device),
+                js(&s.stream),
                 s.cpu_us as f64 / 1e6,
                 clients.join(",")
             )

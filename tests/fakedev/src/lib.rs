@@ -10,6 +10,13 @@
 //! `fail_after` frames then `fail_errno` (default EIO) from every write; `wedge_after`
 //! frames then the device stops consuming for good; `mmap_only` to offer no RW access;
 //! `append` to append raw frames (no header) across opens.
+//!
+//! Opened for capture it is a microphone with a known signal, paced the same way: from
+//! its start it captures at the real rate, reports an overrun when the program falls a
+//! buffer behind, and frame `k` (counted since open, across restarts) holds `k` modulo
+//! 65536 as a 16-bit sample on channel 0 and a `tone` Hz sine (default 1000) at half scale
+//! on every other channel. So a recording proves by itself that it got every frame, in
+//! order, and a converted one can be checked for level and pitch.
 
 // snd_pcm_uframes_t is 32 bits on 32-bit targets: the casts to u64 are not no-ops there.
 #![allow(clippy::unnecessary_cast)]
@@ -24,11 +31,17 @@ use alsa_sys as a;
 use asound_module_pcm_rdmix::alsa::conf::{Conf, Value};
 use asound_module_pcm_rdmix::alsa::ffi::*;
 use asound_module_pcm_rdmix::dsp::format::Format;
+use asound_module_pcm_rdmix::dsp::mix::Mixer;
 use asound_module_pcm_rdmix::sys::time::now_ns;
 use libc::pollfd;
 
 struct Fake {
     io: snd_pcm_ioplug_t,
+    /// Opened for capture: `wav` is unused and the signal is generated.
+    capture: bool,
+    /// Capture: frames captured in earlier runs since open, so the counter goes on.
+    cap_base: u64,
+    tone: f64,
     wav: File,
     log: Option<File>,
     format: Format,
@@ -49,6 +62,33 @@ struct Fake {
 }
 
 impl Fake {
+    /// Capture: frames captured since the last start.
+    fn captured(&self) -> u64 {
+        self.start_ns.map_or(0, |t0| {
+            ((now_ns() - t0) as u128 * self.rate as u128 / 1_000_000_000) as u64
+        })
+    }
+
+    /// Capture: the signal's frames `[first, first + n)`, counted since open, in the
+    /// device's format.
+    fn signal(&self, first: u64, n: usize, out: &mut [u8]) {
+        let ch = self.channels as usize;
+        let mut f = vec![0f32; n * ch];
+        for (i, frame) in f.chunks_exact_mut(ch).enumerate() {
+            let k = first + i as u64;
+            frame[0] = (k as u16 as i16) as f32 / 32768.0;
+            let phase = 2.0 * std::f64::consts::PI * self.tone * (k as f64 / self.rate as f64);
+            for s in &mut frame[1..] {
+                *s = (0.5 * phase.sin()) as f32;
+            }
+        }
+        let identity: Vec<f32> = (0..ch * ch).map(|i| if i / ch == i % ch { 1.0 } else { 0.0 }).collect();
+        let mut m = Mixer::new(self.format, n * ch);
+        m.clear(n * ch);
+        m.add_mapped(&f, ch, &identity);
+        m.finish(out);
+    }
+
     fn played(&self) -> u64 {
         let Some(t0) = self.start_ns else {
             return self.played_base;
@@ -99,8 +139,12 @@ unsafe extern "C" fn start(io: *mut snd_pcm_ioplug_t) -> c_int {
         let f = unsafe { fake(io) };
         let t = now_ns();
         f.start_ns = Some(t);
-        // Ground truth for delay tests: the device plays frame `at` + n at `t` + n / rate.
-        if let Some(log) = &mut f.log {
+        if f.capture {
+            if let Some(log) = &mut f.log {
+                let _ = writeln!(log, "capture start ns={t} at={}", f.cap_base);
+            }
+        } else if let Some(log) = &mut f.log {
+            // Ground truth for delay tests: the device plays frame `at` + n at `t` + n / rate.
             let _ = writeln!(
                 log,
                 "start ns={t} at={} recorded={} written={} base={}",
@@ -127,10 +171,25 @@ unsafe extern "C" fn start(io: *mut snd_pcm_ioplug_t) -> c_int {
     })
 }
 
+const OFF: libc::itimerspec = libc::itimerspec {
+    it_interval: libc::timespec { tv_sec: 0, tv_nsec: 0 },
+    it_value: libc::timespec { tv_sec: 0, tv_nsec: 0 },
+};
+
 unsafe extern "C" fn stop(io: *mut snd_pcm_ioplug_t) -> c_int {
     guard(-libc::EIO, || {
         // SAFETY: see `fake`.
         let f = unsafe { fake(io) };
+        if f.capture {
+            f.cap_base += f.captured();
+            f.start_ns = None;
+            if let Some(log) = &mut f.log {
+                let _ = writeln!(log, "capture stop ns={} at={}", now_ns(), f.cap_base);
+            }
+            // SAFETY: disarms our timerfd.
+            unsafe { libc::timerfd_settime(f.timer, 0, &OFF, std::ptr::null_mut()) };
+            return 0;
+        }
         f.played_base = f.played();
         if let Some(log) = &mut f.log {
             let dropped = f.written - f.played_base;
@@ -138,12 +197,8 @@ unsafe extern "C" fn stop(io: *mut snd_pcm_ioplug_t) -> c_int {
         }
         f.written = f.played_base;
         f.start_ns = None;
-        let off = libc::itimerspec {
-            it_interval: libc::timespec { tv_sec: 0, tv_nsec: 0 },
-            it_value: libc::timespec { tv_sec: 0, tv_nsec: 0 },
-        };
         // SAFETY: disarms our timerfd: a stopped device has no period interrupts.
-        unsafe { libc::timerfd_settime(f.timer, 0, &off, std::ptr::null_mut()) };
+        unsafe { libc::timerfd_settime(f.timer, 0, &OFF, std::ptr::null_mut()) };
         0
     })
 }
@@ -152,6 +207,13 @@ unsafe extern "C" fn pointer(io: *mut snd_pcm_ioplug_t) -> a::snd_pcm_sframes_t 
     guard(-libc::EIO as _, || {
         // SAFETY: see `fake`.
         let f = unsafe { fake(io) };
+        if f.capture {
+            let hw = f.captured();
+            if hw.saturating_sub(f.io.appl_ptr as u64) > f.io.buffer_size as u64 {
+                return -libc::EPIPE as _; // the program fell a buffer behind: an overrun
+            }
+            return (hw % f.boundary.max(1)) as a::snd_pcm_sframes_t;
+        }
         let p = f.played();
         if f.start_ns.is_some() && p >= f.written && f.wedge_after.is_none_or(|w| p < w) {
             return -libc::EPIPE as _; // ran dry: an underrun, as a driver reports it
@@ -169,12 +231,24 @@ unsafe extern "C" fn transfer(
     guard(-libc::EIO as _, || {
         // SAFETY: see `fake`.
         let f = unsafe { fake(io) };
+        let fb = f.format.sample_bytes() * f.channels as usize;
+        if f.capture {
+            // SAFETY: RW_INTERLEAVED: one area, frames contiguous from `offset`, ours to fill.
+            let out = unsafe {
+                let ar = &*areas;
+                std::slice::from_raw_parts_mut(
+                    (ar.addr as *mut u8).add(ar.first as usize / 8 + offset as usize * fb),
+                    size as usize * fb,
+                )
+            };
+            f.signal(f.cap_base + f.io.appl_ptr as u64, size as usize, out);
+            return size as a::snd_pcm_sframes_t;
+        }
         if let Some(n) = f.fail_after
             && f.written >= n
         {
             return -f.fail_errno as _;
         }
-        let fb = f.format.sample_bytes() * f.channels as usize;
         // SAFETY: RW_INTERLEAVED: one area, frames contiguous from `offset`.
         let data = unsafe {
             let ar = &*areas;
@@ -200,7 +274,7 @@ unsafe extern "C" fn close(io: *mut snd_pcm_ioplug_t) -> c_int {
     guard(-libc::EIO, || {
         // SAFETY: reclaims the Box made in open; the last callback.
         let f = unsafe { Box::from_raw((*io).private_data as *mut Fake) };
-        if !f.append {
+        if !f.append && !f.capture {
             let _ = f.wav.write_all_at(&f.wav_header(), 0);
         }
         // SAFETY: our timerfd.
@@ -249,6 +323,9 @@ unsafe extern "C" fn prepare(io: *mut snd_pcm_ioplug_t) -> c_int {
     guard(-libc::EIO, || {
         // SAFETY: see `fake`.
         let f = unsafe { fake(io) };
+        if f.capture && f.start_ns.is_some() {
+            f.cap_base += f.captured();
+        }
         f.written = 0;
         f.played_base = 0;
         f.start_ns = None;
@@ -268,9 +345,13 @@ unsafe extern "C" fn poll_revents(
             let f = fake(io);
             let mut v = 0u64;
             libc::read(f.timer, &mut v as *mut u64 as *mut c_void, 8);
-            let avail = f.io.buffer_size as u64 - (f.written - f.played());
+            let (avail, ready) = if f.capture {
+                (f.captured().saturating_sub(f.io.appl_ptr as u64), libc::POLLIN)
+            } else {
+                (f.io.buffer_size as u64 - (f.written - f.played()), libc::POLLOUT)
+            };
             *revents = if (*pfd).revents != 0 && avail >= f.io.period_size as u64 {
-                libc::POLLOUT as c_ushort
+                ready as c_ushort
             } else {
                 0
             };
@@ -322,6 +403,7 @@ fn open(
     let (mut fail_after, mut fail_errno, mut wedge_after) = (None, libc::EIO, None);
     let mut mmap_only = false;
     let mut append = false;
+    let mut tone = 1000.0;
     for c in node.children() {
         let int = || match c.value() {
             Value::Integer(i) => Some(i),
@@ -345,19 +427,26 @@ fn open(
             "mmap_only" => mmap_only = c.boolean().unwrap_or(false),
             // Raw frames appended, no header: one recording across several device opens.
             "append" => append = c.boolean().unwrap_or(false),
+            // Capture: the sine's frequency on channels 1 and up.
+            "tone" => tone = int().unwrap_or(1000) as f64,
             other => return err(&format!("unknown option {other}")),
         }
     }
+    let capture = stream == a::SND_PCM_STREAM_CAPTURE;
+    // A capture device writes no file: its `file` (shared with the playback side) is unused.
+    let file = if capture { Some("/dev/null".to_string()) } else { file };
     let Some(file) = file else {
         return err("file is required");
     };
     let Some(fmt) = Format::by_name(&format) else {
         return err("bad format");
     };
-    if stream != a::SND_PCM_STREAM_PLAYBACK || rate == 0 || channels == 0 {
-        return err("playback only, with a rate and channels");
+    if rate == 0 || channels == 0 {
+        return err("a rate and channels are required");
     }
-    let opened = if append {
+    let opened = if capture {
+        OpenOptions::new().write(true).open(&file)
+    } else if append {
         OpenOptions::new().create(true).append(true).open(&file)
     } else {
         OpenOptions::new().create(true).write(true).truncate(true).open(&file)
@@ -372,6 +461,9 @@ fn open(
     let f = Box::into_raw(Box::new(Fake {
         // SAFETY: all-zero is the documented starting state of snd_pcm_ioplug_t.
         io: unsafe { std::mem::zeroed() },
+        capture,
+        cap_base: 0,
+        tone,
         wav,
         log,
         format: fmt,
@@ -391,7 +483,7 @@ fn open(
     }));
     // SAFETY: f is ours until create succeeds, then ioplug's (freed in `close`).
     unsafe {
-        if !(*f).append {
+        if !(*f).append && !capture {
             let _ = (*f).wav.write_all(&(*f).wav_header());
         }
         let io = &mut (*f).io;
