@@ -94,13 +94,44 @@ fn check(r: i32) -> Result<(), i32> {
 
 impl Pcm {
     pub fn open(name: &str, nonblock: bool) -> Result<Pcm, i32> {
+        Pcm::open_stream(name, a::SND_PCM_STREAM_PLAYBACK, nonblock)
+    }
+
+    pub fn open_capture(name: &str, nonblock: bool) -> Result<Pcm, i32> {
+        Pcm::open_stream(name, a::SND_PCM_STREAM_CAPTURE, nonblock)
+    }
+
+    fn open_stream(name: &str, stream: a::snd_pcm_stream_t, nonblock: bool) -> Result<Pcm, i32> {
         world();
         let c = CString::new(name).unwrap();
         let mut p = std::ptr::null_mut();
         let mode = if nonblock { a::SND_PCM_NONBLOCK as i32 } else { 0 };
         // SAFETY: standard open with a NUL-terminated name.
-        check(unsafe { a::snd_pcm_open(&mut p, c.as_ptr(), a::SND_PCM_STREAM_PLAYBACK, mode) })?;
+        check(unsafe { a::snd_pcm_open(&mut p, c.as_ptr(), stream, mode) })?;
         Ok(Pcm(p))
+    }
+
+    pub fn readi(&self, data: &mut [u8], frames: u64) -> i64 {
+        // SAFETY: data has room for `frames` frames of the installed format.
+        unsafe { a::snd_pcm_readi(self.0, data.as_mut_ptr() as *mut _, frames as _) as i64 }
+    }
+
+    /// Reads exactly `frames` frames (of `frame_bytes`), blocking; panics on an error.
+    pub fn read_exact(&self, frames: u64, frame_bytes: usize) -> Vec<u8> {
+        let mut out = vec![0u8; frames as usize * frame_bytes];
+        let mut off = 0u64;
+        while off < frames {
+            let r = self.readi(&mut out[off as usize * frame_bytes..], frames - off);
+            assert!(r > 0, "readi: {r}");
+            off += r as u64;
+        }
+        out
+    }
+
+    pub fn readn(&self, bufs: &mut [Vec<u8>], frames: u64) -> i64 {
+        let mut ptrs: Vec<*mut std::ffi::c_void> = bufs.iter_mut().map(|b| b.as_mut_ptr() as *mut _).collect();
+        // SAFETY: one buffer per channel, each with room for `frames` samples.
+        unsafe { a::snd_pcm_readn(self.0, ptrs.as_mut_ptr(), frames as _) as i64 }
     }
 
     /// Runs `f` over a fresh hw_params space (refined by `any`).

@@ -5,6 +5,7 @@
 pub mod alsa;
 pub mod fields;
 pub mod maps;
+pub mod mic;
 
 #[allow(unused_imports)]
 pub use maps::{Map, rdmix_maps};
