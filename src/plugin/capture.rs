@@ -86,6 +86,11 @@ impl Client {
         {
             return Err(Error::errno(libc::EPIPE));
         }
+        // The program may poll next, with its pointer past these frames: the pump must know
+        // when to wake it (a program that takes fewer is woken early and looks again).
+        if self.state == State::Running {
+            att.tap().arm_wake(self.appl + frames + self.avail_min);
+        }
         Ok(frames)
     }
 
