@@ -48,7 +48,10 @@ fn overruns_of(w: &World, pid: u32) -> Option<u64> {
 
 #[test]
 fn three_programs_record_at_once_each_from_its_own_start() {
-    assert!(have("arecord") && have("sox"), "arecord and sox are required: run the README's test command");
+    assert!(
+        have("arecord") && have("sox"),
+        "arecord and sox are required: run the README's test command"
+    );
     let w = World::new("");
     let a = arecord(&w, &["-q"], 4, "a.wav");
     w.wait_lanes(1, Duration::from_secs(10));
@@ -60,16 +63,30 @@ fn three_programs_record_at_once_each_from_its_own_start() {
     let m = arecord(&w, &["-q", "-M"], 2, "m.wav");
     let s = w.spawn(
         "sox",
-        &["-q", "-t", "alsa", "-r", "44100", "-c", "2", "-b", "32", "default", "s.wav", "trim", "0", "1.5"],
+        &[
+            "-q", "-t", "alsa", "-r", "44100", "-c", "2", "-b", "32", "default", "s.wav", "trim", "0", "1.5",
+        ],
     );
     for (c, what) in [(a, "arecord"), (m, "arecord -M"), (s, "sox")] {
         finish(c, what);
     }
-    let (a, m, s) = (read_wav(&w.path("a.wav")), read_wav(&w.path("m.wav")), read_wav(&w.path("s.wav")));
+    let (a, m, s) = (
+        read_wav(&w.path("a.wav")),
+        read_wav(&w.path("m.wav")),
+        read_wav(&w.path("s.wav")),
+    );
     let (ca, cm) = (a.counter(), m.counter());
     assert_eq!((ca.len(), cm.len()), (4 * 48000, 2 * 48000), "every frame asked for");
-    assert_eq!(counter_breaks(&ca), Vec::<usize>::new(), "arecord lost or repeated frames");
-    assert_eq!(counter_breaks(&cm), Vec::<usize>::new(), "arecord -M lost or repeated frames");
+    assert_eq!(
+        counter_breaks(&ca),
+        Vec::<usize>::new(),
+        "arecord lost or repeated frames"
+    );
+    assert_eq!(
+        counter_breaks(&cm),
+        Vec::<usize>::new(),
+        "arecord -M lost or repeated frames"
+    );
     // Bit-exact: the later recorder got the very samples the first did, from its own start.
     let at = offset_in(&ca, &cm).expect("arecord -M's recording is a stretch of arecord's");
     assert!(at > 0, "arecord -M started later, so later in the device's signal");
@@ -112,10 +129,18 @@ fn a_stopped_recorder_overruns_alone_and_recovers() {
     assert!(err.contains("overrun"), "arecord -N saw its overrun: {err}");
     let ca = read_wav(&w.path("a.wav")).counter();
     assert_eq!(ca.len(), 5 * 48000);
-    assert_eq!(counter_breaks(&ca), Vec::<usize>::new(), "the other recording went on untouched");
+    assert_eq!(
+        counter_breaks(&ca),
+        Vec::<usize>::new(),
+        "the other recording went on untouched"
+    );
     let cb = read_wav(&w.path("b.wav")).counter();
     let breaks = counter_breaks(&cb);
-    assert_eq!(breaks.len(), 1, "one gap, where it was stopped, then exact again: {breaks:?}");
+    assert_eq!(
+        breaks.len(),
+        1,
+        "one gap, where it was stopped, then exact again: {breaks:?}"
+    );
     assert_eq!(cb.len(), 5 * 48000, "it recovered and recorded all it asked for");
 }
 

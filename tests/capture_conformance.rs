@@ -99,7 +99,11 @@ fn an_overrun_is_reported_at_stop_threshold_and_prepare_recovers() {
     assert_eq!(p.readi(&mut buf, 480), -libc::EPIPE as i64);
     assert_eq!(p.recover(-libc::EPIPE), 0);
     let got = p.read_exact(4800, FB);
-    assert_eq!(counter_breaks(&counter(&got)), Vec::<usize>::new(), "exact again after recovery");
+    assert_eq!(
+        counter_breaks(&counter(&got)),
+        Vec::<usize>::new(),
+        "exact again after recovery"
+    );
 
     // With stop_threshold at the boundary it never stops, as on hardware.
     let q = open(4, false);
@@ -118,7 +122,10 @@ fn delay_counts_the_lane_and_the_device_queue() {
     let dev_buffer = 4096; // the test device's buffer is smaller than this
     for _ in 0..10 {
         let (avail, delay) = p.avail_delay().unwrap();
-        assert!(delay >= avail, "delay {delay} is at least what waits to be read ({avail})");
+        assert!(
+            delay >= avail,
+            "delay {delay} is at least what waits to be read ({avail})"
+        );
         assert!(delay <= avail + dev_buffer, "delay {delay}, avail {avail}");
         let _ = p.read_exact(480, FB);
     }
@@ -140,7 +147,11 @@ fn pause_stops_capturing_and_resumes_without_a_lost_read() {
     let after = p.read_exact(held as u64 + 960, FB);
     let (cb, ca) = (counter(&before), counter(&after));
     assert_eq!(counter_breaks(&ca[..held as usize]), Vec::<usize>::new());
-    assert_eq!(ca[0], cb[959].wrapping_add(1), "what was captured before the pause is read first");
+    assert_eq!(
+        ca[0],
+        cb[959].wrapping_add(1),
+        "what was captured before the pause is read first"
+    );
     let breaks = counter_breaks(&ca);
     assert!(breaks.len() <= 1, "one gap at most, where the pause was: {breaks:?}");
 }
@@ -179,7 +190,11 @@ fn rewind_rereads_and_forward_skips() {
     assert!(p.forwardable() >= 100);
     assert_eq!(p.forward(100), 100);
     let next = counter(&p.read_exact(1, FB))[0];
-    assert_eq!(next, counter(&again)[479].wrapping_add(101), "forward skipped 100 frames");
+    assert_eq!(
+        next,
+        counter(&again)[479].wrapping_add(101),
+        "forward skipped 100 frames"
+    );
 }
 
 /// Every format, the rates from 8 to 192 kHz and 1 to 8 channels: each client hears the
@@ -209,7 +224,13 @@ fn every_format_rate_and_layout_records() {
         let raw = p.read_exact(frames, fb);
         let mut dec = vec![0f32; raw.len() / f.sample_bytes()];
         asound_module_pcm_rdmix::dsp::mix::decode_f32(f, &raw, &mut dec);
-        let ch = |c: usize| -> Vec<f64> { dec.iter().skip(c).step_by(channels as usize).map(|v| *v as f64).collect() };
+        let ch = |c: usize| -> Vec<f64> {
+            dec.iter()
+                .skip(c)
+                .step_by(channels as usize)
+                .map(|v| *v as f64)
+                .collect()
+        };
         let what = format!("{} {rate} Hz {channels} ch", f.name());
         // Stereo keeps the tone on channel 1; mono hears both device channels at half.
         let (tone_ch, want) = if channels == 1 { (0, 0.25) } else { (1, 0.5) };

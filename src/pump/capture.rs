@@ -214,3 +214,213 @@ impl<S: Source> Recorder<S> {
         self.split.segment().set_failed(err.neg());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Bindings;
+    use crate::dsp::format::Format;
+    use crate::shm::lane::LaneMem;
+    use crate::shm::ring::{Ctl, State, pos_add};
+    use crate::shm::segment::{SegmentWriter, test_device};
+    use crate::shm::tap::{self, Reader};
+    use std::sync::Arc;
+
+    /// A source on a virtual clock: a card captures in real time from its start; a file
+    /// (`endless`) has everything at once. Frame `k` holds `k` on both channels.
+    struct FakeSource {
+        now: Arc<std::sync::atomic::AtomicU64>,
+        endless: bool,
+        started: Option<u64>,
+        read: u64,
+        total: u64,
+        starts: u32,
+        stops: u32,
+    }
+
+    impl FakeSource {
+        fn captured(&self) -> u64 {
+            match self.started {
+                None => 0,
+                Some(_) if self.endless => u64::MAX / 2,
+                Some(t0) => ns_to_frames(self.now.load(std::sync::atomic::Ordering::Relaxed) - t0, 48000),
+            }
+        }
+    }
+
+    impl Source for FakeSource {
+        fn read(&mut self, buf: &mut [u8], frames: usize) -> Result<usize> {
+            let n = (self.captured() - self.read).min(frames as u64) as usize;
+            if n == 0 {
+                return Err(Error::errno(libc::EAGAIN));
+            }
+            for (i, f) in buf.chunks_exact_mut(4).take(n).enumerate() {
+                let v = (self.total + i as u64) as u16;
+                f[..2].copy_from_slice(&v.to_le_bytes());
+                f[2..].copy_from_slice(&v.to_le_bytes());
+            }
+            self.read += n as u64;
+            self.total += n as u64;
+            Ok(n)
+        }
+        fn avail(&mut self) -> Result<usize> {
+            Ok((self.captured() - self.read).min(1 << 20) as usize)
+        }
+        fn recover(&mut self, _: &Error) -> Result<()> {
+            Ok(())
+        }
+        fn start(&mut self) -> Result<()> {
+            self.started = Some(self.now.load(std::sync::atomic::Ordering::Relaxed));
+            self.read = 0;
+            self.starts += 1;
+            Ok(())
+        }
+        fn stop(&mut self) -> Result<()> {
+            self.started = None;
+            self.stops += 1;
+            Ok(())
+        }
+    }
+
+    struct Rig {
+        rec: Recorder<FakeSource>,
+        lanes: Vec<Arc<LaneMem>>,
+        now: Arc<std::sync::atomic::AtomicU64>,
+    }
+
+    /// A recorder over the test device (S16 stereo, 48 kHz, periods of 256 in 1024) with
+    /// `n` matching S16 stereo lanes of 1024-frame buffers, all prepared in epoch 1.
+    fn rig(n: usize, endless: bool) -> Rig {
+        let dev = test_device();
+        let now = Arc::new(std::sync::atomic::AtomicU64::new(1_000_000_000));
+        let seg = Arc::new(SegmentWriter::in_memory(&dev));
+        let mut split = Splitter::new(seg, dev, vec![3, 4]).unwrap();
+        let s16 = Format::lookup(2).unwrap();
+        let lanes: Vec<Arc<LaneMem>> = (0..n).map(|_| Arc::new(LaneMem::in_memory())).collect();
+        for (i, l) in lanes.iter().enumerate() {
+            split.attach(i, l.clone());
+            split.setup(i, s16, 2, 48000, 1024, &Bindings::default()).unwrap();
+            let r = Reader::new(l);
+            r.set_stop_after(2048);
+            r.publish(Ctl {
+                epoch: 1,
+                state: State::Prepared,
+                appl: 0,
+            });
+        }
+        let source = FakeSource {
+            now: now.clone(),
+            endless,
+            started: None,
+            read: 0,
+            total: 0,
+            starts: 0,
+            stops: 0,
+        };
+        let t = now.load(std::sync::atomic::Ordering::Relaxed);
+        Rig {
+            rec: Recorder::new(split, source, t),
+            lanes,
+            now,
+        }
+    }
+
+    impl Rig {
+        fn at(&self) -> u64 {
+            self.now.load(std::sync::atomic::Ordering::Relaxed)
+        }
+        fn advance(&self, ns: u64) {
+            self.now.fetch_add(ns, std::sync::atomic::Ordering::Relaxed);
+        }
+        fn set(&self, lane: usize, state: State, appl: u64) {
+            Reader::new(&self.lanes[lane]).publish(Ctl { epoch: 1, state, appl });
+        }
+        fn step(&mut self) -> Next {
+            let mut wake = Vec::new();
+            self.rec.service(self.at(), &mut wake).unwrap()
+        }
+        /// Reads everything lane `i` holds from `appl` on; returns the channel-0 values.
+        fn drain_lane(&self, i: usize, appl: &mut u64) -> Vec<u16> {
+            let r = Reader::new(&self.lanes[i]);
+            let n = crate::shm::ring::pos_diff(r.captured().consumed, *appl).max(0) as usize;
+            let mut b = vec![0u8; n * 4];
+            r.read(&tap::geometry(4).unwrap(), *appl, &mut b);
+            *appl = pos_add(*appl, n as i64);
+            self.set(i, State::Running, *appl);
+            b.chunks_exact(4).map(|f| u16::from_le_bytes([f[0], f[1]])).collect()
+        }
+    }
+
+    #[test]
+    fn the_device_runs_only_while_somebody_records() {
+        let mut r = rig(1, false);
+        assert_eq!(r.step(), Next::Idle);
+        r.rec.kick(r.at()).unwrap();
+        assert_eq!(r.rec.source.starts, 0, "a prepared lane does not start the device");
+        r.set(0, State::Running, 0);
+        r.rec.kick(r.at()).unwrap();
+        assert_eq!(r.rec.source.starts, 1);
+        let mut appl = 0;
+        let mut got = Vec::new();
+        for _ in 0..40 {
+            r.advance(1_000_000);
+            r.step();
+            got.extend(r.drain_lane(0, &mut appl));
+        }
+        assert!(got.len() >= 1536, "{} frames in 40 ms", got.len());
+        assert!(
+            got.iter().enumerate().all(|(i, v)| *v == i as u16),
+            "every frame, in order, from the start"
+        );
+        r.set(0, State::Paused, appl);
+        assert_eq!(r.step(), Next::Idle, "nobody records: the device stops");
+        assert_eq!(r.rec.source.stops, 1);
+    }
+
+    #[test]
+    fn a_reader_that_falls_behind_overruns_alone() {
+        let mut r = rig(2, false);
+        r.set(0, State::Running, 0);
+        r.set(1, State::Running, 0);
+        r.rec.kick(r.at()).unwrap();
+        let mut appl = 0;
+        let mut got = Vec::new();
+        for _ in 0..200 {
+            r.advance(1_000_000);
+            r.step();
+            got.extend(r.drain_lane(0, &mut appl));
+        }
+        assert!(
+            got.iter().enumerate().all(|(i, v)| *v == i as u16),
+            "the reader that keeps up is exact"
+        );
+        assert!(got.len() > 9000);
+        let slow = Reader::new(&r.lanes[1]);
+        assert_eq!(slow.overruns(), 1, "the one that never read overran, once");
+        assert!(
+            slow.captured().consumed <= 2048 + 256,
+            "and nothing more was written for it: {}",
+            slow.captured().consumed
+        );
+        // Its overrun alone leaves the device running for the other.
+        assert!(!r.rec.is_idle());
+    }
+
+    #[test]
+    fn a_source_that_never_runs_dry_is_paced_by_the_clock() {
+        let mut r = rig(1, true);
+        r.set(0, State::Running, 0);
+        r.rec.kick(r.at()).unwrap();
+        let mut appl = 0;
+        let mut got = 0;
+        for _ in 0..100 {
+            r.advance(1_000_000);
+            r.step();
+            got += r.drain_lane(0, &mut appl).len();
+        }
+        // 100 ms at 48 kHz is 4800 frames; the first step may take a buffer and a period.
+        assert!(got <= 4800 + 1024 + 256 + 256, "{got} frames in 100 ms");
+        assert!(got >= 4800 - 256, "{got} frames in 100 ms");
+        assert!(matches!(r.step(), Next::At(_)), "a clock-paced source sets a deadline");
+    }
+}

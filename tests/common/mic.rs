@@ -28,7 +28,11 @@ pub struct Wav {
 
 pub fn read_wav(path: &Path) -> Wav {
     let b = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    assert!(b.len() >= 12 && &b[0..4] == b"RIFF" && &b[8..12] == b"WAVE", "{} is no WAV", path.display());
+    assert!(
+        b.len() >= 12 && &b[0..4] == b"RIFF" && &b[8..12] == b"WAVE",
+        "{} is no WAV",
+        path.display()
+    );
     let (mut i, mut w) = (12, None);
     let mut fmt = (0usize, 0u32, 0u16, false);
     while i + 8 <= b.len() {
