@@ -4,9 +4,11 @@ SECONDS of audio through rdmix into the paced copy-only test device. Reports the
 every process involved (the aplay clients and the pump) per second of audio.
 
 Usage: scripts/bench_clients.py [--seconds 20] [--clients 1,4,16] [--rates 48000]
-                                [--build-dir target/release]
+                                [--capture] [--build-dir target/release]
 --rates cycles the clients through those rates (e.g. 44100,48000,22050,96000); the
 device runs at 48 kHz, so the others are resampled in the pump.
+--capture runs N arecord clients instead, each recording SECONDS from the test device's
+capture side through rdmix's capture pump (to /dev/null).
 """
 import argparse, os, resource, struct, subprocess, sys, tempfile, time
 
@@ -36,7 +38,7 @@ def pump_pids(key):
             out.append(int(p))
     return out
 
-def run(n, seconds, build, key, rates):
+def run(n, seconds, build, key, rates, capture=False):
     d = tempfile.mkdtemp(prefix="rdmix-bench-")
     with open(os.path.join(d, ".asoundrc"), "w") as f:
         f.write(f'''pcm_type.rdmix {{ lib "{build}/libasound_module_pcm_rdmix.so" }}
@@ -49,7 +51,12 @@ pcm.!default {{ type rdmix; ipc_key {key}; slave.pcm "card" }}
     env = dict(os.environ, HOME=d)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
-    procs = [subprocess.Popen(["aplay", "-q", f"s{rates[i % len(rates)]}.wav"], cwd=d, env=env) for i in range(n)]
+    def client(i):
+        rate = rates[i % len(rates)]
+        if capture:
+            return ["arecord", "-q", "-f", "S16_LE", "-c", "2", "-r", str(rate), "-d", str(seconds), "/dev/null"]
+        return ["aplay", "-q", f"s{rate}.wav"]
+    procs = [subprocess.Popen(client(i), cwd=d, env=env) for i in range(n)]
     pump_cpu = 0.0
     pids = []
     while any(p.poll() is None for p in procs):
@@ -78,6 +85,7 @@ def main():
     ap.add_argument("--seconds", type=int, default=20)
     ap.add_argument("--clients", default="1,4,16")
     ap.add_argument("--rates", default="48000")
+    ap.add_argument("--capture", action="store_true")
     ap.add_argument("--build-dir", default=os.path.join(os.path.dirname(__file__), "..", "target", "release"))
     a = ap.parse_args()
     build = os.path.abspath(a.build_dir)
@@ -85,7 +93,7 @@ def main():
     print(f"|---|---|---|---|---|---|")
     for i, n in enumerate(int(x) for x in a.clients.split(",")):
         rates = [int(x) for x in a.rates.split(",")]
-        r = run(n, a.seconds, build, 0x6000_0000 + os.getpid() % 0x10000 * 16 + i, rates)
+        r = run(n, a.seconds, build, 0x6000_0000 + os.getpid() % 0x10000 * 16 + i, rates, a.capture)
         print(f"| {n} | {r['wall']:.1f} | {r['clients_cpu']:.3f} | {r['pump_cpu']:.3f} | {r['per_audio_s']:.5f} | {100*r['per_stream']:.3f}% |", flush=True)
 
 if __name__ == "__main__":

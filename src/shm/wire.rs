@@ -32,6 +32,9 @@
 //!   replace the socket file a killed one left behind.
 //! - A **shared** key listens in the abstract namespace, `@rdmix-<key>`, which every local
 //!   user can reach; there the peer's kernel credentials decide everything, on both sides.
+//!
+//! A key's capture pump listens beside its playback pump, its names marked `capture-`
+//! (`capture-<key>.sock`, `@rdmix-capture-<key>`): one key, two pumps that never collide.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
