@@ -43,6 +43,9 @@ pub fn world() -> &'static World {
                  pcm.mix{n} {{ type rdmix; ipc_key {{key{n}}}; slave.pcm \"card{n}\" }}\n"
             );
         }
+        // The test device wired as a loop-back cable, shared by both directions (tests/duplex.rs).
+        defs += "pcm.cable { type rdmixfake; file \"{dir}/played.wav\"; loop \"{dir}/cable\" }\n\
+                 pcm.duplex { type rdmix; slave { pcm \"cable\"; period_size 240; periods 4 } }\n";
         for n in 0..SETS {
             defs = defs.replace(&format!("{{key{n}}}"), &set_key(n).to_string());
         }

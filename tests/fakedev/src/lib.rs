@@ -17,6 +17,11 @@
 //! 65536 as a 16-bit sample on channel 0 and a `tone` Hz sine (default 1000) at half scale
 //! on every other channel. So a recording proves by itself that it got every frame, in
 //! order, and a converted one can be checked for level and pitch.
+//!
+//! `loop "FILE"` makes the two sides a loop-back cable instead, through FILE, for
+//! round-trip tests: what the playback side plays at an instant is what the capture side
+//! captures at that instant (silence where nothing played). Both run on CLOCK_MONOTONIC,
+//! so two processes (a playback pump and a capture pump) share one timeline.
 
 // snd_pcm_uframes_t is 32 bits on 32-bit targets: the casts to u64 are not no-ops there.
 #![allow(clippy::unnecessary_cast)]
@@ -35,8 +40,79 @@ use asound_module_pcm_rdmix::dsp::mix::Mixer;
 use asound_module_pcm_rdmix::sys::time::now_ns;
 use libc::pollfd;
 
+/// The loop-back cable: a ring of the last `LOOP_SECONDS` of played frames, by the instant
+/// they play (frames counted since boot at the device rate), each tagged with that instant
+/// so that a stale one reads as silence.
+struct Loop {
+    file: File,
+    fb: usize,
+    rate: u32,
+}
+
+const LOOP_SECONDS: u64 = 4;
+
+impl Loop {
+    fn open(path: &str, fb: usize, rate: u32) -> std::io::Result<Loop> {
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(path)?;
+        let l = Loop { file, fb, rate };
+        if l.file.metadata()?.len() < l.slots() * (8 + fb as u64) {
+            l.file.set_len(l.slots() * (8 + fb as u64))?;
+        }
+        Ok(l)
+    }
+    fn slots(&self) -> u64 {
+        LOOP_SECONDS * self.rate as u64
+    }
+    /// The frame playing at `t_ns`.
+    fn at(&self, t_ns: u64) -> u64 {
+        (t_ns as u128 * self.rate as u128 / 1_000_000_000) as u64
+    }
+    /// The (up to two) slot runs holding frames `[abs, abs + n)`.
+    fn runs(&self, abs: u64, n: u64) -> [(u64, u64, u64); 2] {
+        let start = abs % self.slots();
+        let first = n.min(self.slots() - start);
+        [(start, 0, first), (0, first, n - first)]
+    }
+    fn put(&self, abs: u64, frames: &[u8]) {
+        let n = (frames.len() / self.fb) as u64;
+        for (slot, from, len) in self.runs(abs, n) {
+            let tags: Vec<u8> = (0..len).flat_map(|i| (abs + from + i).to_le_bytes()).collect();
+            let _ = self.file.write_all_at(&tags, slot * 8);
+            let data = &frames[(from as usize) * self.fb..((from + len) as usize) * self.fb];
+            let _ = self.file.write_all_at(data, self.slots() * 8 + slot * self.fb as u64);
+        }
+    }
+    fn clear(&self, abs: u64, n: u64) {
+        for (slot, _, len) in self.runs(abs, n.min(self.slots())) {
+            let _ = self.file.write_all_at(&vec![0xff; len as usize * 8], slot * 8);
+        }
+    }
+    fn get(&self, abs: u64, out: &mut [u8]) {
+        let n = (out.len() / self.fb) as u64;
+        for (slot, from, len) in self.runs(abs, n) {
+            let mut tags = vec![0u8; len as usize * 8];
+            let _ = self.file.read_exact_at(&mut tags, slot * 8);
+            let o = &mut out[(from as usize) * self.fb..((from + len) as usize) * self.fb];
+            let _ = self.file.read_exact_at(o, self.slots() * 8 + slot * self.fb as u64);
+            for (i, t) in tags.chunks_exact(8).enumerate() {
+                if u64::from_le_bytes(t.try_into().unwrap()) != abs + from + i as u64 {
+                    o[i * self.fb..(i + 1) * self.fb].fill(0);
+                }
+            }
+        }
+    }
+}
+
 struct Fake {
     io: snd_pcm_ioplug_t,
+    /// The loop-back cable, and (playback) frames written before the start, not yet on it.
+    cable: Option<Loop>,
+    pending: Vec<u8>,
     /// Opened for capture: `wav` is unused and the signal is generated.
     capture: bool,
     /// Capture: frames captured in earlier runs since open, so the counter goes on.
@@ -50,6 +126,8 @@ struct Fake {
     timer: c_int,
     written: u64,
     played_base: u64,
+    /// `played_base` when the device last started.
+    run_base: u64,
     start_ns: Option<u64>,
     boundary: u64,
     data_bytes: u64,
@@ -87,6 +165,11 @@ impl Fake {
         m.clear(n * ch);
         m.add_mapped(&f, ch, &identity);
         m.finish(out);
+    }
+
+    /// Frames played before the current start (a stop keeps the count; prepare resets it).
+    fn played_base_at_start(&self) -> u64 {
+        self.run_base
     }
 
     fn played(&self) -> u64 {
@@ -139,6 +222,13 @@ unsafe extern "C" fn start(io: *mut snd_pcm_ioplug_t) -> c_int {
         let f = unsafe { fake(io) };
         let t = now_ns();
         f.start_ns = Some(t);
+        f.run_base = f.played_base;
+        if let Some(c) = &f.cable
+            && !f.capture
+        {
+            c.put(c.at(t), &f.pending);
+            f.pending.clear();
+        }
         if f.capture {
             if let Some(log) = &mut f.log {
                 let _ = writeln!(log, "capture start ns={t} at={}", f.cap_base);
@@ -191,6 +281,14 @@ unsafe extern "C" fn stop(io: *mut snd_pcm_ioplug_t) -> c_int {
             return 0;
         }
         f.played_base = f.played();
+        if let (Some(c), Some(t0)) = (&f.cable, f.start_ns) {
+            // What was queued and will never play comes off the cable.
+            c.clear(
+                c.at(t0) + (f.played_base - f.played_base_at_start()),
+                f.written - f.played_base,
+            );
+        }
+        f.pending.clear();
         if let Some(log) = &mut f.log {
             let dropped = f.written - f.played_base;
             let _ = writeln!(log, "stop ns={} recorded={} dropped={dropped}", now_ns(), f.recorded);
@@ -241,7 +339,11 @@ unsafe extern "C" fn transfer(
                     size as usize * fb,
                 )
             };
-            f.signal(f.cap_base + f.io.appl_ptr as u64, size as usize, out);
+            match (&f.cable, f.start_ns) {
+                (Some(c), Some(t0)) => c.get(c.at(t0) + f.io.appl_ptr as u64, out),
+                (Some(_), None) => out.fill(0),
+                (None, _) => f.signal(f.cap_base + f.io.appl_ptr as u64, size as usize, out),
+            }
             return size as a::snd_pcm_sframes_t;
         }
         if let Some(n) = f.fail_after
@@ -259,6 +361,12 @@ unsafe extern "C" fn transfer(
         };
         if f.wav.write_all(data).is_err() {
             return -libc::EIO as _;
+        }
+        if let Some(c) = &f.cable {
+            match f.start_ns {
+                Some(t0) => c.put(c.at(t0) + f.written - f.run_base, data),
+                None => f.pending.extend_from_slice(data),
+            }
         }
         f.data_bytes += data.len() as u64;
         if !f.append {
@@ -328,7 +436,9 @@ unsafe extern "C" fn prepare(io: *mut snd_pcm_ioplug_t) -> c_int {
         }
         f.written = 0;
         f.played_base = 0;
+        f.run_base = 0;
         f.start_ns = None;
+        f.pending.clear();
         0
     })
 }
@@ -404,6 +514,7 @@ fn open(
     let mut mmap_only = false;
     let mut append = false;
     let mut tone = 1000.0;
+    let mut cable = None;
     for c in node.children() {
         let int = || match c.value() {
             Value::Integer(i) => Some(i),
@@ -429,6 +540,8 @@ fn open(
             "append" => append = c.boolean().unwrap_or(false),
             // Capture: the sine's frequency on channels 1 and up.
             "tone" => tone = int().unwrap_or(1000) as f64,
+            // Both sides: a loop-back cable through this file.
+            "loop" => cable = s(),
             other => return err(&format!("unknown option {other}")),
         }
     }
@@ -456,11 +569,18 @@ fn open(
         Err(e) => return err(&format!("{file}: {e}")),
     };
     let log = log.and_then(|l| OpenOptions::new().create(true).append(true).open(l).ok());
+    let cable = match cable.map(|p| Loop::open(&p, fmt.sample_bytes() * channels as usize, rate)) {
+        Some(Ok(c)) => Some(c),
+        Some(Err(e)) => return err(&format!("loop: {e}")),
+        None => None,
+    };
     // SAFETY: timerfd_create returns a new descriptor or -1.
     let timer = unsafe { libc::timerfd_create(libc::CLOCK_MONOTONIC, libc::TFD_CLOEXEC | libc::TFD_NONBLOCK) };
     let f = Box::into_raw(Box::new(Fake {
         // SAFETY: all-zero is the documented starting state of snd_pcm_ioplug_t.
         io: unsafe { std::mem::zeroed() },
+        cable,
+        pending: Vec::new(),
         capture,
         cap_base: 0,
         tone,
@@ -472,6 +592,7 @@ fn open(
         timer,
         written: 0,
         played_base: 0,
+        run_base: 0,
         start_ns: None,
         boundary: u64::MAX,
         data_bytes: 0,
