@@ -217,6 +217,18 @@ impl Geometry {
     }
 }
 
+impl Geometry {
+    /// Copies frames `[pos, pos + dst.len()/frame_bytes)` of `mem`'s ring into `dst`.
+    pub(super) fn copy_out(&self, mem: &LaneMem, pos: u64, dst: &mut [u8]) {
+        let n = dst.len() / self.frame_bytes;
+        let mut at = 0;
+        for (off, len) in self.spans(pos, n) {
+            mem.ring_read(off, &mut dst[at..at + len]);
+            at += len;
+        }
+    }
+}
+
 /// The client's end of its lane.
 pub struct Producer<'a> {
     mem: &'a LaneMem,
@@ -317,12 +329,7 @@ impl<'a> Consumer<'a> {
 
     /// Copies frames `[pos, pos + dst.len()/frame_bytes)` of the lane into `dst`.
     pub fn read(&self, g: &Geometry, pos: u64, dst: &mut [u8]) {
-        let n = dst.len() / g.frame_bytes;
-        let mut at = 0;
-        for (off, len) in g.spans(pos, n) {
-            self.mem.ring_read(off, &mut dst[at..at + len]);
-            at += len;
-        }
+        g.copy_out(self.mem, pos, dst);
     }
 
     /// Frames past running dry at which the client's stream stops, as it says (a lie hurts

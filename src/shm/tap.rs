@@ -57,12 +57,7 @@ impl<'a> Reader<'a> {
 
     /// Copies frames `[pos, pos + dst.len()/frame_bytes)` of the lane into `dst`.
     pub fn read(&self, g: &Geometry, pos: u64, dst: &mut [u8]) {
-        let n = dst.len() / g.frame_bytes;
-        let mut at = 0;
-        for (off, len) in g.spans(pos, n) {
-            self.mem.ring_read(off, &mut dst[at..at + len]);
-            at += len;
-        }
+        g.copy_out(self.mem, pos, dst);
     }
 
     /// Publishes the client's word: its epoch, state and read position.

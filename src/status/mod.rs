@@ -96,7 +96,17 @@ fn text(seen: &[Seen]) -> String {
         let _ = writeln!(
             o,
             "  {:>7} {:<15} {:<10} {:<10} {:>6} {:>2} {:<9} {:>7} {:>10} {:>9}",
-            "PID", "PROGRAM", "USER", "FORMAT", "RATE", "CH", "STATE", "BUFFER", "LATENCY", "UNDERRUNS"
+            "PID",
+            "PROGRAM",
+            "USER",
+            "FORMAT",
+            "RATE",
+            "CH",
+            "STATE",
+            "BUFFER",
+            "LATENCY",
+            // A capture stream's xruns are overruns.
+            if s.stream == "capture" { "OVERRUNS" } else { "UNDERRUNS" }
         );
         for c in &s.clients {
             let _ = writeln!(
