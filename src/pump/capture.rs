@@ -9,7 +9,7 @@
 //! prepares and starts it, and the step after the last client stops, pauses, drains or
 //! overruns drops it. Nothing is captured for nobody.
 
-use super::pacing::{Next, SPURIOUS_LIMIT, Stats};
+use super::pacing::{Next, SPURIOUS_LIMIT, Stats, is_xrun};
 use super::split::Splitter;
 use crate::error::{Error, Result};
 use crate::shm::clock::{Clock, frames_to_ns, ns_to_frames, stall_limit_ns};
@@ -192,7 +192,7 @@ impl<S: Source> Recorder<S> {
     }
 
     fn recover(&mut self, err: Error) -> Result<()> {
-        if err.is(libc::EPIPE) || err.is(libc::ESTRPIPE) || err.is(libc::EINTR) {
+        if is_xrun(&err) {
             self.stats.slave_xruns += 1;
             self.split.segment().count_slave_xrun();
             self.have = 0;

@@ -91,6 +91,12 @@ pub struct Pump<S: Slave> {
     unsent: Option<usize>,
 }
 
+/// Whether a slave's error is one `snd_pcm_recover` mends (an xrun, a suspend, a signal);
+/// anything else means the device is gone or broken.
+pub(super) fn is_xrun(err: &Error) -> bool {
+    err.is(libc::EPIPE) || err.is(libc::ESTRPIPE) || err.is(libc::EINTR)
+}
+
 /// Device wake-ups in a row that may find no room before the descriptors are distrusted.
 pub(super) const SPURIOUS_LIMIT: u32 = 16;
 
@@ -307,7 +313,7 @@ impl<S: Slave> Pump<S> {
     }
 
     fn recover(&mut self, err: Error) -> Result<()> {
-        if err.is(libc::EPIPE) || err.is(libc::ESTRPIPE) || err.is(libc::EINTR) {
+        if is_xrun(&err) {
             self.stats.slave_xruns += 1;
             self.engine.segment().count_slave_xrun();
             return self.slave.recover(&err);
