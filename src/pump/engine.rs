@@ -322,7 +322,8 @@ impl Engine {
     }
 }
 
-fn refuse(why: String) -> Error {
+/// A client's hw_params refused, for the reason given.
+pub(super) fn refuse(why: String) -> Error {
     Error::new(libc::EINVAL, format!("rdmix: hw_params: {why}"))
 }
 

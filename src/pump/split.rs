@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use super::engine::{LaneSetup, check_client};
+use super::engine::{LaneSetup, check_client, refuse};
 use crate::config::Bindings;
 use crate::dsp::chmap;
 use crate::dsp::convert::{Layout, Tap};
@@ -127,7 +127,6 @@ impl Splitter {
         bindings: &Bindings,
     ) -> Result<()> {
         check_client(&self.dev, channels, rate, bindings)?;
-        let refuse = |why: String| Error::new(libc::EINVAL, format!("rdmix: hw_params: {why}"));
         let frame_bytes = format.sample_bytes() * channels as usize;
         let geometry = tap::geometry(frame_bytes).ok_or_else(|| refuse("impossible frame size".into()))?;
         let matrix = if !bindings.is_empty() {

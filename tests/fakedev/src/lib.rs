@@ -167,11 +167,6 @@ impl Fake {
         m.finish(out);
     }
 
-    /// Frames played before the current start (a stop keeps the count; prepare resets it).
-    fn played_base_at_start(&self) -> u64 {
-        self.run_base
-    }
-
     fn played(&self) -> u64 {
         let Some(t0) = self.start_ns else {
             return self.played_base;
@@ -283,10 +278,7 @@ unsafe extern "C" fn stop(io: *mut snd_pcm_ioplug_t) -> c_int {
         f.played_base = f.played();
         if let (Some(c), Some(t0)) = (&f.cable, f.start_ns) {
             // What was queued and will never play comes off the cable.
-            c.clear(
-                c.at(t0) + (f.played_base - f.played_base_at_start()),
-                f.written - f.played_base,
-            );
+            c.clear(c.at(t0) + (f.played_base - f.run_base), f.written - f.played_base);
         }
         f.pending.clear();
         if let Some(log) = &mut f.log {
