@@ -189,7 +189,18 @@ impl Server {
             return Ok(());
         }
         self.wake.clear();
-        self.next = r.pump.service(now, &mut self.wake)?;
+        let xruns = r.pump.stats().slave_xruns;
+        let step = r.pump.service(now, &mut self.wake);
+        let stats = r.pump.stats();
+        // Each slave xrun is worth a line (they are rare); past 20 the count in the exit
+        // line and rdmix-status tell the rest, so a failing card cannot flood the log.
+        if stats.slave_xruns > xruns && xruns < 20 {
+            log(&format!(
+                "slave xrun {} after {} periods; recovered",
+                stats.slave_xruns, stats.periods
+            ));
+        }
+        self.next = step?;
         for &i in &self.wake {
             if let Some(w) = &self.wakers[i] {
                 sys::fd::poke(w.as_fd());
