@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use alsa_sys as a;
-use common::alsa::{Params, Pcm, mono_ns, pumps_of_set, rec_path, thread_cpu_ns, world};
+use common::alsa::{Params, Pcm, mono_ns, pumps_of_set, real_ns, rec_path, thread_cpu_ns, world};
 use common::*;
 
 const RATE: i64 = 48000;
@@ -455,6 +455,7 @@ fn delay_matches_the_device_clock() {
             ..Params::default()
         },
     );
+    p.set_tstamp_monotonic().unwrap();
     let mut k = 0u64;
     let mut errs = Vec::new();
     let mut samples = Vec::new();
@@ -515,6 +516,50 @@ fn delay_matches_the_device_clock() {
         "MEASURE audio_htstamp from ioplug status: {} ns (ioplug does not report it)",
         st.audio_tstamp_ns
     );
+}
+
+/// Timestamps follow the clock the PCM reports, and an xrun is stamped when it is seen:
+/// aplay's "underrun!!! (at least N ms long)" subtracts the trigger stamp from gettimeofday
+/// unless hw_params say monotonic (it said 56 years when the stamps were monotonic).
+#[test]
+fn an_xrun_is_stamped_when_seen_on_the_clock_the_pcm_reports() {
+    let p = Pcm::open("mix24", false).unwrap();
+    let (period, buffer) = p.set_params(Params::default()).unwrap();
+    assert!(!p.is_monotonic(), "ioplug's refine never says monotonic");
+    p.set_sw(buffer, Some(buffer), period).unwrap();
+    let t0 = real_ns();
+    write_frames(&p, 0, buffer);
+    assert_eq!(p.state(), a::SND_PCM_STATE_RUNNING);
+    let started = p.trigger_ns();
+    assert!(
+        started >= t0 && started <= real_ns(),
+        "the start is stamped on the wall clock: {started} vs {t0}"
+    );
+    let st = p.status().unwrap();
+    assert!(
+        st.tstamp_ns >= t0 && st.tstamp_ns <= real_ns(),
+        "status stamps are wall-clock"
+    );
+    wait_until(
+        Duration::from_secs(5),
+        || {
+            p.avail();
+            p.state() == a::SND_PCM_STATE_XRUN
+        },
+        || format!("state {}", p.state()),
+    );
+    let seen = real_ns();
+    let xrun = p.trigger_ns();
+    let buffer_ns = buffer as i64 * 1_000_000_000 / RATE;
+    assert!(
+        xrun >= started + buffer_ns / 2 && xrun <= seen,
+        "the xrun is stamped when seen ({:.1} ms after the start, seen at {:.1} ms), not at the start",
+        (xrun - started) as f64 / 1e6,
+        (seen - started) as f64 / 1e6
+    );
+    assert_eq!(p.prepare(), 0);
+    write_frames(&p, 0, buffer);
+    assert_eq!(p.drain(), 0);
 }
 
 /// underrun, recovery, stop_threshold = boundary, and isolation from others.

@@ -222,11 +222,33 @@ unsafe extern "C" fn cb_stop<P: Plugin>(io: *mut snd_pcm_ioplug_t) -> c_int {
 }
 
 unsafe extern "C" fn cb_pointer<P: Plugin>(io: *mut snd_pcm_ioplug_t) -> a::snd_pcm_sframes_t {
-    with_plugin!(c"pointer", io, |p, v| Frames(match p.pointer(&v) {
+    let pos = with_plugin!(c"pointer", io, |p, v| Frames(match p.pointer(&v) {
         Ok(pos) => pos as a::snd_pcm_sframes_t,
         Err(e) => e.neg() as a::snd_pcm_sframes_t,
     }))
-    .0
+    .0;
+    if pos == -(libc::EPIPE as a::snd_pcm_sframes_t) {
+        // SAFETY: ioplug's live io, and the plugin's lock is released (stop takes it).
+        unsafe { stamp_xrun(io) };
+    }
+    pos
+}
+
+/// ioplug stamps `trigger_tstamp` only at start and drop, so a program asking how long an
+/// xrun has lasted (aplay's "underrun!!! (at least N ms long)") would be told the time since
+/// the start. A running stream whose xrun is seen is dropped here, which stamps the moment,
+/// as the kernel stamps the interrupt that finds an xrun; ioplug then marks it XRUN on the
+/// negative pointer, as for any xrun. ioplug drops a drained stream from the same place.
+///
+/// # Safety
+/// `io` is ioplug's live handle, and no plugin lock is held.
+unsafe fn stamp_xrun(io: *mut snd_pcm_ioplug_t) {
+    // SAFETY: per the contract; the PCM's own lock is recursive, and held by our caller.
+    unsafe {
+        if (*io).state == a::SND_PCM_STATE_RUNNING && !(*io).pcm.is_null() {
+            a::snd_pcm_drop((*io).pcm);
+        }
+    }
 }
 
 /// Copies frames `[offset, offset+size)` of `areas` into `out`, interleaved.
@@ -755,7 +777,12 @@ unsafe fn create<P: Plugin>(
         let io = &mut (*h).io;
         io.version = SND_PCM_IOPLUG_VERSION;
         io.name = P::NAME.as_ptr();
-        io.flags = SND_PCM_IOPLUG_FLAG_MONOTONIC | SND_PCM_IOPLUG_FLAG_BOUNDARY_WA;
+        // No FLAG_MONOTONIC: ioplug's refine cannot say so (it never sets
+        // SND_PCM_INFO_MONOTONIC), and aplay, asking snd_pcm_hw_params_is_monotonic before
+        // hw_params, then read monotonic stamps as wall-clock time ("underrun!!! (at least
+        // 1796220618763 ms long)"). Without it ioplug stamps on the clock the program chose
+        // in sw_params (tstamp_type; gettimeofday unless it asks), as a card does.
+        io.flags = SND_PCM_IOPLUG_FLAG_BOUNDARY_WA;
         io.poll_fd = poll_fd;
         io.poll_events = libc::POLLIN as c_uint;
         io.mmap_rw = 0;

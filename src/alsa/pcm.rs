@@ -11,7 +11,10 @@ fn check(r: libc::c_int) -> Result<()> {
     if r < 0 { Err(Error::errno(r)) } else { Ok(()) }
 }
 
-/// An open playback PCM, closed on drop.
+/// Channels `writen`/`readn` take at most (the pump's own limit is lower).
+const MAX_PLANES: usize = 64;
+
+/// An open PCM, closed on drop.
 pub struct Pcm {
     pcm: *mut a::snd_pcm_t,
 }
@@ -36,6 +39,10 @@ impl HwParams<'_> {
     pub fn set_access_rw_interleaved(&mut self) -> Result<()> {
         // SAFETY: live pcm and params.
         check(unsafe { a::snd_pcm_hw_params_set_access(self.pcm.pcm, self.hw, a::SND_PCM_ACCESS_RW_INTERLEAVED) })
+    }
+    pub fn set_access_rw_noninterleaved(&mut self) -> Result<()> {
+        // SAFETY: live pcm and params.
+        check(unsafe { a::snd_pcm_hw_params_set_access(self.pcm.pcm, self.hw, a::SND_PCM_ACCESS_RW_NONINTERLEAVED) })
     }
     pub fn test_format(&self, f: a::snd_pcm_format_t) -> bool {
         // SAFETY: live pcm and params.
@@ -221,6 +228,51 @@ impl Pcm {
         } else {
             Ok(r as usize)
         }
+    }
+
+    /// Writes `frames` frames from one buffer per channel (`snd_pcm_writen`), for a slave
+    /// that takes only non-interleaved access.
+    pub fn writen(&self, planes: &[&[u8]], frames: usize, sample_bytes: usize) -> Result<usize> {
+        let mut ptrs = [std::ptr::null_mut::<libc::c_void>(); MAX_PLANES];
+        if planes.len() > MAX_PLANES || planes.iter().any(|p| p.len() < frames * sample_bytes) {
+            return Err(Error::errno(libc::EINVAL));
+        }
+        for (p, plane) in ptrs.iter_mut().zip(planes) {
+            *p = plane.as_ptr() as *mut libc::c_void;
+        }
+        // SAFETY: one pointer per channel, each to at least `frames` samples (checked above);
+        // alsa-lib only reads through them for playback.
+        let r = unsafe { a::snd_pcm_writen(self.pcm, ptrs.as_mut_ptr(), frames as _) };
+        if r < 0 {
+            Err(Error::errno(r as i32))
+        } else {
+            Ok(r as usize)
+        }
+    }
+
+    /// Reads up to `frames` frames into one buffer per channel (`snd_pcm_readn`).
+    pub fn readn(&self, planes: &mut [&mut [u8]], frames: usize, sample_bytes: usize) -> Result<usize> {
+        let mut ptrs = [std::ptr::null_mut::<libc::c_void>(); MAX_PLANES];
+        if planes.len() > MAX_PLANES || planes.iter().any(|p| p.len() < frames * sample_bytes) {
+            return Err(Error::errno(libc::EINVAL));
+        }
+        for (p, plane) in ptrs.iter_mut().zip(planes.iter_mut()) {
+            *p = plane.as_mut_ptr() as *mut libc::c_void;
+        }
+        // SAFETY: one pointer per channel, each with room for `frames` samples (checked above).
+        let r = unsafe { a::snd_pcm_readn(self.pcm, ptrs.as_mut_ptr(), frames as _) };
+        if r < 0 {
+            Err(Error::errno(r as i32))
+        } else {
+            Ok(r as usize)
+        }
+    }
+
+    /// Whether the PCM is prepared and waits for a start (after a recover that prepared
+    /// it, rather than one that resumed it where it was).
+    pub fn is_prepared(&self) -> bool {
+        // SAFETY: live pcm.
+        unsafe { a::snd_pcm_state(self.pcm) == a::SND_PCM_STATE_PREPARED }
     }
 
     /// Starts a prepared PCM (`snd_pcm_start`): a capture stream begins capturing.

@@ -38,7 +38,8 @@ pub fn standard_map(n: u32) -> Vec<u32> {
 /// The gain matrix (`out.len()` rows of `inp.len()`) that plays channels at positions `inp`
 /// on a device whose channels sit at `out`. Same positions pass at unity; mono goes to both
 /// front sides; what the device lacks folds into the nearest front side at -3 dB (ITU-R
-/// BS.775 downmix); LFE and unknown positions the device lacks are dropped.
+/// BS.775 downmix); LFE and unknown positions the device lacks are dropped. A downmix is
+/// then scaled so that no output can exceed full scale (see `normalise`).
 pub fn matrix(inp: &[u32], out: &[u32]) -> Vec<f32> {
     use a::*;
     let mut m = vec![0f32; inp.len() * out.len()];
@@ -82,7 +83,22 @@ pub fn matrix(inp: &[u32], out: &[u32]) -> Vec<f32> {
             _ => {} // LFE and unknown extras are dropped
         }
     }
+    normalise(&mut m, inp.len());
     m
+}
+
+/// Scales a matrix whose rows could sum past full scale (5.1 to stereo: 1 + 0.707 + 0.707)
+/// by its largest row sum of |gain|, so that full-scale material cannot clip, as ffmpeg's
+/// swresample and PulseAudio do. One factor for every row keeps the balance between the
+/// outputs; a matrix that cannot clip (mono to stereo, stereo to 5.1) is left as it is.
+fn normalise(m: &mut [f32], inputs: usize) {
+    let worst = m
+        .chunks(inputs.max(1))
+        .map(|row| row.iter().map(|g| g.abs()).sum::<f32>())
+        .fold(0f32, f32::max);
+    if worst > 1.0 {
+        m.iter_mut().for_each(|g| *g /= worst);
+    }
 }
 
 /// A `bindings { N M }` table as a matrix: client channel N plays on device channel M.
@@ -123,11 +139,13 @@ mod tests {
         // Stereo to 5.1 front only.
         let m = matrix(&st, &standard_map(6));
         assert_eq!(m, vec![1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
-        // 5.1 down to stereo: L = FL + 0.707 FC + 0.707 RL, LFE dropped.
+        // 5.1 down to stereo: L = FL + 0.707 FC + 0.707 RL, LFE dropped, scaled by the
+        // row's sum so that it cannot clip.
         let m = matrix(&standard_map(6), &st);
         let (l, r) = m.split_at(6);
-        assert_eq!(l, &[1.0, 0.0, HALF, 0.0, HALF, 0.0]);
-        assert_eq!(r, &[0.0, 1.0, 0.0, HALF, HALF, 0.0]);
+        let k = 1.0 / (1.0 + 2.0 * HALF);
+        assert_eq!(l, &[k, 0.0, HALF * k, 0.0, HALF * k, 0.0]);
+        assert_eq!(r, &[0.0, k, 0.0, HALF * k, HALF * k, 0.0]);
         // Unknown extra channels are dropped.
         let m = matrix(&[SND_CHMAP_FL, SND_CHMAP_FR, SND_CHMAP_UNKNOWN], &st);
         assert_eq!(m, vec![1.0, 0.0, 0.0, 0.0, 1.0, 0.0]);
@@ -135,5 +153,27 @@ mod tests {
         assert_eq!(binding_matrix(&[(0, 1), (1, 0)], 2), vec![0.0, 1.0, 1.0, 0.0]);
         // Capture: client 0 records device 2 of 3.
         assert_eq!(capture_binding_matrix(&[(0, 2)], 3), vec![0.0, 0.0, 1.0]);
+    }
+
+    /// Full-scale material of any layout, at the signs that add up worst, stays within full
+    /// scale on any smaller layout. Six channels at 0.2 came out at 0.483 before.
+    #[test]
+    fn no_downmix_can_clip() {
+        for from in 1..=8u32 {
+            for to in 1..=8u32 {
+                let (inp, out) = (standard_map(from), standard_map(to));
+                let m = matrix(&inp, &out);
+                for (d, row) in m.chunks(inp.len()).enumerate() {
+                    let peak: f32 = row.iter().map(|g| g.abs()).sum();
+                    assert!(
+                        peak <= 1.0 + 1e-6,
+                        "{from} to {to} channels: output {d} peaks at {peak}"
+                    );
+                }
+            }
+        }
+        let m = matrix(&standard_map(6), &standard_map(2));
+        let left: f32 = m[..6].iter().map(|g| g * 0.2).sum();
+        assert!((left - 0.2).abs() < 1e-6, "six channels at 0.2 give {left} on the left");
     }
 }

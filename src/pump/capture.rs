@@ -9,7 +9,7 @@
 //! prepares and starts it, and the step after the last client stops, pauses, drains or
 //! overruns drops it. Nothing is captured for nobody.
 
-use super::pacing::{Next, SPURIOUS_LIMIT, Stats, is_xrun};
+use super::pacing::{DeviceWait, Next, Stats, is_xrun};
 use super::split::Splitter;
 use crate::error::{Error, Result};
 use crate::shm::clock::{Clock, frames_to_ns, ns_to_frames, stall_limit_ns};
@@ -37,9 +37,8 @@ pub struct Recorder<S: Source> {
     /// The source captures in real time (a card); cleared for good when it gives more than
     /// real time could have captured (`null`, a file), and the clock paces it instead.
     realtime: bool,
-    /// The source's poll descriptors can be slept on; cleared when they prove useless.
-    sleep_on_device: bool,
-    spurious: u32,
+    /// Whether the source's poll descriptors can be slept on.
+    wait: DeviceWait,
     started_ns: u64,
     /// Device frames read since the device last started.
     since_start: u64,
@@ -60,8 +59,7 @@ impl<S: Source> Recorder<S> {
             source,
             idle: true,
             realtime: true,
-            sleep_on_device: true,
-            spurious: 0,
+            wait: DeviceWait::default(),
             started_ns: now_ns,
             since_start: 0,
             anchor_ns: now_ns,
@@ -78,11 +76,11 @@ impl<S: Source> Recorder<S> {
     }
 
     pub fn pace_by_clock(&mut self) {
-        self.sleep_on_device = false;
+        self.wait.distrust();
     }
 
     pub fn sleeps_on_device(&self) -> bool {
-        self.realtime && self.sleep_on_device && !self.idle
+        self.realtime && self.wait.trusted() && !self.idle
     }
 
     /// A client has started to record: an idle device starts capturing now, so the client's
@@ -93,7 +91,7 @@ impl<S: Source> Recorder<S> {
         }
         self.source.start()?;
         self.idle = false;
-        self.spurious = 0;
+        self.wait.restart();
         self.have = 0;
         self.started_ns = now_ns;
         self.since_start = 0;
@@ -172,17 +170,12 @@ impl<S: Source> Recorder<S> {
         if now_ns.saturating_sub(self.last_progress_ns) > stall_limit_ns(&dev) {
             return Err(Error::errno(libc::EIO));
         }
-        if self.sleep_on_device {
-            self.spurious = if read_any { 0 } else { self.spurious + 1 };
-            if self.spurious <= SPURIOUS_LIMIT {
-                return Ok(Next::Device {
-                    by: self.last_progress_ns + stall_limit_ns(&dev) + 1,
-                });
-            }
-            self.sleep_on_device = false;
+        let period_ns = frames_to_ns(period as u64, dev.rate);
+        let stall_by = self.last_progress_ns + stall_limit_ns(&dev) + 1;
+        if let Some(by) = self.wait.next(now_ns, read_any, stall_by, period_ns) {
+            return Ok(Next::Device { by });
         }
         let missing = (period as u64).saturating_sub(avail.max(self.have as u64));
-        let period_ns = frames_to_ns(period as u64, dev.rate);
         Ok(Next::At(now_ns + frames_to_ns(missing, dev.rate).max(period_ns / 8)))
     }
 
@@ -195,7 +188,8 @@ impl<S: Source> Recorder<S> {
         if is_xrun(&err) {
             self.stats.slave_xruns += 1;
             self.split.segment().count_slave_xrun();
-            self.have = 0;
+            // The part of a period already read is audio as captured: a resumed stream goes
+            // on right after it, and an overrun loses what came after it, not before.
             return self.source.recover(&err);
         }
         Err(err)

@@ -69,11 +69,8 @@ pub struct Pump<S: Slave> {
     /// The slave has shown a non-zero delay, so it consumes in real time and its own
     /// buffer paces us; otherwise (`null`, `file`) CLOCK_MONOTONIC does.
     paced: bool,
-    /// A paced slave's poll descriptors can be slept on. Cleared for good when they prove
-    /// useless (ready while the slave has no room), and the clock paces instead.
-    sleep_on_device: bool,
-    /// Device wake-ups in a row that found no room.
-    spurious: u32,
+    /// Whether a paced slave's poll descriptors can be slept on.
+    wait: DeviceWait,
     /// No lane wants mixing and the device is stopped (or was never started).
     idle: bool,
     /// The mix position just past the last period in which any lane was mixed: once the
@@ -100,14 +97,76 @@ pub(super) fn is_xrun(err: &Error) -> bool {
 /// Device wake-ups in a row that may find no room before the descriptors are distrusted.
 pub(super) const SPURIOUS_LIMIT: u32 = 16;
 
+/// Periods past the wait's start by which the slave's descriptors must have fired.
+const MISS_PERIODS: u64 = 2;
+/// Waits in a row that the deadline ended with work waiting before the descriptors are
+/// distrusted: they do not fire (some plugins' never do).
+const MISS_LIMIT: u32 = 4;
+
+/// Whether the slave's poll descriptors can be slept on, judged wait by wait. They are
+/// distrusted for good when they fire again and again with nothing to do (always ready),
+/// or when the deadline keeps finding work they never announced (never ready). Either way
+/// the clock paces the slave from then on. Both directions use it.
+#[derive(Debug, Default)]
+pub(super) struct DeviceWait {
+    /// Wake-ups in a row that found nothing to do, before the deadline.
+    spurious: u32,
+    /// Waits in a row that only the deadline ended, with work waiting.
+    missed: u32,
+    /// When the current wait's deadline falls, while waiting.
+    by: Option<u64>,
+    distrusted: bool,
+}
+
+impl DeviceWait {
+    /// After a step that did (`worked`) or did not find work: the deadline of the next
+    /// wait on the descriptors, or `None` when they are no longer to be trusted. `stall_by`
+    /// bounds the wait for a device that has stopped.
+    pub(super) fn next(&mut self, now_ns: u64, worked: bool, stall_by: u64, period_ns: u64) -> Option<u64> {
+        if self.distrusted {
+            return None;
+        }
+        let late = self.by.is_some_and(|t| now_ns >= t);
+        if worked {
+            self.spurious = 0;
+            self.missed = if late { self.missed + 1 } else { 0 };
+        } else if !late {
+            self.spurious += 1;
+        }
+        if self.spurious > SPURIOUS_LIMIT || self.missed > MISS_LIMIT {
+            self.distrust();
+            return None;
+        }
+        let by = stall_by.min(now_ns + MISS_PERIODS * period_ns);
+        self.by = Some(by);
+        Some(by)
+    }
+
+    /// The descriptors pace nothing from now on.
+    pub(super) fn distrust(&mut self) {
+        self.distrusted = true;
+        self.by = None;
+    }
+
+    pub(super) fn trusted(&self) -> bool {
+        !self.distrusted
+    }
+
+    /// A new wait starts fresh (the device was stopped and started again).
+    pub(super) fn restart(&mut self) {
+        self.spurious = 0;
+        self.missed = 0;
+        self.by = None;
+    }
+}
+
 impl<S: Slave> Pump<S> {
     pub fn new(engine: Engine, slave: S, now_ns: u64) -> Pump<S> {
         Pump {
             engine,
             slave,
             paced: false,
-            sleep_on_device: true,
-            spurious: 0,
+            wait: DeviceWait::default(),
             idle: true,
             audible_end: 0,
             lead_in: 0,
@@ -170,7 +229,7 @@ impl<S: Slave> Pump<S> {
             self.slave.prepare()?;
         }
         self.idle = false;
-        self.spurious = 0;
+        self.wait.restart();
         let dev = self.engine.device();
         self.lead_in = (dev.buffer_frames / dev.period_frames).saturating_sub(1) as u64;
         self.probe_until = self.stats.periods + (dev.buffer_frames / dev.period_frames) as u64 + 1;
@@ -243,16 +302,12 @@ impl<S: Slave> Pump<S> {
     fn when_room(&mut self, now_ns: u64, room: u64, mixed: bool) -> Next {
         let dev = self.engine.device();
         let period = dev.period_frames as u64;
-        if self.paced && self.sleep_on_device {
-            // A device wake-up that found no room, again and again: the descriptors do not
-            // follow the slave's room (some plugins'), so the clock paces it from now on.
-            self.spurious = if mixed { 0 } else { self.spurious + 1 };
-            if self.spurious <= SPURIOUS_LIMIT {
-                return Next::Device {
-                    by: self.last_progress_ns + stall_limit_ns(&dev) + 1,
-                };
+        let period_ns = frames_to_ns(period, dev.rate);
+        if self.paced {
+            let stall_by = self.last_progress_ns + stall_limit_ns(&dev) + 1;
+            if let Some(by) = self.wait.next(now_ns, mixed, stall_by, period_ns) {
+                return Next::Device { by };
             }
-            self.sleep_on_device = false;
         }
         // Clock-paced, the pump may take several periods per wake-up: as many as keep half
         // the device's buffer queued, and as every running lane can give with half its own
@@ -262,7 +317,6 @@ impl<S: Slave> Pump<S> {
         } else {
             period * self.engine.periods_per_take(dev.buffer_frames as u64 / (2 * period))
         };
-        let period_ns = frames_to_ns(period, dev.rate);
         Next::At(now_ns + frames_to_ns(want.max(room) - room, dev.rate).max(period_ns / 8))
     }
 
@@ -283,13 +337,13 @@ impl<S: Slave> Pump<S> {
 
     /// The slave offers no descriptors to sleep on: the clock paces it.
     pub fn pace_by_clock(&mut self) {
-        self.sleep_on_device = false;
+        self.wait.distrust();
     }
 
     /// Whether the device has been told to sleep on its descriptors, for the caller that
     /// watches them.
     pub fn sleeps_on_device(&self) -> bool {
-        self.paced && self.sleep_on_device && !self.idle
+        self.paced && self.wait.trusted() && !self.idle
     }
 
     /// Writes what is left of the last mixed period. `Ok(false)` if the slave is full.

@@ -66,7 +66,10 @@ const TOKEN_PEER: u64 = 1 << 32;
 const EVENTS: usize = 64;
 
 fn log(msg: &str) {
-    let _ = writeln!(std::io::stderr(), "rdmix-pump[{}]: {msg}", sys::process::pid());
+    // One write per line: the log is opened O_APPEND and shared by both directions' pumps,
+    // whose lines must not interleave.
+    let line = format!("rdmix-pump[{}]: {msg}\n", sys::process::pid());
+    let _ = std::io::stderr().write_all(line.as_bytes());
 }
 
 struct Peer {
@@ -209,22 +212,38 @@ impl Server {
         // The slave's descriptors pace the pump only while it waits on the device; a
         // stopped device's descriptors would report an error state without end.
         let watch = r.pump.sleeps_on_device() && matches!(self.next, Next::Device { .. });
+        if watch != self.slave_watched {
+            let mut refused = None;
+            for (i, p) in self.slave_fds.iter().enumerate() {
+                if !watch {
+                    self.epoll.remove(p.fd);
+                } else if let Err(e) = self.epoll.add(p.fd, p.events, TOKEN_SLAVE + i as u64) {
+                    refused = Some(e);
+                    break;
+                }
+            }
+            if let Some(e) = refused {
+                // Some plugins' descriptors are files epoll cannot watch (null's /dev/null
+                // and /dev/full: EPERM). Sleeping on them would sleep until the stall limit.
+                for p in &self.slave_fds {
+                    self.epoll.remove(p.fd);
+                }
+                log(&format!(
+                    "the slave's poll descriptors cannot be watched ({e}); pacing it by the clock"
+                ));
+                r.pump.pace_by_clock();
+                self.next = Next::At(now);
+                self.slave_watched = false;
+                return Ok(());
+            }
+            self.slave_watched = watch;
+        }
         if watch && !self.said_paced {
             log(&format!(
                 "sleeping on the slave's {} poll descriptor(s)",
                 self.slave_fds.len()
             ));
             self.said_paced = true;
-        }
-        if watch != self.slave_watched {
-            for (i, p) in self.slave_fds.iter().enumerate() {
-                if watch {
-                    let _ = self.epoll.add(p.fd, p.events, TOKEN_SLAVE + i as u64);
-                } else {
-                    self.epoll.remove(p.fd);
-                }
-            }
-            self.slave_watched = watch;
         }
         Ok(())
     }

@@ -24,6 +24,51 @@ pub const DEFAULT_PERIODS: u32 = 4;
 /// The slave PCM as the pump drives it.
 pub struct AlsaSlave {
     pcm: Pcm,
+    /// For a slave that takes only non-interleaved access (snd-dummy's device 3, some
+    /// multi-channel codecs): the pump still mixes interleaved, and this splits it.
+    planar: Option<Planar>,
+}
+
+/// One buffer per channel, a device buffer long.
+struct Planar {
+    sample_bytes: usize,
+    planes: Vec<Vec<u8>>,
+}
+
+impl Planar {
+    fn new(format: i32, channels: u32, frames: usize) -> Planar {
+        let sample_bytes = Format::lookup(format).map_or(4, |f| f.sample_bytes());
+        Planar {
+            sample_bytes,
+            planes: (0..channels).map(|_| vec![0; frames * sample_bytes]).collect(),
+        }
+    }
+
+    fn frames(&self) -> usize {
+        self.planes.first().map_or(0, |p| p.len() / self.sample_bytes)
+    }
+
+    /// Splits interleaved frames into the planes.
+    fn split(&mut self, buf: &[u8], frames: usize) {
+        let (sb, ch) = (self.sample_bytes, self.planes.len());
+        for (c, plane) in self.planes.iter_mut().enumerate() {
+            for (f, s) in plane.chunks_exact_mut(sb).take(frames).enumerate() {
+                let at = (f * ch + c) * sb;
+                s.copy_from_slice(&buf[at..at + sb]);
+            }
+        }
+    }
+
+    /// Interleaves the planes' first frames into `buf`.
+    fn join(&self, buf: &mut [u8], frames: usize) {
+        let (sb, ch) = (self.sample_bytes, self.planes.len());
+        for (c, plane) in self.planes.iter().enumerate() {
+            for (f, s) in plane.chunks_exact(sb).take(frames).enumerate() {
+                let at = (f * ch + c) * sb;
+                buf[at..at + sb].copy_from_slice(s);
+            }
+        }
+    }
 }
 
 /// `rdmix: slave.pcm "NAME": WHAT: CAUSE`
@@ -61,8 +106,15 @@ impl AlsaSlave {
         let mut hw = pcm
             .hw_params()
             .map_err(|e| failed(name, "cannot read its parameters", e))?;
-        hw.set_access_rw_interleaved()
-            .map_err(|e| failed(name, "refuses RW_INTERLEAVED access", e))?;
+        // Interleaved where the slave takes it; else non-interleaved, split by the pump.
+        let planar = match hw.set_access_rw_interleaved() {
+            Ok(()) => false,
+            Err(e) => {
+                hw.set_access_rw_noninterleaved()
+                    .map_err(|_| failed(name, "refuses both RW_INTERLEAVED and RW_NONINTERLEAVED access", e))?;
+                true
+            }
+        };
         choose_format(&mut hw, req)?;
         choose_channels(&mut hw, req)?;
         choose_rate(&mut hw, req)?;
@@ -94,7 +146,8 @@ impl AlsaSlave {
             period_frames: got.period as u32,
             buffer_frames: got.buffer as u32,
         };
-        Ok((AlsaSlave { pcm }, dev, chmap))
+        let planar = planar.then(|| Planar::new(got.format, got.channels, got.buffer as usize));
+        Ok((AlsaSlave { pcm, planar }, dev, chmap))
     }
 
     pub fn type_name(&self) -> String {
@@ -195,7 +248,17 @@ fn check_usable(name: &str, got: &Negotiated) -> Result<()> {
 
 impl Slave for AlsaSlave {
     fn write(&mut self, buf: &[u8], frames: usize) -> Result<usize> {
-        self.pcm.writei(buf, frames)
+        let Some(p) = &mut self.planar else {
+            return self.pcm.writei(buf, frames);
+        };
+        let n = frames.min(p.frames());
+        p.split(buf, n);
+        // On the stack: nothing is allocated per period.
+        let mut planes: [&[u8]; MAX_CHMAP] = [&[]; MAX_CHMAP];
+        for (r, v) in planes.iter_mut().zip(&p.planes) {
+            *r = v;
+        }
+        self.pcm.writen(&planes[..p.planes.len()], n, p.sample_bytes)
     }
     fn avail(&mut self) -> Result<usize> {
         self.pcm.avail()
@@ -216,14 +279,32 @@ impl Slave for AlsaSlave {
 
 impl Source for AlsaSlave {
     fn read(&mut self, buf: &mut [u8], frames: usize) -> Result<usize> {
-        self.pcm.readi(buf, frames)
+        let Some(p) = &mut self.planar else {
+            return self.pcm.readi(buf, frames);
+        };
+        let want = frames.min(p.frames());
+        let sb = p.sample_bytes;
+        let count = p.planes.len();
+        let mut planes: [&mut [u8]; MAX_CHMAP] = Default::default();
+        for (r, v) in planes.iter_mut().zip(p.planes.iter_mut()) {
+            *r = v;
+        }
+        let n = self.pcm.readn(&mut planes[..count], want, sb)?;
+        p.join(buf, n);
+        Ok(n)
     }
     fn avail(&mut self) -> Result<usize> {
         self.pcm.avail()
     }
     fn recover(&mut self, err: &Error) -> Result<()> {
         self.pcm.recover(err)?;
-        self.pcm.start()
+        // A recover that resumed a suspended stream leaves it running where it was; one
+        // that prepared it (an overrun, a driver with no resume) must start it again.
+        if self.pcm.is_prepared() {
+            self.pcm.start()
+        } else {
+            Ok(())
+        }
     }
     fn start(&mut self) -> Result<()> {
         self.pcm.prepare()?;

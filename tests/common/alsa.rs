@@ -214,6 +214,49 @@ impl Pcm {
         }
     }
 
+    /// Asks for CLOCK_MONOTONIC timestamps (sw_params `tstamp_type`), as a program that
+    /// compares them with its own monotonic clock does.
+    pub fn set_tstamp_monotonic(&self) -> Result<(), i32> {
+        let mut sw = std::ptr::null_mut();
+        // SAFETY: allocate, configure, install, free an sw_params container.
+        unsafe {
+            a::snd_pcm_sw_params_malloc(&mut sw);
+            a::snd_pcm_sw_params_current(self.0, sw);
+            a::snd_pcm_sw_params_set_tstamp_mode(self.0, sw, a::SND_PCM_TSTAMP_ENABLE);
+            a::snd_pcm_sw_params_set_tstamp_type(self.0, sw, a::SND_PCM_TSTAMP_TYPE_MONOTONIC);
+            let r = a::snd_pcm_sw_params(self.0, sw);
+            a::snd_pcm_sw_params_free(sw);
+            check(r)
+        }
+    }
+
+    /// Whether the installed hw_params say the timestamps are monotonic.
+    pub fn is_monotonic(&self) -> bool {
+        let mut hw = std::ptr::null_mut();
+        // SAFETY: allocate, read the current setup into, free an hw_params container.
+        unsafe {
+            a::snd_pcm_hw_params_malloc(&mut hw);
+            a::snd_pcm_hw_params_current(self.0, hw);
+            let m = a::snd_pcm_hw_params_is_monotonic(hw) == 1;
+            a::snd_pcm_hw_params_free(hw);
+            m
+        }
+    }
+
+    /// The status' trigger timestamp, in ns on the PCM's own clock.
+    pub fn trigger_ns(&self) -> i64 {
+        let mut st = std::ptr::null_mut();
+        let mut ts = a::snd_htimestamp_t { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: allocate, fill, read, free a status container.
+        unsafe {
+            a::snd_pcm_status_malloc(&mut st);
+            a::snd_pcm_status(self.0, st);
+            a::snd_pcm_status_get_trigger_htstamp(st, &mut ts);
+            a::snd_pcm_status_free(st);
+        }
+        ts_ns(&ts)
+    }
+
     pub fn writei(&self, data: &[u8], frames: u64) -> i64 {
         // SAFETY: data holds `frames` frames of the installed format.
         unsafe { a::snd_pcm_writei(self.0, data.as_ptr() as *const _, frames as _) as i64 }
@@ -429,6 +472,13 @@ impl Pcm {
         }
         out
     }
+}
+
+pub fn real_ns() -> i64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: writes our timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+    ts_ns(&ts)
 }
 
 pub fn mono_ns() -> i64 {

@@ -84,8 +84,14 @@ def ctl(cmd):
 
 
 def status():
-    with open(f"{DBG}/status") as f:
-        return {k: int(v) for k, v in (line.split() for line in f)}
+    # One read: the driver renders the text anew on each read, so a second read at an
+    # offset would land in a newer, longer text.
+    fd = os.open(f"{DBG}/status", os.O_RDONLY)
+    try:
+        text = os.read(fd, 65536).decode()
+    finally:
+        os.close(fd)
+    return {k: int(v) for k, v in (line.split() for line in text.splitlines() if line.strip())}
 
 
 def tape():
@@ -205,7 +211,10 @@ class World:
             gone = set(re.findall(r"rdmix-pump\[(\d+)\]: exiting", log))
             return log if pids and pids <= gone else None
 
-        return wait_for("the pumps to exit", done, deadline_s)
+        try:
+            return wait_for("the pumps to exit", done, deadline_s)
+        except Fail as e:
+            raise Fail(f"{e}; pump log: {self.pump_log()[-1200:]}")
 
     def slave_xruns(self):
         return sum(int(x) for x in re.findall(r"(\d+) slave xruns", self.pump_log()))
@@ -333,6 +342,291 @@ def full_duplex_on_one_definition():
     at = t.find(data[:64])
     check(at >= 0 and t[at : at + len(data)] == data, "playback beside capture is not exact")
     return f"played exact, recorded {n} frames exact"
+
+
+
+def play_record(w, seconds, start=1):
+    """Starts aplay of a counter file and arecord of `seconds`, both through `mix`."""
+    data = counter_frames(int(RATE * seconds), start=start)
+    write_wav(w.path("c.wav"), data)
+    rec = w.start(["arecord", "-q", "-D", "mix", "-f", "S16_LE", "-c", "2", "-r", "48000",
+                   "-d", str(seconds), "-t", "raw", w.path("r.raw")])
+    play = w.start(["aplay", "-q", "-D", "mix", w.path("c.wav")])
+    return data, play, rec
+
+
+def playing(frames):
+    wait_for(f"{frames} frames played", lambda: status()["played_frames"] >= frames, 10)
+
+
+def exact_in_tape(data, what):
+    t = tape()
+    at = t.find(data[:64])
+    check(at >= 0, f"{what}: the stream's first frames are not in what the driver played")
+    if t[at : at + len(data)] != data:
+        bad = next(i for i in range(0, len(data), 4) if t[at + i : at + i + 4] != data[i : i + 4])
+        raise Fail(f"{what}: what the driver played differs from the file at frame {bad // 4} of {len(data) // 4}")
+    return at // 4
+
+
+def rdmix_lines(err):
+    return [l for l in err.splitlines() if l.startswith("rdmix:") or "rdmix:" in l]
+
+
+@test
+def suspend_mid_stream_resumes_both_directions_with_no_error():
+    load_testcard()
+    w = World("suspend", rdmix_rc("hw:RdmixTest", 0x5D10))
+    data, play, rec = play_record(w, 3)
+    playing(RATE // 2)
+    t0 = time.monotonic()
+    ctl("suspend")
+    held = 0.3
+    while time.monotonic() - t0 < held:  # the suspend itself: the fault lasts this long
+        time.sleep(0.01)
+    ctl("resume")
+    ok(w.finish(play, 30), "aplay")
+    ok(w.finish(rec, 30), "arecord")
+    check(not play.err.strip() and not rec.err.strip(), f"a client saw an error: {play.err}{rec.err}")
+    exact_in_tape(data, "playback across the suspend")
+    n = counter_run(open(w.path("r.raw"), "rb").read(), "capture across the suspend")
+    log = w.pumps_exited()
+    check("slave xrun" in log, "the pumps never saw the suspend")
+    return f"played exact, recorded {n} frames exact; {w.slave_xruns()} recoveries"
+
+
+@test
+def a_forced_xrun_is_recovered_silently():
+    load_testcard()
+    w = World("xrun", rdmix_rc("hw:RdmixTest", 0x5D11))
+    data, play, rec = play_record(w, 2)
+    playing(RATE // 2)
+    ctl("xrun")
+    ok(w.finish(play, 30), "aplay")
+    ok(w.finish(rec, 30), "arecord")
+    check(not play.err.strip(), f"aplay saw the slave's xrun: {play.err}")
+    w.pumps_exited()
+    check(w.slave_xruns() >= 1, "no slave xrun was logged")
+    return f"{w.slave_xruns()} slave xruns recovered"
+
+
+@test
+def a_disconnect_ends_every_client_with_one_line_and_reconnects():
+    load_testcard()
+    w = World("unplug", rdmix_rc("hw:RdmixTest", 0x5D12))
+    data, play, rec = play_record(w, 6)
+    playing(RATE // 2)
+    t0 = time.monotonic()
+    ctl("disconnect")
+    ends = []
+    for p, name in ((play, "aplay"), (rec, "arecord")):
+        w.finish(p, 10)
+        ends.append(time.monotonic() - t0)
+        check(p.returncode != 0, f"{name} went on after the unplug")
+        lines = rdmix_lines(p.err)
+        check(len(lines) >= 1, f"{name} gave no rdmix line: {p.err.strip()}")
+    check(max(ends) <= 1.0, f"the clients ended {ends[0]:.2f} s and {ends[1]:.2f} s after the unplug")
+    w.pumps_exited(5)
+    again = w.run(["aplay", "-q", "-D", "mix", w.path("c.wav")], 10)
+    check(again.returncode != 0, "a new open played on an unplugged card")
+    gone = rdmix_lines(again.err)
+    check(gone and re.search(r"No such|gone|disconnected", gone[0]), f"a new open said: {again.err.strip()}")
+    ctl("connect")
+    wait_for("the card back", lambda: card_index("RdmixTest") is not None, 5)
+    ctl("reset")
+    short = counter_frames(RATE // 2)
+    write_wav(w.path("s.wav"), short)
+    ok(w.run(["aplay", "-q", "-D", "mix", w.path("s.wav")], 20), "aplay after the card came back")
+    exact_in_tape(short, "after the card came back")
+    return f"clients ended in {ends[0]:.2f} s and {ends[1]:.2f} s ({rdmix_lines(play.err)[0]}); new open: {gone[0]}"
+
+
+@test
+def a_batch_pointer_plays_and_records_exact_with_no_xrun():
+    load_testcard()
+    ctl("batch 1")
+    try:
+        w = World("batch", rdmix_rc("hw:RdmixTest", 0x5D13))
+        data, play, rec = play_record(w, 3)
+        ok(w.finish(play, 30), "aplay")
+        ok(w.finish(rec, 30), "arecord")
+        exact_in_tape(data, "batch playback")
+        n = counter_run(open(w.path("r.raw"), "rb").read(), "batch capture")
+        w.pumps_exited()
+        check(w.slave_xruns() == 0, f"{w.slave_xruns()} slave xruns: {w.pump_log()[-800:]}")
+    finally:
+        ctl("batch 0")
+    return f"played exact, recorded {n} frames exact, 0 slave xruns"
+
+
+@test
+def a_slow_copy_still_keeps_up():
+    load_testcard()
+    ctl("slow 1500")
+    try:
+        w = World("slow", rdmix_rc("hw:RdmixTest", 0x5D14))
+        data, play, rec = play_record(w, 2)
+        ok(w.finish(play, 30), "aplay")
+        ok(w.finish(rec, 30), "arecord")
+        exact_in_tape(data, "slow-copy playback")
+        n = counter_run(open(w.path("r.raw"), "rb").read(), "slow-copy capture")
+        w.pumps_exited()
+        check(w.slave_xruns() == 0, f"{w.slave_xruns()} slave xruns")
+    finally:
+        ctl("slow 0")
+    return f"1.5 ms per copy: played exact, recorded {n} frames exact"
+
+
+@test
+def an_eio_from_the_driver_ends_clients_with_a_clear_line():
+    load_testcard()
+    w = World("eio", rdmix_rc("hw:RdmixTest", 0x5D15))
+    data, play, rec = play_record(w, 6)
+    playing(RATE // 2)
+    t0 = time.monotonic()
+    ctl("eio -1")
+    try:
+        ends = []
+        for p, name in ((play, "aplay"), (rec, "arecord")):
+            w.finish(p, 10)
+            ends.append(time.monotonic() - t0)
+            check(p.returncode != 0, f"{name} went on after the device failed")
+            lines = rdmix_lines(p.err)
+            check(lines and "Input/output error" in lines[0], f"{name} said: {p.err.strip()}")
+        log = w.pumps_exited(5)
+        check("Input/output error" in log, f"the pump log does not name the error: {log[-600:]}")
+    finally:
+        ctl("eio 0")
+    check(max(ends) <= 2.0, f"the clients ended {ends} s after the failure")
+    return f"ended in {max(ends):.2f} s: {rdmix_lines(play.err)[0]}"
+
+
+def dummy():
+    if card_index("Dummy") is None:
+        modprobe("snd-dummy", "pcm_devs=4", "hrtimer=1")
+        wait_for("snd-dummy", lambda: card_index("Dummy") is not None, 5)
+
+
+def three_players(w, seconds):
+    n = int(RATE * seconds)
+    write_wav(w.path("t.wav"), tone_frames(n, 1000, 0.2))
+    t0 = time.monotonic()
+    procs = [w.start(["aplay", "-q", "-D", "mix", w.path("t.wav")]),
+             w.start(["aplay", "-q", "-M", "-D", "mix", w.path("t.wav")]),
+             w.start(["sox", "-q", w.path("t.wav"), "-t", "alsa", "mix"])]
+    for p in procs:
+        ok(w.finish(p, 30), " ".join(p.argv[:3]))
+    return time.monotonic() - t0
+
+
+@test
+def snd_dummy_copy_only_devices_refuse_dmix_and_take_rdmix():
+    dummy()
+    notes = []
+    for dev in (2, 3):
+        w = World(f"dummy{dev}", f'pcm.d {{ type dmix; ipc_key {7010 + dev}; slave {{ pcm "hw:Dummy,{dev}" }} }}\n'
+                  + rdmix_rc(f"hw:Dummy,{dev}", 0x5D20 + dev))
+        write_wav(w.path("s.wav"), tone_frames(4800, 1000, 0.2))
+        p = w.run(["aplay", "-q", "-D", "d", w.path("s.wav")], 20)
+        check(p.returncode != 0 and "does not support mmap" in p.err, f"dmix on hw:Dummy,{dev}: {p.err.strip()}")
+        took = three_players(w, 2)
+        rec = w.run(["arecord", "-q", "-D", "mix", "-f", "S16_LE", "-c", "2", "-r", "48000", "-d", "1",
+                     "-t", "raw", w.path("r.raw")], 20)
+        ok(rec, f"arecord on hw:Dummy,{dev}")
+        got = os.path.getsize(w.path("r.raw")) // 4
+        check(got == RATE, f"arecord on hw:Dummy,{dev} got {got} frames")
+        w.pumps_exited()
+        check(w.slave_xruns() == 0, f"hw:Dummy,{dev}: {w.slave_xruns()} slave xruns: {w.pump_log()[-1000:]}")
+        check(took < 2 + 1.5, f"hw:Dummy,{dev}: 2 s of audio took {took:.2f} s")
+        notes.append(f"hw:Dummy,{dev} {took:.2f} s")
+    return "three players, 0 slave xruns: " + ", ".join(notes)
+
+
+def aloop():
+    if card_index("Loopback") is None:
+        modprobe("snd-aloop", "pcm_substreams=4")
+        wait_for("snd-aloop", lambda: card_index("Loopback") is not None, 5)
+
+
+def find_run(pcm, data, what):
+    """The recording holds `data` whole and in order, after whatever silence led it."""
+    at = pcm.find(data[:64])
+    check(at >= 0, f"{what}: the played frames are not in the recording")
+    got = pcm[at : at + len(data)]
+    check(len(got) == len(data), f"{what}: the recording ends {len(got) // 4} frames into the stream")
+    check(got == data, f"{what}: the recording differs from what was played")
+    return at // 4
+
+
+def recorded_from_cable(w, into, mic, sub, what):
+    """Plays a counter into the cable with a plain aplay; two recorders through rdmix on the
+    other end must each get a bit-exact run of it."""
+    data = counter_frames(RATE * 5, start=5)
+    write_wav(w.path("long.wav"), data)
+    play = w.start(["aplay", "-q", "-D", into, w.path("long.wav")])
+    wait_for("the cable running", lambda: "RUNNING" in open(f"/proc/asound/Loopback/{sub}/status").read(), 5)
+    recs = [w.start(["arecord", "-q", "-D", mic, "-f", "S16_LE", "-c", "2", "-r", "48000", "-d", "2", "-t", "raw",
+                     w.path(f"m{i}.raw")]) for i in range(2)]
+    for p in recs:
+        ok(w.finish(p, 30), f"arecord {what}")
+    ok(w.finish(play, 30), "plain aplay into the cable")
+    got = [open(w.path(f"m{i}.raw"), "rb").read() for i in range(2)]
+    for i, pcm in enumerate(got):
+        counter_run(pcm, f"recorder {i} {what}")
+        check(len(pcm) // 4 >= 2 * RATE - 1024, f"recorder {i} {what}: {len(pcm) // 4} frames")
+
+
+@test
+def snd_aloop_rdmix_plays_into_the_cable_and_records_from_it():
+    aloop()
+    w = World("aloop", rdmix_rc("hw:Loopback,0,0", 0x5D30) + rdmix_rc("hw:Loopback,1,1", 0x5D31).replace("pcm.mix", "pcm.mic"))
+    data = counter_frames(RATE * 2, start=3)
+    write_wav(w.path("c.wav"), data)
+    # Playback: rdmix into the cable, a plain arecord on its other end.
+    rec = w.start(["arecord", "-q", "-D", "hw:Loopback,1,0", "-f", "S16_LE", "-c", "2", "-r", "48000", "-d", "4",
+                   "-t", "raw", w.path("plain.raw")])
+    wait_for("the cable's capture end open", lambda: "RUNNING" in open("/proc/asound/Loopback/pcm1c/sub0/status").read(), 5)
+    ok(w.run(["aplay", "-q", "-D", "mix", w.path("c.wav")], 30), "aplay through rdmix")
+    ok(w.finish(rec, 30), "plain arecord")
+    find_run(open(w.path("plain.raw"), "rb").read(), data, "rdmix into snd-aloop")
+    # Capture: a plain aplay into the cable, two recorders through rdmix on its other end,
+    # each started once the cable carries the stream and done before it ends.
+    recorded_from_cable(w, "hw:Loopback,0,1", "mic", "pcm0p/sub1", "through rdmix")
+    return "played exact through the cable, two recorders exact from it"
+
+
+@test
+def dmix_and_dsnoop_over_snd_aloop_as_rdmix_slaves():
+    aloop()
+    rc = ('pcm.dm { type dmix; ipc_key 7100; slave { pcm "hw:Loopback,0,2"; format S16_LE; rate 48000; channels 2;'
+          ' period_size 256; buffer_size 2048 } }\n'
+          'pcm.ds { type dsnoop; ipc_key 7101; slave { pcm "hw:Loopback,1,3"; format S16_LE; rate 48000; channels 2;'
+          ' period_size 256; buffer_size 2048 } }\n'
+          + rdmix_rc("dm", 0x5D32) + rdmix_rc("ds", 0x5D33).replace("pcm.mix", "pcm.mic"))
+    w = World("dmixslave", rc)
+    n = RATE * 3
+    write_wav(w.path("a.wav"), tone_frames(n, 480, 0.25))
+    write_wav(w.path("b.wav"), tone_frames(n, 1200, 0.2))
+    rec = w.start(["arecord", "-q", "-D", "hw:Loopback,1,2", "-f", "S16_LE", "-c", "2", "-r", "48000", "-d", "5",
+                   "-t", "raw", w.path("out.raw")])
+    wait_for("the cable's capture end open", lambda: "RUNNING" in open("/proc/asound/Loopback/pcm1c/sub2/status").read(), 5)
+    # rdmix over dmix, beside a program on dmix itself.
+    a = w.start(["aplay", "-q", "-D", "mix", w.path("a.wav")])
+    b = w.start(["aplay", "-q", "-D", "dm", w.path("b.wav")])
+    ok(w.finish(a, 30), "aplay through rdmix over dmix")
+    ok(w.finish(b, 30), "aplay on dmix")
+    ok(w.finish(rec, 30), "arecord")
+    s = left(open(w.path("out.raw"), "rb").read())
+    loud = [i for i in range(0, len(s), 480) if s[i]]
+    check(loud, "the cable carried only silence")
+    mid = (loud[0] + loud[-1]) // 2
+    win = s[mid - 2400 : mid + 2400]
+    la, lb = level(win, 480), level(win, 1200)
+    check(abs(20 * math.log10(la / 0.25)) < 0.3 and abs(20 * math.log10(lb / 0.2)) < 0.3,
+          f"levels {la:.4f} and {lb:.4f}, expected 0.25 and 0.2")
+    # rdmix over dsnoop.
+    recorded_from_cable(w, "hw:Loopback,0,3", "mic", "pcm0p/sub3", "over dsnoop")
+    return f"over dmix beside dmix: {la:.4f} and {lb:.4f}; over dsnoop: two recorders exact"
 
 
 # ---------------------------------------------------------------- runner

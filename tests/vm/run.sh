@@ -7,4 +7,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 cargo build --release --quiet -p rdmix
-exec bash tests/vm/vm.sh --timeout "${RDMIX_VM_TIMEOUT:-900}" -- python3 tests/vm/guest.py "$@"
+exec bash tests/vm/vm.sh --timeout "${RDMIX_VM_TIMEOUT:-600}" -- python3 tests/vm/guest.py "$@"

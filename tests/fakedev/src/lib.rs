@@ -108,8 +108,20 @@ impl Loop {
     }
 }
 
+/// What the device's poll descriptor does: a period timer, as a card's interrupt; or, as
+/// some plugins' descriptors do, never fire or always fire whatever the device holds.
+#[derive(Clone, Copy, PartialEq)]
+enum PollMode {
+    Timer,
+    Never,
+    Always,
+}
+
 struct Fake {
     io: snd_pcm_ioplug_t,
+    poll_mode: PollMode,
+    /// The descriptor polled in the `never` and `always` modes (an eventfd), else -1.
+    poll_fd: c_int,
     /// The loop-back cable, and (playback) frames written before the start, not yet on it.
     cable: Option<Loop>,
     pending: Vec<u8>,
@@ -377,8 +389,13 @@ unsafe extern "C" fn close(io: *mut snd_pcm_ioplug_t) -> c_int {
         if !f.append && !f.capture {
             let _ = f.wav.write_all_at(&f.wav_header(), 0);
         }
-        // SAFETY: our timerfd.
-        unsafe { libc::close(f.timer) };
+        // SAFETY: our timerfd and eventfd.
+        unsafe {
+            libc::close(f.timer);
+            if f.poll_fd >= 0 {
+                libc::close(f.poll_fd);
+            }
+        }
         0
     })
 }
@@ -445,6 +462,18 @@ unsafe extern "C" fn poll_revents(
         // SAFETY: see `fake`; reads the timerfd to clear it, writes alsa-lib's output.
         unsafe {
             let f = fake(io);
+            let ready = if f.capture { libc::POLLIN } else { libc::POLLOUT };
+            match f.poll_mode {
+                PollMode::Never => {
+                    *revents = 0;
+                    return 0;
+                }
+                PollMode::Always => {
+                    *revents = ready as c_ushort;
+                    return 0;
+                }
+                PollMode::Timer => {}
+            }
             let mut v = 0u64;
             libc::read(f.timer, &mut v as *mut u64 as *mut c_void, 8);
             let (avail, ready) = if f.capture {
@@ -507,6 +536,7 @@ fn open(
     let mut append = false;
     let mut tone = 1000.0;
     let mut cable = None;
+    let mut poll_mode = PollMode::Timer;
     for c in node.children() {
         let int = || match c.value() {
             Value::Integer(i) => Some(i),
@@ -534,6 +564,15 @@ fn open(
             "tone" => tone = int().unwrap_or(1000) as f64,
             // Both sides: a loop-back cable through this file.
             "loop" => cable = s(),
+            // A poll descriptor that never fires, or always does, as some plugins' do.
+            "poll" => {
+                poll_mode = match s().as_deref() {
+                    Some("timer") => PollMode::Timer,
+                    Some("never") => PollMode::Never,
+                    Some("always") => PollMode::Always,
+                    _ => return err("poll is timer, never or always"),
+                }
+            }
             other => return err(&format!("unknown option {other}")),
         }
     }
@@ -568,9 +607,19 @@ fn open(
     };
     // SAFETY: timerfd_create returns a new descriptor or -1.
     let timer = unsafe { libc::timerfd_create(libc::CLOCK_MONOTONIC, libc::TFD_CLOEXEC | libc::TFD_NONBLOCK) };
+    let poll_fd = match poll_mode {
+        PollMode::Timer => -1,
+        // SAFETY: eventfd returns a new descriptor or -1; `always` starts it readable and
+        // nobody ever reads it.
+        PollMode::Never => unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) },
+        // SAFETY: as above.
+        PollMode::Always => unsafe { libc::eventfd(1, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) },
+    };
     let f = Box::into_raw(Box::new(Fake {
         // SAFETY: all-zero is the documented starting state of snd_pcm_ioplug_t.
         io: unsafe { std::mem::zeroed() },
+        poll_mode,
+        poll_fd,
         cable,
         pending: Vec::new(),
         capture,
@@ -603,7 +652,7 @@ fn open(
         io.version = SND_PCM_IOPLUG_VERSION;
         io.name = c"rdmix test device (copy-only)".as_ptr();
         io.flags = SND_PCM_IOPLUG_FLAG_MONOTONIC | SND_PCM_IOPLUG_FLAG_BOUNDARY_WA;
-        io.poll_fd = timer;
+        io.poll_fd = if poll_fd >= 0 { poll_fd } else { timer };
         io.poll_events = libc::POLLIN as c_uint;
         io.callback = &CALLBACKS;
         io.private_data = f as *mut c_void;

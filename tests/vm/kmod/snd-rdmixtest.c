@@ -68,7 +68,8 @@ struct rt_stream {
 };
 
 static struct {
-	struct mutex lock;	/* card, streams */
+	struct mutex lock;	/* the card, and commands; never taken under a PCM's own locks */
+	spinlock_t streams_lock; /* streams: open and close run under the PCM's open_mutex */
 	struct platform_device *pdev;
 	struct snd_card *card;
 	struct snd_pcm *pcm;
@@ -196,9 +197,9 @@ static int rt_open(struct snd_pcm_substream *ss)
 		ss->runtime->hw.info |= SNDRV_PCM_INFO_BATCH;
 	if (resumable)
 		ss->runtime->hw.info |= SNDRV_PCM_INFO_RESUME;
-	mutex_lock(&rt.lock);
+	spin_lock_irq(&rt.streams_lock);
 	rt.streams[ss->stream] = s;
-	mutex_unlock(&rt.lock);
+	spin_unlock_irq(&rt.streams_lock);
 	return 0;
 }
 
@@ -207,9 +208,9 @@ static int rt_close(struct snd_pcm_substream *ss)
 	struct rt_stream *s = ss->runtime->private_data;
 
 	hrtimer_cancel(&s->timer);
-	mutex_lock(&rt.lock);
+	spin_lock_irq(&rt.streams_lock);
 	rt.streams[ss->stream] = NULL;
-	mutex_unlock(&rt.lock);
+	spin_unlock_irq(&rt.streams_lock);
 	vfree(s->buf);
 	kfree(s);
 	return 0;
@@ -459,12 +460,16 @@ static int rt_command(char *cmd)
 	} else if (!strcmp(cmd, "xrun")) {
 		int i;
 
+		/* The table's lock keeps a stream from closing under us; the PCM is atomic, so
+		 * its stream lock, taken by snd_pcm_stop_xrun, is a spinlock too. */
+		spin_lock_irq(&rt.streams_lock);
 		for (i = 0; i < 2; i++) {
 			if (rt.streams[i]) {
 				snd_pcm_stop_xrun(rt.streams[i]->ss);
 				atomic64_inc(&rt.xruns_forced);
 			}
 		}
+		spin_unlock_irq(&rt.streams_lock);
 	} else if (sscanf(cmd, "batch %d", &n) == 1) {
 		WRITE_ONCE(batch, n != 0);
 	} else if (sscanf(cmd, "slow %d", &n) == 1) {
@@ -547,6 +552,7 @@ static int __init rt_init(void)
 	int err;
 
 	mutex_init(&rt.lock);
+	spin_lock_init(&rt.streams_lock);
 	spin_lock_init(&rt.tape_lock);
 	rt.tape_cap = (size_t)max(tape_seconds, 1) * 48000 * RT_FRAME_BYTES;
 	rt.tape = vmalloc(rt.tape_cap);
