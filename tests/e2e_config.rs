@@ -81,7 +81,7 @@ const CASES: &[(&str, &str)] = &[
     ),
     (
         r#"type rdmix; ipc_key {k}; slave.pcm "mmaponly""#,
-        "refuses RW_INTERLEAVED access",
+        "refuses both RW_INTERLEAVED and RW_NONINTERLEAVED access",
     ),
     (
         r#"type rdmix; ipc_key {k}; slave { pcm "card"; rate 44100 }"#,

@@ -10,6 +10,9 @@
 # $RDMIX_VM_CACHE (default /var/cache/rdmix-vm). It uses KVM where a KVM boot works, and TCG
 # otherwise; the probe's answer is kept in the cache.
 #
+# RDMIX_VM_QEMU_ARGS adds devices (say, an HDA controller and codec); RDMIX_VM_APPEND adds
+# kernel options.
+#
 # Inside the guest: the host's root is /, with /tmp and /run on tmpfs; the results directory
 # ($RDMIX_VM_RESULTS, default target/vm/results) is writable; RDMIX_VM_MODULES names the
 # unpacked modules tree for `modprobe -d`, RDMIX_VM_KVER the kernel, and RDMIX_VM_KMOD the
@@ -140,10 +143,10 @@ boot() {
     timeout --kill-after=5 "$limit" qemu-system-x86_64 -accel "$accel" -m 1536 -smp 2 \
         -nographic -no-reboot -monitor none -serial "file:$results/console.log" \
         -kernel "$kroot/boot/vmlinuz-$kver" -initrd "$initrd" \
-        -append "console=ttyS0 panic=-1 quiet rdmix.results=$results" \
+        -append "console=ttyS0 panic=-1 quiet rdmix.results=$results ${RDMIX_VM_APPEND:-}" \
         -virtfs "local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap" \
         -virtfs "local,path=$results,mount_tag=results,security_model=none" \
-        </dev/null >"$results/qemu.log" 2>&1
+        ${RDMIX_VM_QEMU_ARGS:-} </dev/null >"$results/qemu.log" 2>&1
 }
 
 # KVM where it boots; on some hosts (a VM itself) a KVM boot hangs in early setup.
@@ -165,6 +168,9 @@ accelerator() {
     echo "vm: accelerator $accel" >&2
 }
 
+case "$results/" in
+/tmp/* | /run/*) die "RDMIX_VM_RESULTS $results: the guest mounts its own tmpfs on /tmp and /run; choose a directory elsewhere" ;;
+esac
 need_debs qemu-system-x86 busybox-static cpio kmod
 kernel
 test_driver

@@ -1,0 +1,69 @@
+#!/usr/bin/env python3
+"""rdmix beside dmix on the same kernel, in one run: N aplay clients of a tone through rdmix
+on the copy-only test driver (snd-rdmixtest), and through dmix on snd-dummy's device 0 (which
+has mmap, so dmix can run there). Runs inside the VM: scripts/bench_vm.sh.
+
+For each N it prints the CPU of all processes (the whole guest, from /proc/stat, less an
+idle baseline measured the same way) per stream in % of one core, and the context switches
+per second of the whole guest (every wake-up of any process), less the idle baseline.
+Under TCG every instruction is emulated, so absolute costs are inflated; the ratio between
+the two is the figure to read.
+"""
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import guest  # noqa: E402  (the drivers, the world and the signals)
+
+SECONDS = float(os.environ.get("RDMIX_BENCH_SECONDS", "8"))
+
+
+def sample():
+    with open("/proc/stat") as f:
+        lines = f.read().splitlines()
+    cpu = [int(x) for x in lines[0].split()[1:]]
+    busy = sum(cpu) - cpu[3] - cpu[4]  # all but idle and iowait
+    ctxt = next(int(l.split()[1]) for l in lines if l.startswith("ctxt "))
+    return busy / os.sysconf("SC_CLK_TCK"), ctxt
+
+
+def measure(run):
+    t0, (b0, c0) = time.monotonic(), sample()
+    run()
+    t1, (b1, c1) = time.monotonic(), sample()
+    return (b1 - b0) / (t1 - t0), (c1 - c0) / (t1 - t0), t1 - t0
+
+
+def clients(w, dev, n, path):
+    procs = [w.start(["aplay", "-q", "-D", dev, path]) for _ in range(n)]
+    for p in procs:
+        guest.ok(w.finish(p, SECONDS * 4 + 30), f"aplay on {dev}")
+
+
+def main():
+    guest.load_testcard()
+    guest.dummy()
+    w = guest.World("bench", guest.rdmix_rc("hw:RdmixTest", 0x5E00)
+                    + 'pcm.dm { type dmix; ipc_key 7300; slave { pcm "hw:Dummy,0"; period_size 256; buffer_size 1024 } }\n')
+    path = w.path("t.wav")
+    guest.write_wav(path, guest.tone_frames(int(guest.RATE * SECONDS), 440, 0.1))
+    idle_cpu, idle_ctxt, _ = measure(lambda: time.sleep(SECONDS))  # the baseline, not a wait
+    print(f"idle guest: {idle_cpu * 100:.2f}% of a core, {idle_ctxt:.0f} context switches/s")
+    print("| N | rdmix CPU/stream | dmix CPU/stream | ratio | rdmix wake-ups/s | dmix wake-ups/s | ratio |")
+    print("|---|---|---|---|---|---|---|")
+    for n in [int(x) for x in os.environ.get("RDMIX_BENCH_CLIENTS", "1,4,16").split(",")]:
+        r_cpu, r_ctxt, r_t = measure(lambda: clients(w, "mix", n, path))
+        d_cpu, d_ctxt, d_t = measure(lambda: clients(w, "dm", n, path))
+        rc, dc = (r_cpu - idle_cpu) / n * 100, (d_cpu - idle_cpu) / n * 100
+        rw, dw = r_ctxt - idle_ctxt, d_ctxt - idle_ctxt
+        print(f"| {n} | {rc:.2f}% | {dc:.2f}% | {rc / dc:.2f} | {rw:.0f} | {dw:.0f} | {rw / dw:.2f} |"
+              f"  ({r_t:.1f} s and {d_t:.1f} s for {SECONDS:.0f} s of audio)", flush=True)
+    log = w.pumps_exited(20)
+    print("rdmix slave xruns:", w.slave_xruns())
+
+
+if __name__ == "__main__":
+    main()
