@@ -545,15 +545,17 @@ fn a_paced_slave_is_slept_on_until_its_descriptors_prove_useless() {
     let mut pump = Pump::new(engine, FakeSlave::new(960, now.clone()), 0);
     pump.kick(0).unwrap();
     let mut wake = Vec::new();
-    let stall = rdmix::pump::pacing::stall_limit_ns(&dev_240());
-    assert_eq!(pump.service(0, &mut wake).unwrap(), Next::Device { by: stall + 1 });
+    // The wait ends two periods on (240 frames at 48 kHz: 5 ms) if the descriptors have not
+    // fired by then: a slave that never fires is found out that way.
+    let two_periods = 10_000_000;
+    assert_eq!(pump.service(0, &mut wake).unwrap(), Next::Device { by: two_periods });
     assert!(pump.sleeps_on_device());
     // A device wake-up with room mixes; the deadline moves with the progress.
     now.store(5_000_000, Ordering::Relaxed);
     assert_eq!(
         pump.service(5_000_000, &mut wake).unwrap(),
         Next::Device {
-            by: 5_000_000 + stall + 1
+            by: 5_000_000 + two_periods
         }
     );
     // Wake-ups that never find room: after 16 of them the clock paces the slave.
@@ -567,6 +569,49 @@ fn a_paced_slave_is_slept_on_until_its_descriptors_prove_useless() {
     );
     assert!(nexts[16..].iter().all(|n| matches!(n, Next::At(_))), "{nexts:?}");
     assert!(!pump.sleeps_on_device());
+}
+
+/// Descriptors that never fire: every wait is ended by its deadline, with room waiting. After
+/// a few such waits in a row the clock paces the slave, which goes on being fed.
+#[test]
+fn a_slave_whose_descriptors_never_fire_is_paced_by_the_clock() {
+    let seg = Arc::new(SegmentWriter::in_memory(&dev_240()));
+    let mut engine = engine(&seg);
+    let _lane = running_lane(&mut engine, 3);
+    let now = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut pump = Pump::new(engine, FakeSlave::new(960, now.clone()), 0);
+    pump.kick(0).unwrap();
+    let mut wake = Vec::new();
+    let mut t = 0;
+    let mut next = pump.service(t, &mut wake).unwrap();
+    let mut waits = 0;
+    while let Next::Device { by } = next {
+        waits += 1;
+        assert!(waits <= 8, "still sleeping on descriptors that never fire: {next:?}");
+        t = by; // nothing fired: the deadline ends the wait
+        now.store(t, Ordering::Relaxed);
+        next = pump.service(t, &mut wake).unwrap();
+    }
+    assert!(matches!(next, Next::At(_)), "{next:?}");
+    assert!(!pump.sleeps_on_device());
+    assert!(
+        waits >= 2,
+        "one late wake-up is not enough to distrust a device: {waits}"
+    );
+    // And the clock keeps it fed from then on.
+    let before = pump.stats.periods;
+    for _ in 0..40 {
+        if let Next::At(at) = next {
+            t = at.max(t + 1);
+        }
+        now.store(t, Ordering::Relaxed);
+        next = pump.service(t, &mut wake).unwrap();
+    }
+    assert!(
+        pump.stats.periods >= before + 20,
+        "{} periods",
+        pump.stats.periods - before
+    );
 }
 
 #[test]
