@@ -680,7 +680,16 @@ def main(argv):
     for t in chosen:
         t0 = time.monotonic()
         try:
-            note = t()
+            try:
+                note = t()
+            except Fail as e:
+                # Under TCG a host that is busy elsewhere can starve the guest past a device
+                # buffer: a slave xrun then says nothing about rdmix. Such a run is replayed
+                # once, and the output says so; a second one fails.
+                if "slave xrun" not in str(e):
+                    raise
+                note = t()
+                note = f"{note} (replayed once: {str(e)[:120]})"
             passed += 1
             print(f"ok   {t.__name__} ({time.monotonic() - t0:.1f} s){': ' + note if note else ''}", flush=True)
         except Fail as e:
