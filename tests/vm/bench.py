@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""rdmix beside dmix on the same kernel, in one run: N aplay clients of a tone through rdmix
-on the copy-only test driver (snd-rdmixtest), and through dmix on snd-dummy's device 0 (which
-has mmap, so dmix can run there). Runs inside the VM: scripts/bench_vm.sh.
+"""rdmix beside dmix on the same kernel and the same driver, in one run: N aplay clients of a
+tone through rdmix on snd-aloop's playback substream 1, and through dmix on substream 0
+(snd-aloop has mmap, so dmix can run there), both at period 256 and buffer 1024. Runs inside
+the VM: scripts/bench_vm.sh. (snd-dummy's device 0 would be the natural mmap device, but a
+second dmix client there fails to open, "unable to open slave": EINVAL, on this kernel.)
 
 For each N it prints the CPU of all processes (the whole guest, from /proc/stat, less an
 idle baseline measured the same way) per stream in % of one core, and the context switches
@@ -57,10 +59,9 @@ def clients(w, dev, n, path, status):
 
 
 def main():
-    guest.load_testcard()
-    guest.dummy()
-    w = guest.World("bench", guest.rdmix_rc("hw:RdmixTest", 0x5E00)
-                    + 'pcm.dm { type dmix; ipc_key 7300; slave { pcm "hw:Dummy,0"; period_size 256; buffer_size 1024 } }\n')
+    guest.aloop()
+    w = guest.World("bench", guest.rdmix_rc("hw:Loopback,0,1", 0x5E00, "slave.period_size 256; slave.buffer_size 1024")
+                    + 'pcm.dm { type dmix; ipc_key 7300; slave { pcm "hw:Loopback,0,0"; period_size 256; buffer_size 1024 } }\n')
     path = w.path("t.wav")
     guest.write_wav(path, guest.tone_frames(int(guest.RATE * SECONDS), 440, 0.1))
     idle_cpu, idle_ctxt, _ = measure(lambda: time.sleep(SECONDS))  # the baseline, not a wait
@@ -68,8 +69,8 @@ def main():
     print("| N | rdmix CPU/stream | dmix CPU/stream | ratio | rdmix wake-ups/s | dmix wake-ups/s | ratio |")
     print("|---|---|---|---|---|---|---|")
     for n in [int(x) for x in os.environ.get("RDMIX_BENCH_CLIENTS", "1,4,16").split(",")]:
-        r_cpu, r_ctxt, r_t = measure(lambda: clients(w, "mix", n, path, "/proc/asound/RdmixTest/pcm0p/sub0/status"))
-        d_cpu, d_ctxt, d_t = measure(lambda: clients(w, "dm", n, path, "/proc/asound/Dummy/pcm0p/sub0/status"))
+        r_cpu, r_ctxt, r_t = measure(lambda: clients(w, "mix", n, path, "/proc/asound/Loopback/pcm0p/sub1/status"))
+        d_cpu, d_ctxt, d_t = measure(lambda: clients(w, "dm", n, path, "/proc/asound/Loopback/pcm0p/sub0/status"))
         rc, dc = (r_cpu - idle_cpu) / n * 100, (d_cpu - idle_cpu) / n * 100
         rw, dw = r_ctxt - idle_ctxt, d_ctxt - idle_ctxt
         print(f"| {n} | {rc:.2f}% | {dc:.2f}% | {rc / dc:.2f} | {rw:.0f} | {dw:.0f} | {rw / dw:.2f} |"
