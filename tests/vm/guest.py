@@ -390,9 +390,15 @@ def suspend_mid_stream_resumes_both_directions_with_no_error():
     ok(w.finish(play, 30), "aplay")
     ok(w.finish(rec, 30), "arecord")
     check(not play.err.strip() and not rec.err.strip(), f"a client saw an error: {play.err}{rec.err}")
-    exact_in_tape(data, "playback across the suspend")
-    n = counter_run(open(w.path("r.raw"), "rb").read(), "capture across the suspend")
     log = w.pumps_exited()
+    try:
+        exact_in_tape(data, "playback across the suspend")
+        n = counter_run(open(w.path("r.raw"), "rb").read(), "capture across the suspend")
+    except Fail as e:
+        # The suspend costs each pump one recovery; any more is a device xrun of its own.
+        if w.slave_xruns() > 2:
+            raise Fail(f"{e}; {w.slave_xruns()} slave xruns, beyond the suspend's 2") from e
+        raise
     check("slave xrun" in log, "the pumps never saw the suspend")
     return f"played exact, recorded {n} frames exact; {w.slave_xruns()} recoveries"
 
