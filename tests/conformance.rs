@@ -66,6 +66,18 @@ fn summary(name: &str, mut v: Vec<f64>) {
     );
 }
 
+/// Waits until a stream nobody feeds has run dry into XRUN (avail updates its state).
+fn wait_xrun(p: &Pcm) {
+    wait_until(
+        Duration::from_secs(5),
+        || {
+            p.avail();
+            p.state() == a::SND_PCM_STATE_XRUN
+        },
+        || format!("state {}", p.state()),
+    );
+}
+
 fn open(n: u32, nonblock: bool, p: Params) -> Pcm {
     let pcm = Pcm::open(&format!("mix{n}"), nonblock).unwrap();
     pcm.set_params(p).unwrap();
@@ -89,14 +101,7 @@ fn state_machine_follows_hw_including_hw_free() {
     assert_eq!(p.pause(false), 0);
     assert_eq!(p.state(), a::SND_PCM_STATE_RUNNING);
     // Nothing more is written: the stream runs dry and goes to XRUN.
-    wait_until(
-        Duration::from_secs(5),
-        || {
-            p.avail();
-            p.state() == a::SND_PCM_STATE_XRUN
-        },
-        || format!("state {}", p.state()),
-    );
+    wait_xrun(&p);
     assert_eq!(p.prepare(), 0);
     assert_eq!(p.state(), a::SND_PCM_STATE_PREPARED);
     write_frames(&p, 0, period);
@@ -540,14 +545,7 @@ fn an_xrun_is_stamped_when_seen_on_the_clock_the_pcm_reports() {
         st.tstamp_ns >= t0 && st.tstamp_ns <= real_ns(),
         "status stamps are wall-clock"
     );
-    wait_until(
-        Duration::from_secs(5),
-        || {
-            p.avail();
-            p.state() == a::SND_PCM_STATE_XRUN
-        },
-        || format!("state {}", p.state()),
-    );
+    wait_xrun(&p);
     let seen = real_ns();
     let xrun = p.trigger_ns();
     let buffer_ns = buffer as i64 * 1_000_000_000 / RATE;

@@ -536,14 +536,21 @@ fn a_stream_that_ran_dry_past_its_stop_point_lets_the_device_sleep() {
     assert!(c.consumed() > 4000, "it was taken on, dry, by the device clock");
 }
 
-#[test]
-fn a_paced_slave_is_slept_on_until_its_descriptors_prove_useless() {
+/// A pump kicked at time 0 over a paced fake slave of 960 frames, with one running lane
+/// (kept alive by the caller) and the virtual clock it reads.
+fn kicked_pump_on_one_lane() -> (Pump<FakeSlave>, Arc<std::sync::atomic::AtomicU64>, Arc<LaneMem>) {
     let seg = Arc::new(SegmentWriter::in_memory(&dev_240()));
     let mut engine = engine(&seg);
-    let _lane = running_lane(&mut engine, 3);
+    let lane = running_lane(&mut engine, 3);
     let now = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut pump = Pump::new(engine, FakeSlave::new(960, now.clone()), 0);
     pump.kick(0).unwrap();
+    (pump, now, lane)
+}
+
+#[test]
+fn a_paced_slave_is_slept_on_until_its_descriptors_prove_useless() {
+    let (mut pump, now, _lane) = kicked_pump_on_one_lane();
     let mut wake = Vec::new();
     // The wait ends two periods on (240 frames at 48 kHz: 5 ms) if the descriptors have not
     // fired by then: a slave that never fires is found out that way.
@@ -575,12 +582,7 @@ fn a_paced_slave_is_slept_on_until_its_descriptors_prove_useless() {
 /// a few such waits in a row the clock paces the slave, which goes on being fed.
 #[test]
 fn a_slave_whose_descriptors_never_fire_is_paced_by_the_clock() {
-    let seg = Arc::new(SegmentWriter::in_memory(&dev_240()));
-    let mut engine = engine(&seg);
-    let _lane = running_lane(&mut engine, 3);
-    let now = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let mut pump = Pump::new(engine, FakeSlave::new(960, now.clone()), 0);
-    pump.kick(0).unwrap();
+    let (mut pump, now, _lane) = kicked_pump_on_one_lane();
     let mut wake = Vec::new();
     let mut t = 0;
     let mut next = pump.service(t, &mut wake).unwrap();

@@ -453,39 +453,34 @@ def a_disconnect_ends_every_client_with_one_line_and_reconnects():
     return f"clients ended in {ends[0]:.2f} s and {ends[1]:.2f} s ({rdmix_lines(play.err)[0]}); new open: {gone[0]}"
 
 
-@test
-def a_batch_pointer_plays_and_records_exact_with_no_xrun():
+def exact_under(fault, undo, key, seconds, what):
+    """Plays and records through rdmix while the test driver does `fault`: both directions
+    exact, and no slave xrun. Returns the frames recorded."""
     load_testcard()
-    ctl("batch 1")
+    ctl(fault)
     try:
-        w = World("batch", rdmix_rc("hw:RdmixTest", 0x5D13))
-        data, play, rec = play_record(w, 3)
+        w = World(what, rdmix_rc("hw:RdmixTest", key))
+        data, play, rec = play_record(w, seconds)
         ok(w.finish(play, 30), "aplay")
         ok(w.finish(rec, 30), "arecord")
-        exact_in_tape(data, "batch playback")
-        n = counter_run(open(w.path("r.raw"), "rb").read(), "batch capture")
+        exact_in_tape(data, f"{what} playback")
+        n = counter_run(open(w.path("r.raw"), "rb").read(), f"{what} capture")
         w.pumps_exited()
         check(w.slave_xruns() == 0, f"{w.slave_xruns()} slave xruns: {w.pump_log()[-800:]}")
     finally:
-        ctl("batch 0")
+        ctl(undo)
+    return n
+
+
+@test
+def a_batch_pointer_plays_and_records_exact_with_no_xrun():
+    n = exact_under("batch 1", "batch 0", 0x5D13, 3, "batch")
     return f"played exact, recorded {n} frames exact, 0 slave xruns"
 
 
 @test
 def a_slow_copy_still_keeps_up():
-    load_testcard()
-    ctl("slow 1500")
-    try:
-        w = World("slow", rdmix_rc("hw:RdmixTest", 0x5D14))
-        data, play, rec = play_record(w, 2)
-        ok(w.finish(play, 30), "aplay")
-        ok(w.finish(rec, 30), "arecord")
-        exact_in_tape(data, "slow-copy playback")
-        n = counter_run(open(w.path("r.raw"), "rb").read(), "slow-copy capture")
-        w.pumps_exited()
-        check(w.slave_xruns() == 0, f"{w.slave_xruns()} slave xruns")
-    finally:
-        ctl("slow 0")
+    n = exact_under("slow 1500", "slow 0", 0x5D14, 2, "slow-copy")
     return f"1.5 ms per copy: played exact, recorded {n} frames exact"
 
 
