@@ -458,8 +458,9 @@ fn an_idle_pump_stops_the_device_on_silence_and_restarts_it_clean() {
     }
     assert_eq!(pump.slave.record.len(), stop_at);
 
-    // A new stream after idle: the device is prepared again, led in by silence but for the
-    // buffer's last period, which holds the stream's own frames from 0.
+    // A new stream after idle: the device is prepared again and filled at once with
+    // silence, the buffer's last period being the one the stream is first seen in. The
+    // stream joins in the period after it, from frame 0, a whole buffer after its start.
     let t = (idle_at + 300) * 1_000_000;
     now.store(t, Ordering::Relaxed);
     c.prepare();
@@ -471,11 +472,17 @@ fn an_idle_pump_stops_the_device_on_silence_and_restarts_it_clean() {
     assert!(matches!(pump.service(t, &mut wake).unwrap(), Next::Device { .. }));
     let fresh = &pump.slave.record[stop_at..];
     assert_eq!(fresh.len(), 960 * 2, "the device's buffer was filled at once");
-    let (lead, first) = fresh.split_at(720 * 2);
     assert!(
-        lead.iter().all(|&v| v == 0),
+        fresh.iter().all(|&v| v == 0),
         "the lead-in is silence, never a stale period"
     );
+    assert_eq!(c.consumed(), 0, "nothing is taken before the stream joins");
+    // One period later the device has room for one more: the stream's own frames from 0.
+    let t = t + 5_000_000;
+    now.store(t, Ordering::Relaxed);
+    pump.service(t, &mut wake).unwrap();
+    let first = &pump.slave.record[stop_at + 960 * 2..];
+    assert_eq!(first.len(), 240 * 2, "one period more, at the device's pace");
     for (k, f) in first.chunks_exact(2).enumerate() {
         let v = sample(0, k as u64);
         assert_eq!(f, [v, v], "frame {k} after the restart");
@@ -514,6 +521,19 @@ fn a_stream_that_ran_dry_past_its_stop_point_lets_the_device_sleep() {
         "the dry period was consumed, so the client sees its xrun"
     );
     assert!(consumed <= 2048 + 240, "and nothing after it: {consumed}");
+    // The pump's word says so, and the client was woken to hear it: frames it writes now,
+    // after the pump decided, cannot hide the xrun (once they did, and its drain waited
+    // on a lane nobody would mix again).
+    assert!(
+        Producer::new(&c.mem).mixed().stopped,
+        "the pump's word carries the xrun"
+    );
+    assert!(wake.contains(&0), "the client is woken to recover");
+    c.top_up(2048);
+    c.publish();
+    pump.kick(300_000_000).unwrap();
+    assert_eq!(pump.service(300_000_000, &mut wake).unwrap(), Next::Idle);
+    assert!(Producer::new(&c.mem).mixed().stopped, "until the client prepares");
     // Its last frames were all played, in order.
     let rec = &pump.slave.record;
     let first = rec.iter().position(|&v| v != 0).unwrap() / 2;

@@ -120,7 +120,8 @@ impl Client {
                 }
             }
             // The program must recover, or read what a drain left: waking it is how it learns.
-            Phase::Xrun | Phase::Draining | Phase::PlayingOut => ready,
+            // (`Underrun` is playback's: the capture pump never stops a lane that way.)
+            Phase::Xrun | Phase::Underrun | Phase::Draining | Phase::PlayingOut => ready,
             Phase::Idle | Phase::Running | Phase::Paused => {
                 if self.captured_avail() >= self.avail_min as i64 {
                     return ready;
@@ -144,7 +145,7 @@ impl Client {
         self.sync_appl(io);
         let lane = self.captured_avail();
         match phase {
-            Phase::Gone | Phase::Xrun => Err(Error::errno(libc::EPIPE)),
+            Phase::Gone | Phase::Xrun | Phase::Underrun => Err(Error::errno(libc::EPIPE)),
             Phase::Paused => Ok(self.paused_delay),
             Phase::Idle | Phase::Draining | Phase::PlayingOut => Ok(lane),
             Phase::Running => {

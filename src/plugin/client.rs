@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use alsa_sys as a;
 
 use super::attach::{Attachment, attach};
-use super::state::{Delay, Phase, Pointer, Poll};
+use super::state::{Delay, Phase, Pointer, Poll, Pump};
 use crate::alsa::ioplug::{DrainStep, HwChoice, IoView, Plugin, Revents, Space, SwChoice};
 use crate::alsa::strerror;
 use crate::config::Config;
@@ -223,9 +223,8 @@ impl Client {
     /// The stream's phase (see `state`): asks whether the pump is alive, and reads how far
     /// it has consumed the lane.
     pub(super) fn phase(&mut self, io: &IoView) -> Phase {
-        let gone = !self.pump_alive();
-        let drained = !gone && self.refresh();
-        Phase::of(io.state, gone, drained)
+        let pump = if self.pump_alive() { self.refresh() } else { Pump::Gone };
+        Phase::of(io.state, pump)
     }
 
     /// Tells the pump where this stream stops when it runs dry (see `pointer`), so that an
@@ -272,17 +271,21 @@ impl Client {
         })
     }
 
-    /// Reads the pump's word for our lane into `consumed`; returns whether the lane is drained.
-    pub(super) fn refresh(&mut self) -> bool {
-        let Some(m) = self.pump_word() else { return false };
+    /// Reads the pump's word for our lane into `consumed`; returns what it says of the lane.
+    pub(super) fn refresh(&mut self) -> Pump {
+        let Some(m) = self.pump_word() else { return Pump::Mixing };
         if m.epoch != self.epoch {
-            return false; // the pump has not seen this epoch yet: nothing consumed
+            return Pump::Mixing; // the pump has not seen this epoch yet: nothing consumed
         }
         let d = pos_diff(m.consumed, self.consumed & POS_MASK);
         if d > 0 {
             self.consumed += d as u64;
         }
-        m.drained
+        match () {
+            _ if m.stopped => Pump::Stopped,
+            _ if m.drained => Pump::Drained,
+            _ => Pump::Mixing,
+        }
     }
 
     /// Brings `appl` in line with ioplug's appl_ptr (which rewind/forward move silently).
@@ -677,7 +680,14 @@ impl Plugin for Client {
         // Left in the pipe, the wake-ups this step answers would make every wait of the
         // drain return at once (a spin for as long as the device plays out).
         self.spend_wakeups();
-        self.refresh();
+        if self.refresh() == Pump::Stopped {
+            // The lane ran dry before the drain began, and the pump ended it there: the
+            // frames written since can never play, so waiting for them would only time out.
+            return Err(Error::new(
+                libc::EPIPE,
+                "rdmix: drain: the stream underran before its drain began; prepare to play the rest",
+            ));
+        }
         let fds = [self.wake_fd(), self.sock_fd()];
         Ok(match self.drain_remaining_ns() {
             Some(0) => DrainStep::Done,
@@ -732,9 +742,10 @@ impl Plugin for Client {
             Poll::WhenAvail | Poll::WhenMixed => {
                 self.arm_wake();
                 // The pump may have moved between our check and arming: look once more.
-                let drained = self.refresh();
+                let pump = self.refresh();
                 let now_ready = match phase.poll() {
-                    Poll::WhenMixed => drained && self.drain_remaining_ns() == Some(0),
+                    _ if pump == Pump::Stopped => true,
+                    Poll::WhenMixed => pump == Pump::Drained && self.drain_remaining_ns() == Some(0),
                     _ => self.avail_reached(),
                 };
                 if now_ready {

@@ -53,6 +53,8 @@ struct Lane {
     short: u64,
     /// Device frames produced for this lane in this epoch.
     out: u64,
+    /// The lane has been given its first device period in this epoch (see `mix_lane`).
+    joined: bool,
     phase: Phase,
 }
 
@@ -66,6 +68,7 @@ impl Lane {
         self.consumed = 0;
         self.short = 0;
         self.out = 0;
+        self.joined = false;
         self.phase = Phase::Live;
     }
 
@@ -373,6 +376,22 @@ fn mix_lane(lane: &mut Lane, end: &Consumer, p: &mut Period) -> Option<bool> {
     if !ctl.state.is_mixed() || lane.done() {
         return None;
     }
+    if !lane.joined {
+        // A lane joins the device stream one period after the period it is first seen in,
+        // so that frame 0 plays a whole device buffer after its start, wherever in the
+        // period that came. Joined at once, a lane would owe the pump a whole period of
+        // frames by the time the device held only `buffer - period` of the mix: a program
+        // that keeps less than a period ahead (ffmpeg -re) would underrun whenever its
+        // packets and the periods fell out of step.
+        lane.joined = true;
+        end.set_start_mix(lane.origin(p.mix_pos + p.frames));
+        end.publish(Mixed {
+            epoch: lane.epoch,
+            running: true,
+            ..Mixed::default()
+        });
+        return Some(false);
+    }
     let origin = lane.origin(p.mix_pos);
     end.set_start_mix(origin);
     let need = lane.need(p.frames);
@@ -387,8 +406,10 @@ fn mix_lane(lane: &mut Lane, end: &Consumer, p: &mut Period) -> Option<bool> {
         advance(lane, end, took, need, ctl.state == State::Running)
     };
     end.publish(mixed);
-    if mixed.drained {
-        return Some(true); // a drain waiting on its end is always woken
+    if mixed.drained || mixed.stopped {
+        // A drain waiting on its end, or a program that must hear of its xrun to recover,
+        // is always woken: no later period will.
+        return Some(true);
     }
     Some(end.take_wake(lane.consumed))
 }
@@ -421,6 +442,7 @@ fn finish_drain(lane: &mut Lane, setup: &LaneSetup, end: &Consumer, took: u64, o
         epoch: lane.epoch,
         running: true,
         drained,
+        stopped: false,
         consumed: lane.consumed,
     }
 }
@@ -446,6 +468,7 @@ fn advance(lane: &mut Lane, end: &Consumer, took: u64, need: u64, running: bool)
         epoch: lane.epoch,
         running: true,
         drained: false,
+        stopped: lane.phase == Phase::Stopped,
         consumed: lane.consumed,
     }
 }

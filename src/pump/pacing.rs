@@ -216,11 +216,12 @@ impl<S: Slave> Pump<S> {
     /// A client's lane has started to want mixing. An idle pump readies the device again;
     /// the next `service` fills its buffer and so starts it. A busy pump has nothing to do.
     ///
-    /// The buffer is filled with silence but for its last period, which is the lanes' first:
-    /// a device that starts full plays that period one buffer from now, and from then on the
-    /// lanes are taken at the device's pace, as they are by a pump that never stopped. (Had
-    /// the whole buffer come from the lanes, a client that started with less than that
-    /// queued would underrun at once.)
+    /// The buffer is filled with silence but for its last period, in which the lanes are
+    /// first seen (and which they join a period later, as every lane does: see
+    /// `engine::mix_lane`). The device starts full, so a lane's frame 0 plays one buffer
+    /// from now, and from then on the lanes are taken at the device's pace, as they are by
+    /// a pump that never stopped. (Had the whole buffer come from the lanes, a client that
+    /// started with less than that queued would underrun at once.)
     pub fn kick(&mut self, now_ns: u64) -> Result<()> {
         if !self.idle || !self.engine.wants_mixing() {
             return Ok(());

@@ -236,6 +236,7 @@ fn feed(lane: &mut Lane, end: &Writer, period: &[u8], first: u64, dev: &DevicePa
         epoch: lane.epoch,
         running: true,
         drained: false,
+        stopped: false,
         consumed: lane.written,
     });
     // Never trust the client's position: a lie only moves its own overrun.

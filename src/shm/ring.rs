@@ -150,6 +150,7 @@ impl Ctl {
 
 const TAG_DRAINED: u8 = 1;
 const TAG_RUNNING: u8 = 2;
+const TAG_STOPPED: u8 = 4;
 
 /// The pump's word: how far it has consumed the lane in which epoch, and what it has
 /// made of the lane's state.
@@ -160,13 +161,19 @@ pub struct Mixed {
     pub running: bool,
     /// Every frame of a draining lane has been mixed: `drain_end` is valid.
     pub drained: bool,
+    /// The pump found the running lane dry past its stop point and stopped mixing it in
+    /// this epoch: an xrun. The pump's word, not the client's arithmetic, decides it, since
+    /// a frame the client wrote after the pump read `appl` cannot undo it.
+    pub stopped: bool,
     /// Client frames consumed in this epoch.
     pub consumed: u64,
 }
 
 impl Mixed {
     pub(super) fn pack(self) -> u64 {
-        let tag = if self.running { TAG_RUNNING } else { 0 } | if self.drained { TAG_DRAINED } else { 0 };
+        let tag = if self.running { TAG_RUNNING } else { 0 }
+            | if self.drained { TAG_DRAINED } else { 0 }
+            | if self.stopped { TAG_STOPPED } else { 0 };
         Word {
             epoch: self.epoch,
             tag,
@@ -181,6 +188,7 @@ impl Mixed {
             epoch: w.epoch,
             running: w.tag & TAG_RUNNING != 0,
             drained: w.tag & TAG_DRAINED != 0,
+            stopped: w.tag & TAG_STOPPED != 0,
             consumed: w.pos,
         }
     }
@@ -392,9 +400,16 @@ mod tests {
             epoch: 9,
             running: true,
             drained: true,
+            stopped: false,
             consumed: 12345,
         };
         assert_eq!(Mixed::unpack(m.pack()), m);
+        let s = Mixed {
+            stopped: true,
+            drained: false,
+            ..m
+        };
+        assert_eq!(Mixed::unpack(s.pack()), s);
     }
 
     #[test]

@@ -22,7 +22,7 @@ use crate::sys;
 /// "RDMX", little-endian.
 pub const MAGIC: u32 = 0x584d_4452;
 /// Bumped on any change to the layout or to the meaning of a field.
-pub const LAYOUT_VERSION: u32 = 3;
+pub const LAYOUT_VERSION: u32 = 4;
 /// At least 32 clients share one pump; 64 leaves headroom for programs that open twice.
 pub const MAX_LANES: usize = 64;
 /// Largest channel count described by the header's channel map.
