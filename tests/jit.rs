@@ -54,7 +54,7 @@ fn write_just_in_time(pcm: &str, rate: u32) -> u32 {
     // A drain ends once the last frame has played; one begun just after an underrun the
     // writer had not yet heard of says so with -EPIPE, and counts as that underrun.
     let d = p.drain();
-    if d == -(libc::EPIPE as i32) {
+    if d == -libc::EPIPE {
         underruns += 1;
     } else {
         assert_eq!(d, 0, "{pcm} at {rate} Hz: drain");
