@@ -12,7 +12,7 @@ use crate::dsp::convert::MAX_CHANNELS;
 use crate::dsp::format::Format;
 use crate::error::{Error, Result};
 use crate::shm::segment::{MAX_CHMAP, MAX_LANES};
-use crate::shm::wire;
+use crate::wire;
 
 /// Longest `slave.pcm` name: it must fit HELLO whole, with the rest of the configuration.
 pub const MAX_PCM_NAME: usize = 1024;

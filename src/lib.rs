@@ -7,8 +7,8 @@
 //! - `plugin` (runs inside each application), `pump` (runs in `rdmix-pump`) and `status`
 //!   (runs in `rdmix-status`), which never import each other;
 //! - `config`, the options both read;
-//! - `shm`, the contract between them: segment layout, lane ring, clock, wire protocol,
-//!   status report;
+//! - `wire`, what they say over the control socket: the protocol and the status report;
+//! - `shm`, the shared-memory contract between them: segment layout, lane ring, clock;
 //! - `dsp`, sample formats, mixing and conversion;
 //! - `alsa` and `sys`, thin wrappers over alsa-lib and Linux;
 //! - `error`, the one error type.
@@ -22,3 +22,4 @@ pub mod pump;
 pub mod shm;
 pub mod status;
 pub mod sys;
+pub mod wire;

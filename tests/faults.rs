@@ -298,8 +298,8 @@ fn fault5_wedged_slave() {
 fn fault6_impostors() {
     use asound_module_pcm_rdmix::shm::lane::LaneMem;
     use asound_module_pcm_rdmix::shm::segment::{DeviceParams, SEGMENT_BYTES, SegmentWriter};
-    use asound_module_pcm_rdmix::shm::wire::{self, Incoming, Msg, REPLY, SETUP, WELCOME};
     use asound_module_pcm_rdmix::sys;
+    use asound_module_pcm_rdmix::wire::{self, Incoming, Msg, REPLY, SETUP, WELCOME};
     use std::os::fd::AsFd;
     use std::os::unix::fs::FileExt;
     assert!(have("aplay"), "aplay is required");

@@ -10,15 +10,18 @@ use std::sync::atomic::Ordering;
 use asound_module_pcm_rdmix as rdmix;
 use rdmix::dsp::format::Format;
 use rdmix::error::{Error, Result};
-use rdmix::pump::engine::Engine;
-use rdmix::pump::pacing::{Next, Pump, Slave};
+use rdmix::pump::lanes::LaneTable;
+use rdmix::pump::pace::Next;
+use rdmix::pump::play::Player;
+use rdmix::pump::play::mixer::Mixer;
+use rdmix::pump::side::{Device, Side, Sink};
 use rdmix::shm::lane::LaneMem;
 use rdmix::shm::ring::{Ctl, Geometry, Producer, State, pos_diff};
 use rdmix::shm::segment::{DeviceParams, SegmentWriter};
 
 /// An engine over `seg` at the device parameters it publishes.
-fn engine(seg: &Arc<SegmentWriter>) -> Engine {
-    Engine::new(seg.clone(), seg.device(), seg.chmap()).unwrap()
+fn engine(seg: &Arc<SegmentWriter>) -> Mixer {
+    Mixer::new(seg.clone(), seg.device(), seg.chmap()).unwrap()
 }
 
 const RATE: u32 = 48000;
@@ -67,7 +70,8 @@ impl FakeSlave {
     }
 }
 
-impl Slave for FakeSlave {
+impl Device for FakeSlave {}
+impl Sink for FakeSlave {
     fn write(&mut self, buf: &[u8], frames: usize) -> Result<usize> {
         let room = (self.buffer - (self.written - self.played())) as usize;
         let n = frames.min(room);
@@ -187,7 +191,7 @@ fn clients_starting_stopping_and_underrunning_mix_exactly() {
     let mut clients: Vec<Client> = (0..4)
         .map(|idx| {
             let mem = Arc::new(LaneMem::in_memory());
-            engine.attach(idx, mem.clone());
+            engine.lanes.attach(idx, mem.clone());
             engine
                 .setup(idx, s16, CH as u32, RATE, 2048, &Default::default())
                 .unwrap();
@@ -203,7 +207,7 @@ fn clients_starting_stopping_and_underrunning_mix_exactly() {
         .collect();
     let now = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let slave = FakeSlave::new(960, now.clone());
-    let mut pump = Pump::new(engine, slave, 0);
+    let mut pump = Player::new(engine, slave, 0);
     let mut log: Vec<Mixed> = Vec::new();
     let mut start_mix: HashMap<(usize, u16), u64> = HashMap::new();
     let mut wake = Vec::new();
@@ -250,10 +254,10 @@ fn clients_starting_stopping_and_underrunning_mix_exactly() {
         if kick {
             pump.kick(t).unwrap();
         }
-        let from = pump.engine.mix_pos();
+        let from = pump.mixer.mix_pos();
         let view: Vec<_> = clients.iter().map(|c| (c.state, c.epoch, c.appl)).collect();
         pump.service(t, &mut wake).unwrap();
-        let to = pump.engine.mix_pos();
+        let to = pump.mixer.mix_pos();
         for c in &clients {
             if matches!(c.state, State::Running | State::Draining) && to > from {
                 start_mix
@@ -267,8 +271,8 @@ fn clients_starting_stopping_and_underrunning_mix_exactly() {
         log.push(Mixed { from, to, view });
     }
 
-    let rec = &pump.slave.record;
-    let total = pump.engine.mix_pos();
+    let rec = &pump.sink.record;
+    let total = pump.mixer.mix_pos();
     assert_eq!(rec.len() as u64, total * CH as u64, "the slave got every mixed frame");
     assert!(
         total > 48000 * 14 / 10,
@@ -313,7 +317,8 @@ fn pump_paces_an_unpaced_slave_by_the_clock() {
     struct Null {
         frames: u64,
     }
-    impl Slave for Null {
+    impl Device for Null {}
+    impl Sink for Null {
         fn write(&mut self, _b: &[u8], f: usize) -> Result<usize> {
             self.frames += f as u64;
             Ok(f)
@@ -338,7 +343,7 @@ fn pump_paces_an_unpaced_slave_by_the_clock() {
     let seg = Arc::new(SegmentWriter::in_memory(&dev));
     let mut engine = engine(&seg);
     let _lane = running_lane(&mut engine, 0);
-    let mut pump = Pump::new(engine, Null { frames: 0 }, 0);
+    let mut pump = Player::new(engine, Null { frames: 0 }, 0);
     pump.kick(0).unwrap();
     let mut wake = Vec::new();
     let mut t = 0;
@@ -349,24 +354,24 @@ fn pump_paces_an_unpaced_slave_by_the_clock() {
         };
         assert!(next > t, "the pump asks to be called again later");
         // Never more than one buffer ahead of real time.
-        let ahead = pump.slave.frames as i64 - (t as i64 * RATE as i64 / 1_000_000_000);
+        let ahead = pump.sink.frames as i64 - (t as i64 * RATE as i64 / 1_000_000_000);
         assert!(ahead <= 960, "{ahead} frames ahead at {t} ns");
         t = next;
     }
     let elapsed_frames = t * RATE as u64 / 1_000_000_000;
     assert!(
-        pump.slave.frames + 960 >= elapsed_frames,
+        pump.sink.frames + 960 >= elapsed_frames,
         "kept up: {} of {elapsed_frames}",
-        pump.slave.frames
+        pump.sink.frames
     );
 }
 
 /// Attaches lane `idx` as a client that runs forever and never runs dry (its position is
 /// always a full ring ahead), playing whatever its ring holds.
-fn running_lane(engine: &mut Engine, idx: usize) -> Arc<LaneMem> {
+fn running_lane(engine: &mut Mixer, idx: usize) -> Arc<LaneMem> {
     let s16 = Format::lookup(alsa_sys::SND_PCM_FORMAT_S16_LE).unwrap();
     let mem = Arc::new(LaneMem::in_memory());
-    engine.attach(idx, mem.clone());
+    engine.lanes.attach(idx, mem.clone());
     engine.setup(idx, s16, 2, RATE, 2048, &Default::default()).unwrap();
     Producer::new(&mem).publish(Ctl {
         epoch: 1,
@@ -388,12 +393,12 @@ fn dev_240() -> DeviceParams {
 
 /// A pump on the fake slave (240-frame periods, 960-frame buffer) with client 0 attached,
 /// set up and idle, and the virtual clock the slave plays by.
-fn one_client_pump() -> (Pump<FakeSlave>, Client, Arc<std::sync::atomic::AtomicU64>) {
+fn one_client_pump() -> (Player<FakeSlave>, Client, Arc<std::sync::atomic::AtomicU64>) {
     let seg = Arc::new(SegmentWriter::in_memory(&dev_240()));
     let mut engine = engine(&seg);
     let s16 = Format::lookup(alsa_sys::SND_PCM_FORMAT_S16_LE).unwrap();
     let mem = Arc::new(LaneMem::in_memory());
-    engine.attach(0, mem.clone());
+    engine.lanes.attach(0, mem.clone());
     engine.setup(0, s16, 2, RATE, 2048, &Default::default()).unwrap();
     let c = Client {
         idx: 0,
@@ -404,7 +409,7 @@ fn one_client_pump() -> (Pump<FakeSlave>, Client, Arc<std::sync::atomic::AtomicU
         appl: 0,
     };
     let now = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    (Pump::new(engine, FakeSlave::new(960, now.clone()), 0), c, now)
+    (Player::new(engine, FakeSlave::new(960, now.clone()), 0), c, now)
 }
 
 #[test]
@@ -413,8 +418,8 @@ fn an_idle_pump_stops_the_device_on_silence_and_restarts_it_clean() {
     let mut wake = Vec::new();
     assert_eq!(pump.service(0, &mut wake).unwrap(), Next::Idle, "a new pump is idle");
     pump.kick(0).unwrap();
-    assert!(pump.is_idle(), "a kick with no lane running changes nothing");
-    assert_eq!(pump.slave.prepares, 0);
+    assert!(pump.pace.is_idle(), "a kick with no lane running changes nothing");
+    assert_eq!(pump.sink.prepares, 0);
 
     // Play 100 ms, then stop (snd_pcm_drop) and let the pump wind down.
     c.prepare();
@@ -443,9 +448,9 @@ fn an_idle_pump_stops_the_device_on_silence_and_restarts_it_clean() {
         idle_at <= 100 + 2 * 20 + 2,
         "idle after {idle_at} ms; a 20 ms buffer of silence is enough"
     );
-    assert_eq!(pump.slave.stops.len(), 1, "the device was stopped once");
-    let stop_at = pump.slave.stops[0];
-    let rec = &pump.slave.record;
+    assert_eq!(pump.sink.stops.len(), 1, "the device was stopped once");
+    let stop_at = pump.sink.stops[0];
+    let rec = &pump.sink.record;
     let last_sound = rec.iter().rposition(|&v| v != 0).unwrap() + 1;
     assert!(
         stop_at - last_sound >= 960 * 2,
@@ -456,7 +461,7 @@ fn an_idle_pump_stops_the_device_on_silence_and_restarts_it_clean() {
     for ms in idle_at..idle_at + 300 {
         assert_eq!(pump.service(ms * 1_000_000, &mut wake).unwrap(), Next::Idle);
     }
-    assert_eq!(pump.slave.record.len(), stop_at);
+    assert_eq!(pump.sink.record.len(), stop_at);
 
     // A new stream after idle: the device is prepared again and filled at once with
     // silence, the buffer's last period being the one the stream is first seen in. The
@@ -468,9 +473,9 @@ fn an_idle_pump_stops_the_device_on_silence_and_restarts_it_clean() {
     c.state = State::Running;
     c.publish();
     pump.kick(t).unwrap();
-    assert_eq!(pump.slave.prepares, 1);
+    assert_eq!(pump.sink.prepares, 1);
     assert!(matches!(pump.service(t, &mut wake).unwrap(), Next::Device { .. }));
-    let fresh = &pump.slave.record[stop_at..];
+    let fresh = &pump.sink.record[stop_at..];
     assert_eq!(fresh.len(), 960 * 2, "the device's buffer was filled at once");
     assert!(
         fresh.iter().all(|&v| v == 0),
@@ -481,7 +486,7 @@ fn an_idle_pump_stops_the_device_on_silence_and_restarts_it_clean() {
     let t = t + 5_000_000;
     now.store(t, Ordering::Relaxed);
     pump.service(t, &mut wake).unwrap();
-    let first = &pump.slave.record[stop_at + 960 * 2..];
+    let first = &pump.sink.record[stop_at + 960 * 2..];
     assert_eq!(first.len(), 240 * 2, "one period more, at the device's pace");
     for (k, f) in first.chunks_exact(2).enumerate() {
         let v = sample(0, k as u64);
@@ -535,7 +540,7 @@ fn a_stream_that_ran_dry_past_its_stop_point_lets_the_device_sleep() {
     assert_eq!(pump.service(300_000_000, &mut wake).unwrap(), Next::Idle);
     assert!(Producer::new(&c.mem).mixed().stopped, "until the client prepares");
     // Its last frames were all played, in order.
-    let rec = &pump.slave.record;
+    let rec = &pump.sink.record;
     let first = rec.iter().position(|&v| v != 0).unwrap() / 2;
     for k in 0..2048u64 {
         let v = sample(0, k);
@@ -558,12 +563,12 @@ fn a_stream_that_ran_dry_past_its_stop_point_lets_the_device_sleep() {
 
 /// A pump kicked at time 0 over a paced fake slave of 960 frames, with one running lane
 /// (kept alive by the caller) and the virtual clock it reads.
-fn kicked_pump_on_one_lane() -> (Pump<FakeSlave>, Arc<std::sync::atomic::AtomicU64>, Arc<LaneMem>) {
+fn kicked_pump_on_one_lane() -> (Player<FakeSlave>, Arc<std::sync::atomic::AtomicU64>, Arc<LaneMem>) {
     let seg = Arc::new(SegmentWriter::in_memory(&dev_240()));
     let mut engine = engine(&seg);
     let lane = running_lane(&mut engine, 3);
     let now = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let mut pump = Pump::new(engine, FakeSlave::new(960, now.clone()), 0);
+    let mut pump = Player::new(engine, FakeSlave::new(960, now.clone()), 0);
     pump.kick(0).unwrap();
     (pump, now, lane)
 }
@@ -576,7 +581,7 @@ fn a_paced_slave_is_slept_on_until_its_descriptors_prove_useless() {
     // fired by then: a slave that never fires is found out that way.
     let two_periods = 10_000_000;
     assert_eq!(pump.service(0, &mut wake).unwrap(), Next::Device { by: two_periods });
-    assert!(pump.sleeps_on_device());
+    assert!(pump.pace.sleeps_on_device());
     // A device wake-up with room mixes; the deadline moves with the progress.
     now.store(5_000_000, Ordering::Relaxed);
     assert_eq!(
@@ -595,7 +600,7 @@ fn a_paced_slave_is_slept_on_until_its_descriptors_prove_useless() {
         "{nexts:?}"
     );
     assert!(nexts[16..].iter().all(|n| matches!(n, Next::At(_))), "{nexts:?}");
-    assert!(!pump.sleeps_on_device());
+    assert!(!pump.pace.sleeps_on_device());
 }
 
 /// Descriptors that never fire: every wait is ended by its deadline, with room waiting. After
@@ -615,13 +620,13 @@ fn a_slave_whose_descriptors_never_fire_is_paced_by_the_clock() {
         next = pump.service(t, &mut wake).unwrap();
     }
     assert!(matches!(next, Next::At(_)), "{next:?}");
-    assert!(!pump.sleeps_on_device());
+    assert!(!pump.pace.sleeps_on_device());
     assert!(
         waits >= 2,
         "one late wake-up is not enough to distrust a device: {waits}"
     );
     // And the clock keeps it fed from then on.
-    let before = pump.stats.periods;
+    let before = pump.pace.stats.periods;
     for _ in 0..40 {
         if let Next::At(at) = next {
             t = at.max(t + 1);
@@ -630,9 +635,9 @@ fn a_slave_whose_descriptors_never_fire_is_paced_by_the_clock() {
         next = pump.service(t, &mut wake).unwrap();
     }
     assert!(
-        pump.stats.periods >= before + 20,
+        pump.pace.stats.periods >= before + 20,
         "{} periods",
-        pump.stats.periods - before
+        pump.pace.stats.periods - before
     );
 }
 
@@ -649,9 +654,9 @@ fn hostile_positions_only_hurt_their_own_lane() {
     let mut engine = engine(&seg);
     let s16 = Format::lookup(alsa_sys::SND_PCM_FORMAT_S16_LE).unwrap();
     let (mem0, mem1) = (Arc::new(LaneMem::in_memory()), Arc::new(LaneMem::in_memory()));
-    engine.attach(0, mem0.clone());
+    engine.lanes.attach(0, mem0.clone());
     engine.setup(0, s16, 2, RATE, 128, &Default::default()).unwrap();
-    engine.attach(1, mem1.clone());
+    engine.lanes.attach(1, mem1.clone());
     engine.setup(1, s16, 2, RATE, 128, &Default::default()).unwrap();
     // Lane 0 plays a constant 1000.
     let g = Geometry::new(4, 128).unwrap();

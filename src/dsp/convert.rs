@@ -305,7 +305,13 @@ fn identity(ch: usize) -> Vec<f32> {
 }
 
 #[cfg(test)]
+#[allow(dead_code)]
+#[path = "../../tests/common/measure.rs"]
+mod measure;
+
+#[cfg(test)]
 mod tests {
+    use super::measure;
     use super::*;
     use alsa_sys::*;
 
@@ -337,7 +343,7 @@ mod tests {
 
     /// Least-squares fit of a sine at `f`: (amplitude, residual RMS).
     fn fit(x: &[f64], f: f64, rate: f64) -> (f64, f64) {
-        super::super::measure::sine_and_residual(x, f, rate)
+        measure::sine_and_residual(x, f, rate)
     }
 
     fn tone(f: f64, rate: u32, secs: f64, amp: f64) -> Vec<f32> {

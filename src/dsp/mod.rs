@@ -4,5 +4,4 @@
 pub mod chmap;
 pub mod convert;
 pub mod format;
-pub mod measure;
 pub mod mix;

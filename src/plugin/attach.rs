@@ -24,8 +24,8 @@ use crate::shm::lane::LaneMem;
 use crate::shm::ring::Producer;
 use crate::shm::segment::{MAX_LANES, Segment};
 use crate::shm::tap::Reader;
-use crate::shm::wire::{self, HELLO, Incoming, Msg, PROTO_VERSION, PumpArgs, Rendezvous, Stream, WELCOME};
 use crate::sys;
+use crate::wire::{self, HELLO, Incoming, Msg, PROTO_VERSION, PumpArgs, Rendezvous, Stream, WELCOME};
 
 /// How long an open may take to reach a working pump, spawning included.
 const ATTACH_TIMEOUT: Duration = Duration::from_secs(5);

@@ -29,9 +29,9 @@ use crate::shm::lane::LANE_BYTES;
 use crate::shm::ring::{Ctl, Geometry, Mixed, POS_MASK, State, pos_diff};
 use crate::shm::segment::DeviceParams;
 use crate::shm::tap;
-use crate::shm::wire::{self, Incoming, Msg, REPLY, SETUP, Stream};
 use crate::sys;
 use crate::sys::time::now_ns;
+use crate::wire::{self, Incoming, Msg, REPLY, SETUP, Stream};
 
 /// The hardware parameters the application chose.
 #[derive(Clone, Copy, Debug)]

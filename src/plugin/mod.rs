@@ -11,7 +11,7 @@ use alsa_sys as a;
 use crate::alsa::ioplug::OpenArgs;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::shm::wire::Stream;
+use crate::wire::Stream;
 use client::Client;
 
 /// Builds the client PCM for one `snd_pcm_open` of a `type rdmix` PCM: playback joins the

@@ -5,8 +5,8 @@
 use std::os::fd::OwnedFd;
 
 use crate::error::{Error, Result};
-use crate::shm::wire::PumpArgs;
 use crate::sys;
+use crate::wire::PumpArgs;
 
 /// A peer as the kernel describes it.
 #[derive(Clone, Debug)]

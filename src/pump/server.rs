@@ -24,14 +24,16 @@
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::admission::{Credentials, admit, within_share};
-use super::capture::Recorder;
-use super::engine::Engine;
-use super::pacing::{Next, Pump};
-use super::side::Side;
+use super::pace::Next;
+use super::play::Player;
+use super::play::mixer::Mixer;
+use super::record::Recorder;
+use super::record::splitter::Splitter;
+use super::side::{Device, Side};
 use super::slave::AlsaSlave;
-use super::split::Splitter;
 use crate::alsa::strerror;
 use crate::config::{Bindings, Config};
 use crate::dsp::format::Format;
@@ -39,11 +41,14 @@ use crate::error::{Error, Result};
 use crate::shm::clock::frames_to_ns;
 use crate::shm::lane::LaneMem;
 use crate::shm::segment::{MAX_LANES, SegmentWriter};
-use crate::shm::status::{ClientStatus, PumpStatus};
-use crate::shm::wire::{self, HELLO, Incoming, KICK, Msg, PROTO_VERSION, PumpArgs, REPLY, SETUP, STATUS, WELCOME};
 use crate::sys;
 use crate::sys::epoll::{Epoll, Event, NO_EVENT};
+use crate::sys::socket::Addr;
 use crate::sys::time::now_ns;
+use crate::wire::status::{ClientStatus, PumpStatus};
+use crate::wire::{
+    self, HELLO, Incoming, KICK, Msg, PROTO_VERSION, PumpArgs, REPLY, Rendezvous, SETUP, STATUS, WELCOME,
+};
 
 /// How long a pump with no clients keeps the device open, so that programs that close and
 /// reopen (a player between tracks) do not pay for a new pump each time.
@@ -167,8 +172,8 @@ impl Server {
             }
         };
         let (cpu_us, switches) = (sys::process::cpu_us(), sys::process::context_switches());
-        let periods = self.running.as_ref().map_or(0, |r| r.pump.stats().periods);
-        let xruns = self.running.as_ref().map_or(0, |r| r.pump.stats().slave_xruns);
+        let periods = self.running.as_ref().map_or(0, |r| r.pump.pace().stats.periods);
+        let xruns = self.running.as_ref().map_or(0, |r| r.pump.pace().stats.slave_xruns);
         log(&format!(
             "exiting ({code}) after {periods} periods, {xruns} slave xruns; cpu {cpu_us} us, {} wake-ups, {switches} context switches",
             self.wakeups
@@ -184,7 +189,7 @@ impl Server {
         }
         let ready = std::mem::take(&mut self.slave_ready);
         let due = match self.next {
-            Next::Idle => !r.pump.is_idle(),
+            Next::Idle => !r.pump.pace().is_idle(),
             Next::At(t) => now >= t,
             Next::Device { by } => ready || now >= by,
         };
@@ -192,9 +197,9 @@ impl Server {
             return Ok(());
         }
         self.wake.clear();
-        let xruns = r.pump.stats().slave_xruns;
+        let xruns = r.pump.pace().stats.slave_xruns;
         let step = r.pump.service(now, &mut self.wake);
-        let stats = r.pump.stats();
+        let stats = r.pump.pace().stats;
         // Each slave xrun is worth a line (they are rare); past 20 the count in the exit
         // line and rdmix-status tell the rest, so a failing card cannot flood the log.
         if stats.slave_xruns > xruns && xruns < 20 {
@@ -211,7 +216,7 @@ impl Server {
         }
         // The slave's descriptors pace the pump only while it waits on the device; a
         // stopped device's descriptors would report an error state without end.
-        let watch = r.pump.sleeps_on_device() && matches!(self.next, Next::Device { .. });
+        let watch = r.pump.pace().sleeps_on_device() && matches!(self.next, Next::Device { .. });
         if watch != self.slave_watched {
             let mut refused = None;
             for (i, p) in self.slave_fds.iter().enumerate() {
@@ -231,7 +236,7 @@ impl Server {
                 log(&format!(
                     "the slave's poll descriptors cannot be watched ({e}); pacing it by the clock"
                 ));
-                r.pump.pace_by_clock();
+                r.pump.pace_mut().pace_by_clock();
                 self.next = Next::At(now);
                 self.slave_watched = false;
                 return Ok(());
@@ -252,7 +257,7 @@ impl Server {
     fn give_up(&self, e: &Error) -> i32 {
         let Some(r) = &self.running else { return 1 };
         log(&format!("slave \"{}\" failed: {}", r.cfg.slave.pcm, strerror(e.neg())));
-        r.pump.fail(e);
+        r.pump.pace().fail(e);
         for w in self.wakers.iter().flatten() {
             sys::fd::poke(w.as_fd());
         }
@@ -316,7 +321,7 @@ impl Server {
         }
         self.events = events;
         if slave_stirred && let Some(r) = &self.running {
-            self.slave_ready = r.pump.slave().ready(&mut self.slave_fds);
+            self.slave_ready = r.pump.device().ready(&mut self.slave_fds);
             for p in &mut self.slave_fds {
                 p.revents = 0;
             }
@@ -349,7 +354,7 @@ impl Server {
         self.epoll.remove(p.sock.as_raw_fd());
         if let Some(s) = p.slot {
             if let Some(r) = &mut self.running {
-                r.pump.detach(s);
+                r.pump.lanes_mut().detach(s);
             }
             self.wakers[s] = None;
             log(&format!("client pid {} left lane {s}", p.cred.pid));
@@ -484,9 +489,9 @@ impl Server {
         }
         if self.running.is_none() {
             let mut r = start(&self.args, &cfg)?;
-            self.slave_fds = r.pump.slave().poll_fds();
+            self.slave_fds = r.pump.device().poll_fds();
             if self.slave_fds.is_empty() {
-                r.pump.pace_by_clock();
+                r.pump.pace_mut().pace_by_clock();
             }
             self.running = Some(r);
         }
@@ -524,9 +529,9 @@ impl Server {
         let mut w = Msg::new(WELCOME);
         w.slot = slot as u32;
         // The lane is the engine's before the client can see it.
-        r.pump.attach(slot, Arc::new(mem));
+        r.pump.lanes_mut().attach(slot, Arc::new(mem));
         if let Err(e) = wire::send(&peer.sock, &w, &[r.seg_fd.as_fd(), lane_fd.as_fd(), theirs.as_fd()]) {
-            r.pump.detach(slot);
+            r.pump.lanes_mut().detach(slot);
             return Err(Error::io("rdmix: the client left during its HELLO", e));
         }
         self.wakers[slot] = Some(mine);
@@ -550,19 +555,19 @@ impl Server {
             ..PumpStatus::default()
         };
         let Some(r) = &self.running else { return s };
-        let dev = r.pump.device();
+        let dev = r.pump.pace().device();
         s.slave = r.cfg.slave.pcm.clone();
-        s.slave_type = r.pump.slave().type_name();
+        s.slave_type = r.pump.device().type_name();
         s.format = Format::lookup(dev.format).map(|f| f.name()).unwrap_or_default();
         (s.rate, s.channels, s.period, s.buffer) = (dev.rate, dev.channels, dev.period_frames, dev.buffer_frames);
-        s.periods = r.pump.stats().periods;
-        s.slave_xruns = r.pump.stats().slave_xruns;
-        s.device = if r.pump.is_idle() { "idle" } else { "running" }.to_string();
+        s.periods = r.pump.pace().stats.periods;
+        s.slave_xruns = r.pump.pace().stats.slave_xruns;
+        s.device = if r.pump.pace().is_idle() { "idle" } else { "running" }.to_string();
         s.stream = self.args.stream.name().to_string();
         let dev_us = frames_to_ns(dev.buffer_frames as u64, dev.rate) / 1000;
         for p in &self.peers {
             let Some(lane) = p.slot else { continue };
-            let Some((setup, state, underruns)) = r.pump.lane_status(lane) else {
+            let Some((setup, state, underruns)) = r.pump.lanes().status(lane) else {
                 continue;
             };
             let mut c = ClientStatus {
@@ -640,11 +645,112 @@ fn start(args: &PumpArgs, cfg: &Config) -> Result<Running> {
     let pump: Box<dyn Side> = if args.stream.is_capture() {
         Box::new(Recorder::new(Splitter::new(seg, dev, chmap)?, slave, now_ns()))
     } else {
-        Box::new(Pump::new(Engine::new(seg, dev, chmap)?, slave, now_ns()))
+        Box::new(Player::new(Mixer::new(seg, dev, chmap)?, slave, now_ns()))
     };
     Ok(Running {
         cfg: cfg.clone(),
         pump,
         seg_fd,
     })
+}
+
+/// The variables a shared pump keeps: where to log, and how to find programs.
+const SHARED_ENV_KEEP: [&str; 3] = ["RDMIX_PUMP", "RDMIX_PUMP_LOG", "PATH"];
+
+fn report(r: Result<()>) {
+    use std::io::Write;
+    let _ = std::io::stdout().write_all(&wire::startup_report(&r));
+    let _ = std::io::stdout().flush();
+}
+
+/// Why binding the key's socket did not give us a listener.
+enum Bound {
+    Listening(OwnedFd, Option<OwnedFd>),
+    /// Another live pump holds the key: the clients will reach it.
+    Taken,
+}
+
+/// Binds the key's socket. A private key's path is owned by whoever holds its flock: the
+/// holder replaces any socket file a killed pump left, and a newcomer that finds the lock
+/// held waits for the holder to listen (or to finish exiting).
+fn bind(rv: &Rendezvous) -> std::io::Result<Bound> {
+    let Some(lock_path) = &rv.lock else {
+        return match sys::socket::listen(&rv.addr) {
+            Ok(l) => Ok(Bound::Listening(l, None)),
+            Err(e) if e.raw_os_error() == Some(libc::EADDRINUSE) => Ok(Bound::Taken),
+            Err(e) => Err(e),
+        };
+    };
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        if let Some(lock) = sys::fs::try_lock(lock_path)? {
+            if let Addr::Path(p) = &rv.addr {
+                sys::fs::remove(p)?;
+            }
+            return Ok(Bound::Listening(sys::socket::listen(&rv.addr)?, Some(lock)));
+        }
+        if sys::socket::connect(&rv.addr).is_ok() || Instant::now() >= deadline {
+            return Ok(Bound::Taken);
+        }
+        let _ = sys::fd::poll(&mut [], 10);
+    }
+}
+
+/// Entry point of `rdmix-pump`. Returns the process exit code.
+pub fn main(args: &[String]) -> i32 {
+    sys::process::ignore_sigpipe();
+    let Some(args) = PumpArgs::parse(args) else {
+        eprintln!(
+            "rdmix-pump: usage: rdmix-pump --key KEY --perm PERM [--gid GID] [--capture] (started by the rdmix plugin)"
+        );
+        return 2;
+    };
+    if args.shared() {
+        // A pump other users join must not run on its starter's private settings: alsa-lib
+        // then reads only the system-wide configuration. (The plugin already started us
+        // with a clean environment; this holds for a pump started by hand too.)
+        sys::process::reset_env(&SHARED_ENV_KEEP, &[("HOME", wire::SYSTEM_HOME)]);
+    }
+    match sys::process::daemonize() {
+        Ok(sys::process::Forked::Parent) => return 0,
+        Ok(sys::process::Forked::Daemon) => {}
+        Err(e) => {
+            report(Err(Error::io("rdmix: pump: cannot detach", e)));
+            return 1;
+        }
+    }
+    let key = args.key;
+    let bound = wire::rendezvous(key, args.shared(), args.stream).and_then(|rv| {
+        bind(&rv)
+            .map(|b| (b, rv.clone()))
+            .map_err(|e| Error::io(&format!("rdmix: ipc_key {key:#x}: cannot listen at {}", rv.addr), e))
+    });
+    let (listener, lock, rv) = match bound {
+        Ok((Bound::Listening(l, lock), rv)) => (l, lock, rv),
+        Ok((Bound::Taken, _)) => {
+            report(Ok(())); // another pump won the race; clients will reach it
+            return 0;
+        }
+        Err(e) => {
+            report(Err(e));
+            return 1;
+        }
+    };
+    report(Ok(()));
+    sys::process::redirect_stdio(std::env::var_os("RDMIX_PUMP_LOG").as_deref().map(std::path::Path::new));
+    sys::process::raise_priority();
+    sys::process::raise_nofile_limit();
+    let code = match Server::new(args, listener) {
+        Ok(s) => s.serve(),
+        Err(e) => {
+            eprintln!("rdmix-pump[{}]: cannot set up its event loop: {e}", sys::process::pid());
+            1
+        }
+    };
+    // Remove the socket while still holding the lock, so a successor never loses its own.
+    if let (Addr::Path(p), Some(_)) = (&rv.addr, &lock) {
+        let _ = sys::fs::remove(p);
+    }
+    drop(lock);
+    code
 }

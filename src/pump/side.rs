@@ -1,120 +1,79 @@
-//! What the process loop needs of a pump, whichever way it moves frames: `server` drives a
-//! playback `Pump` and a capture `Recorder` through this one narrow trait.
+//! The narrow traits between the pump's parts. `Side` is what the process loop needs of a
+//! pump, whichever way it moves frames: `server` drives a playback `Player` and a capture
+//! `Recorder` through it, and reaches their shared parts (the pacing, `Pace`, and the lane
+//! table, `LaneTable`) instead of having them forwarded. `Sink` and `Source` are what each
+//! direction needs of the slave, so that tests drive both with fakes on a virtual clock.
 
-use std::sync::Arc;
-
-use super::capture::Recorder;
-use super::engine::LaneSetup;
-use super::pacing::{Next, Pump, Stats};
-use super::slave::AlsaSlave;
+use super::lanes::LaneTable;
+use super::pace::{Next, Pace};
 use crate::config::Bindings;
 use crate::dsp::format::Format;
 use crate::error::{Error, Result};
-use crate::shm::lane::LaneMem;
-use crate::shm::ring::State;
-use crate::shm::segment::DeviceParams;
+
+/// What the loop watches of the slave itself. A fake has no descriptors and no name.
+pub trait Device {
+    /// The descriptors that wake the pump when the slave can move a period (its avail_min).
+    fn poll_fds(&self) -> Vec<libc::pollfd> {
+        Vec::new()
+    }
+    /// Whether the woken descriptors mean the slave wants service.
+    fn ready(&self, _fds: &mut [libc::pollfd]) -> bool {
+        true
+    }
+    /// The slave's PCM type, for the log and `rdmix-status`.
+    fn type_name(&self) -> String {
+        String::new()
+    }
+}
+
+/// A PCM the pump can feed: only non-blocking interleaved writes are needed. Errors are
+/// bare errnos, as alsa-lib gives them.
+pub trait Sink: Device {
+    /// Writes whole frames; returns frames taken, or an error (`EAGAIN` when full).
+    fn write(&mut self, buf: &[u8], frames: usize) -> Result<usize>;
+    /// Frames the slave can take now.
+    fn avail(&mut self) -> Result<usize>;
+    /// Frames queued in the slave and not yet played.
+    fn delay(&mut self) -> Result<i64>;
+    /// Recovers from an xrun or suspend reported as `err`.
+    fn recover(&mut self, err: &Error) -> Result<()>;
+    /// Stops the device. Everything it still holds is silence by then, so nothing audible
+    /// is cut.
+    fn stop(&mut self) -> Result<()> {
+        Ok(())
+    }
+    /// Makes a stopped device ready to start again; it starts once its buffer is full.
+    fn prepare(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// A PCM the pump can record from: only non-blocking interleaved reads are needed. Errors
+/// are bare errnos, as alsa-lib gives them.
+pub trait Source: Device {
+    /// Reads whole frames; returns frames read, or an error (`EAGAIN` when none are ready).
+    fn read(&mut self, buf: &mut [u8], frames: usize) -> Result<usize>;
+    /// Frames captured and not yet read.
+    fn avail(&mut self) -> Result<usize>;
+    /// Recovers from an overrun or suspend reported as `err`, and captures again.
+    fn recover(&mut self, err: &Error) -> Result<()>;
+    /// Prepares and starts capturing.
+    fn start(&mut self) -> Result<()>;
+    /// Stops capturing and drops what the device holds.
+    fn stop(&mut self) -> Result<()>;
+}
 
 pub trait Side {
     /// A client's lane has started to want the device: an idle device starts.
     fn kick(&mut self, now_ns: u64) -> Result<()>;
-    /// Does every transfer due at `now_ns`; says when to call again.
+    /// Does every transfer due at `now_ns`; says when to call again. Lanes whose wake-up
+    /// fell due are pushed onto `wake`.
     fn service(&mut self, now_ns: u64, wake: &mut Vec<usize>) -> Result<Next>;
-    fn is_idle(&self) -> bool;
-    fn sleeps_on_device(&self) -> bool;
-    fn pace_by_clock(&mut self);
-    /// Marks the segment failed, so clients report the errno instead of waiting.
-    fn fail(&self, err: &Error);
-    fn stats(&self) -> Stats;
-    fn device(&self) -> DeviceParams;
-    fn slave(&self) -> &AlsaSlave;
-    fn attach(&mut self, idx: usize, mem: Arc<LaneMem>);
-    fn detach(&mut self, idx: usize);
-    /// Accepts or refuses a client's hw_params.
+    /// Accepts or refuses a client's hw_params on lane `idx`.
     fn setup(&mut self, idx: usize, f: Format, channels: u32, rate: u32, buffer: u64, b: &Bindings) -> Result<()>;
-    /// The pump's own setup and count for lane `idx`, and the state its client declares.
-    fn lane_status(&self, idx: usize) -> Option<(Option<LaneSetup>, Option<State>, u32)>;
-}
-
-impl Side for Pump<AlsaSlave> {
-    fn kick(&mut self, now_ns: u64) -> Result<()> {
-        Pump::kick(self, now_ns)
-    }
-    fn service(&mut self, now_ns: u64, wake: &mut Vec<usize>) -> Result<Next> {
-        Pump::service(self, now_ns, wake)
-    }
-    fn is_idle(&self) -> bool {
-        Pump::is_idle(self)
-    }
-    fn sleeps_on_device(&self) -> bool {
-        Pump::sleeps_on_device(self)
-    }
-    fn pace_by_clock(&mut self) {
-        Pump::pace_by_clock(self)
-    }
-    fn fail(&self, err: &Error) {
-        Pump::fail(self, err)
-    }
-    fn stats(&self) -> Stats {
-        self.stats
-    }
-    fn device(&self) -> DeviceParams {
-        self.engine.device()
-    }
-    fn slave(&self) -> &AlsaSlave {
-        &self.slave
-    }
-    fn attach(&mut self, idx: usize, mem: Arc<LaneMem>) {
-        self.engine.attach(idx, mem)
-    }
-    fn detach(&mut self, idx: usize) {
-        self.engine.detach(idx)
-    }
-    fn setup(&mut self, idx: usize, f: Format, channels: u32, rate: u32, buffer: u64, b: &Bindings) -> Result<()> {
-        self.engine.setup(idx, f, channels, rate, buffer, b)
-    }
-    fn lane_status(&self, idx: usize) -> Option<(Option<LaneSetup>, Option<State>, u32)> {
-        self.engine.lane_status(idx)
-    }
-}
-
-impl Side for Recorder<AlsaSlave> {
-    fn kick(&mut self, now_ns: u64) -> Result<()> {
-        Recorder::kick(self, now_ns)
-    }
-    fn service(&mut self, now_ns: u64, wake: &mut Vec<usize>) -> Result<Next> {
-        Recorder::service(self, now_ns, wake)
-    }
-    fn is_idle(&self) -> bool {
-        Recorder::is_idle(self)
-    }
-    fn sleeps_on_device(&self) -> bool {
-        Recorder::sleeps_on_device(self)
-    }
-    fn pace_by_clock(&mut self) {
-        Recorder::pace_by_clock(self)
-    }
-    fn fail(&self, err: &Error) {
-        Recorder::fail(self, err)
-    }
-    fn stats(&self) -> Stats {
-        self.stats
-    }
-    fn device(&self) -> DeviceParams {
-        self.split.device()
-    }
-    fn slave(&self) -> &AlsaSlave {
-        &self.source
-    }
-    fn attach(&mut self, idx: usize, mem: Arc<LaneMem>) {
-        self.split.attach(idx, mem)
-    }
-    fn detach(&mut self, idx: usize) {
-        self.split.detach(idx)
-    }
-    fn setup(&mut self, idx: usize, f: Format, channels: u32, rate: u32, buffer: u64, b: &Bindings) -> Result<()> {
-        self.split.setup(idx, f, channels, rate, buffer, b)
-    }
-    fn lane_status(&self, idx: usize) -> Option<(Option<LaneSetup>, Option<State>, u32)> {
-        self.split.lane_status(idx)
-    }
+    fn pace(&self) -> &Pace;
+    fn pace_mut(&mut self) -> &mut Pace;
+    fn lanes(&self) -> &dyn LaneTable;
+    fn lanes_mut(&mut self) -> &mut dyn LaneTable;
+    fn device(&self) -> &dyn Device;
 }

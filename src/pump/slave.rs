@@ -3,8 +3,7 @@
 
 use std::fmt::Display;
 
-use super::capture::Source;
-use super::pacing::Slave;
+use super::side::{Device, Sink, Source};
 use crate::alsa::pcm::{HwParams, Negotiated, Pcm};
 use crate::alsa::strerror;
 use crate::config::SlaveRequest;
@@ -12,7 +11,7 @@ use crate::dsp::chmap::standard_map;
 use crate::dsp::format::{FORMATS, Format};
 use crate::error::{Error, Result};
 use crate::shm::segment::{DeviceParams, MAX_CHMAP};
-use crate::shm::wire::Stream;
+use crate::wire::Stream;
 
 /// rdmix's defaults, chosen for low latency: 5 ms periods, 4 of them (about 21 ms at 48 kHz,
 /// against 1024-frame quanta in sound servers).
@@ -149,10 +148,6 @@ impl AlsaSlave {
         let planar = planar.then(|| Planar::new(got.format, got.channels, got.buffer as usize));
         Ok((AlsaSlave { pcm, planar }, dev, chmap))
     }
-
-    pub fn type_name(&self) -> String {
-        self.pcm.type_name()
-    }
 }
 
 /// The asked format, or the first of rdmix's that the slave takes.
@@ -246,7 +241,7 @@ fn check_usable(name: &str, got: &Negotiated) -> Result<()> {
     Ok(())
 }
 
-impl Slave for AlsaSlave {
+impl Sink for AlsaSlave {
     fn write(&mut self, buf: &[u8], frames: usize) -> Result<usize> {
         let Some(p) = &mut self.planar else {
             return self.pcm.writei(buf, frames);
@@ -315,17 +310,19 @@ impl Source for AlsaSlave {
     }
 }
 
-impl AlsaSlave {
-    /// The descriptors that wake the pump when the slave can take a period (its avail_min).
-    pub fn poll_fds(&self) -> Vec<libc::pollfd> {
+impl Device for AlsaSlave {
+    fn poll_fds(&self) -> Vec<libc::pollfd> {
         self.pcm.poll_descriptors().unwrap_or_default()
     }
 
-    /// Whether the woken descriptors mean the slave wants service (room, frames captured,
-    /// or an error that the next transfer reports).
-    pub fn ready(&self, fds: &mut [libc::pollfd]) -> bool {
+    /// Room, frames captured, or an error that the next transfer reports.
+    fn ready(&self, fds: &mut [libc::pollfd]) -> bool {
         self.pcm.poll_revents(fds).map_or(true, |r| {
             r & (libc::POLLOUT | libc::POLLIN | libc::POLLERR | libc::POLLHUP) as u16 != 0
         })
+    }
+
+    fn type_name(&self) -> String {
+        self.pcm.type_name()
     }
 }

@@ -46,6 +46,26 @@ pub struct Slot {
     _reserved: [u64; 9],
 }
 
+impl Slot {
+    /// Gives the slot to a new client: every word starts at zero (epoch 0, idle). The pump
+    /// does this through either direction's end of the lane.
+    pub(super) fn reset(&self) {
+        use std::sync::atomic::Ordering;
+        for w in [
+            &self.ctl,
+            &self.wake_at,
+            &self.mixed,
+            &self.drain_end,
+            &self.start_mix,
+            &self.stop_after,
+        ] {
+            w.store(0, Ordering::Relaxed);
+        }
+        self.wake_armed.store(0, Ordering::Relaxed);
+        self.underruns.store(0, Ordering::Release);
+    }
+}
+
 const _: () = {
     assert!(std::mem::size_of::<Slot>() == SLOT_BYTES);
     assert!(std::mem::offset_of!(Slot, wake_armed) == 40);

@@ -1,5 +1,6 @@
-//! The contract both processes share: the segment's layout, the lane ring and its memory
-//! ordering, the device clock, and the control protocol. Everything here is read by one
+//! The shared-memory contract both processes share: the segment's layout, the lane ring
+//! and its memory ordering, and the device clock. (What they say over the socket is
+//! `wire`.) Everything here is read by one
 //! side and written by the other, so everything read is validated before it is used.
 
 pub mod clock;
@@ -7,9 +8,7 @@ pub mod lane;
 pub mod map;
 pub mod ring;
 pub mod segment;
-pub mod status;
 pub mod tap;
-pub mod wire;
 
 // Clients and the pump synchronise only through atomics in shared memory. A lock-based
 // emulation would keep its lock in one process's memory, where the other cannot see it, so

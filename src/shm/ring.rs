@@ -321,12 +321,7 @@ impl<'a> Consumer<'a> {
 
     /// Gives the slot to a new client: every word starts at zero (epoch 0, idle).
     pub fn reset(&self) {
-        let s = self.slot();
-        for w in [&s.ctl, &s.wake_at, &s.mixed, &s.drain_end, &s.start_mix, &s.stop_after] {
-            w.store(0, Ordering::Relaxed);
-        }
-        s.wake_armed.store(0, Ordering::Relaxed);
-        s.underruns.store(0, Ordering::Release);
+        self.slot().reset();
     }
 
     /// The client's word (Acquire): the lane bytes below `appl` are written. `None` for a

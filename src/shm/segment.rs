@@ -15,9 +15,31 @@ use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 
 use super::lane::{LANE_BYTES, LANE_MEM_BYTES};
 use super::map::{Mapping, PAGE};
-use super::wire::Stream;
 use crate::error::{Error, Result};
 use crate::sys;
+
+/// Which way a pump moves frames. A playback pump and a capture pump of the same key are two
+/// pumps, each with its own socket: the two directions never collide, and a capture device
+/// is opened only while somebody records.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Stream {
+    #[default]
+    Playback,
+    Capture,
+}
+
+impl Stream {
+    pub fn is_capture(self) -> bool {
+        self == Stream::Capture
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Stream::Playback => "playback",
+            Stream::Capture => "capture",
+        }
+    }
+}
 
 /// "RDMX", little-endian.
 pub const MAGIC: u32 = 0x584d_4452;
@@ -49,7 +71,7 @@ pub struct Header {
     pub period_frames: u32,
     pub buffer_frames: u32,
     pub pump_pid: u32,
-    /// 0: the pump plays into the slave; 1: it records from it (`wire::Stream`).
+    /// 0: the pump plays into the slave; 1: it records from it (`Stream`).
     pub stream: u32,
     /// The slave's channel map (`SND_CHMAP_*` positions), `channels` entries used.
     pub chmap: [u32; MAX_CHMAP],

@@ -105,6 +105,11 @@ impl<'a> Writer<'a> {
         Writer { mem, slot: mem.slot() }
     }
 
+    /// Gives the slot to a new client: every word starts at zero (epoch 0, idle).
+    pub fn reset(&self) {
+        self.slot.reset();
+    }
+
     /// The client's word (Acquire); `None` for a word no client could have written.
     pub fn ctl(&self) -> Option<Ctl> {
         Ctl::unpack(self.slot.ctl.load(Ordering::Acquire))

@@ -442,8 +442,10 @@ pub fn kill(pid: i32, sig: i32) {
     unsafe { libc::kill(pid, sig) };
 }
 
+#[allow(dead_code)]
+pub mod measure;
 #[allow(unused_imports)]
-pub use asound_module_pcm_rdmix::dsp::measure::{fit_sine, remove_sine, rms, sine_and_residual};
+pub use measure::{fit_sine, remove_sine, rms, sine_and_residual};
 
 /// Frames recorded so far, from the file size.
 pub fn rec_frames(path: &Path) -> usize {

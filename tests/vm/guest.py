@@ -463,7 +463,10 @@ def exact_under(fault, undo, key, seconds, what):
         data, play, rec = play_record(w, seconds)
         ok(w.finish(play, 30), "aplay")
         ok(w.finish(rec, 30), "arecord")
-        exact_in_tape(data, f"{what} playback")
+        try:
+            exact_in_tape(data, f"{what} playback")
+        except Fail as e:
+            raise Fail(f"{e}; aplay said: {play.err.strip()[-300:]!r}; pumps: {w.pump_log()[-600:]!r}")
         n = counter_run(open(w.path("r.raw"), "rb").read(), f"{what} capture")
         w.pumps_exited()
         check(w.slave_xruns() == 0, f"{w.slave_xruns()} slave xruns: {w.pump_log()[-800:]}")

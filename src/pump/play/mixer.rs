@@ -1,4 +1,4 @@
-//! The mixing half of the pump: once per device period it sums the running lanes at the
+//! The mixing half of playback: once per device period it sums the running lanes at the
 //! device position and saturates the sum into the slave format. Pure: lanes in, bytes
 //! out, no clock and no device, so tests drive it directly.
 
@@ -6,23 +6,15 @@ use std::sync::Arc;
 
 use crate::config::Bindings;
 use crate::dsp::chmap;
-use crate::dsp::convert::{self, Converter};
+use crate::dsp::convert::Converter;
 use crate::dsp::format::Format;
-use crate::dsp::mix::Mixer;
-use crate::error::{Error, Result};
+use crate::dsp::mix;
+use crate::error::Result;
+use crate::pump::lanes::{Lane, LaneSetup, Lanes, Part, check_client, refuse};
 use crate::shm::clock::rescale;
 use crate::shm::lane::LaneMem;
-use crate::shm::ring::{Consumer, Geometry, Mixed, State, pos_add, pos_diff};
-use crate::shm::segment::{DeviceParams, MAX_LANES, SegmentWriter};
-
-/// What a client declared at hw_params time (validated before it is accepted).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LaneSetup {
-    pub format: Format,
-    pub channels: u32,
-    pub rate: u32,
-    pub geometry: Geometry,
-}
+use crate::shm::ring::{Consumer, Ctl, Geometry, Mixed, State, pos_add, pos_diff};
+use crate::shm::segment::{DeviceParams, SegmentWriter};
 
 /// What the pump has made of a lane in the current epoch.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -39,53 +31,53 @@ enum Phase {
     Stopped,
 }
 
+/// Playback's part of a lane.
 #[derive(Default)]
-struct Lane {
-    setup: Option<LaneSetup>,
+pub struct Playing {
     /// Present unless the client matches the device in rate, channels and layout.
     conv: Option<Converter>,
-    epoch: u16,
-    /// Dry spells, counted here: the slot's counter is the client's to read (and scribble).
-    underruns: u32,
-    /// Client frames consumed: the lane position.
-    consumed: u64,
     /// Client frames the lane has been short of in its current dry spell.
     short: u64,
-    /// Device frames produced for this lane in this epoch.
-    out: u64,
     /// The lane has been given its first device period in this epoch (see `mix_lane`).
     joined: bool,
     phase: Phase,
 }
 
-impl Lane {
-    /// A new epoch (prepare): positions restart, and so does the converter.
-    fn restart(&mut self, epoch: u16) {
+impl Part for Playing {
+    fn restart(&mut self) {
         if let Some(c) = &mut self.conv {
             c.reset();
         }
-        self.epoch = epoch;
-        self.consumed = 0;
         self.short = 0;
-        self.out = 0;
         self.joined = false;
         self.phase = Phase::Live;
     }
+    fn ctl(mem: &LaneMem) -> Option<Ctl> {
+        Consumer::new(mem).ctl()
+    }
+    fn publish(mem: &LaneMem, m: Mixed) {
+        Consumer::new(mem).publish(m)
+    }
+    fn reset(mem: &LaneMem) {
+        Consumer::new(mem).reset()
+    }
+}
 
+impl Lane<Playing> {
     /// Whether the lane is done in this epoch: drained, or stopped by an xrun.
     fn done(&self) -> bool {
-        matches!(self.phase, Phase::Drained | Phase::Stopped)
+        matches!(self.part.phase, Phase::Drained | Phase::Stopped)
     }
 
     /// Where this lane's frame 0 sits in the device stream (a pause moves it on).
     fn origin(&self, mix_pos: u64) -> u64 {
-        let delay = self.conv.as_ref().map_or(0, |c| c.delay_frames() as u64);
-        mix_pos.wrapping_sub(self.out).wrapping_add(delay)
+        let delay = self.part.conv.as_ref().map_or(0, |c| c.delay_frames() as u64);
+        mix_pos.wrapping_sub(self.device_frames).wrapping_add(delay)
     }
 
     /// Client frames the next device period takes.
     fn need(&self, period: u64) -> u64 {
-        self.conv.as_ref().map_or(period, |c| c.input_frames_next() as u64)
+        self.part.conv.as_ref().map_or(period, |c| c.input_frames_next() as u64)
     }
 }
 
@@ -94,20 +86,14 @@ struct Period<'a> {
     mix_pos: u64,
     frames: u64,
     device_rate: u32,
-    mixer: &'a mut Mixer,
+    sum: &'a mut mix::Mixer,
     scratch: &'a mut Vec<u8>,
 }
 
 /// Sums lanes into device periods.
-pub struct Engine {
-    seg: Arc<SegmentWriter>,
-    /// Each attached client's shared memory, by lane.
-    mems: Vec<Option<Arc<LaneMem>>>,
-    /// The pump's own copy of the device parameters: never re-read from shared memory.
-    dev: DeviceParams,
-    chmap: Vec<u32>,
-    lanes: Vec<Lane>,
-    mixer: Mixer,
+pub struct Mixer {
+    pub lanes: Lanes<Playing>,
+    sum: mix::Mixer,
     scratch: Vec<u8>,
     out: Vec<u8>,
     mix_pos: u64,
@@ -115,66 +101,31 @@ pub struct Engine {
     mixed_any: bool,
 }
 
-impl Engine {
-    pub fn new(seg: Arc<SegmentWriter>, dev: DeviceParams, chmap: Vec<u32>) -> Result<Engine> {
-        let fmt = Format::lookup(dev.format)
-            .ok_or_else(|| Error::new(libc::EINVAL, format!("rdmix: unsupported slave format {}", dev.format)))?;
-        if dev.channels == 0 || dev.period_frames == 0 || dev.rate == 0 {
-            return Err(Error::new(
-                libc::EINVAL,
-                format!("rdmix: impossible device parameters {dev:?}"),
-            ));
-        }
+impl Mixer {
+    pub fn new(seg: Arc<SegmentWriter>, dev: DeviceParams, chmap: Vec<u32>) -> Result<Mixer> {
+        let lanes = Lanes::new(seg, dev, chmap)?;
         let samples = dev.period_frames as usize * dev.channels as usize;
-        Ok(Engine {
-            seg,
-            mems: (0..MAX_LANES).map(|_| None).collect(),
-            dev,
-            chmap,
-            lanes: (0..MAX_LANES).map(|_| Lane::default()).collect(),
-            mixer: Mixer::new(fmt, samples),
+        Ok(Mixer {
+            sum: mix::Mixer::new(lanes.format, samples),
+            out: vec![0; samples * lanes.format.sample_bytes()],
+            lanes,
             scratch: Vec::new(),
-            out: vec![0; samples * fmt.sample_bytes()],
             mix_pos: 0,
             mixed_any: false,
         })
     }
 
     pub fn device(&self) -> DeviceParams {
-        self.dev
+        self.lanes.dev
     }
 
     /// Bytes of one device frame.
     pub fn frame_bytes(&self) -> usize {
-        self.dev.channels as usize * self.mixer.format().sample_bytes()
-    }
-
-    pub fn segment(&self) -> &SegmentWriter {
-        &self.seg
+        self.lanes.frame_bytes()
     }
 
     pub fn mix_pos(&self) -> u64 {
         self.mix_pos
-    }
-
-    /// What lane `idx` holds, for `rdmix-status`: the pump's own setup and count, and the
-    /// state the client declares (`None` when the lane is free or its word is corrupt).
-    pub fn lane_status(&self, idx: usize) -> Option<(Option<LaneSetup>, Option<State>, u32)> {
-        let (lane, mem) = (self.lanes.get(idx)?, self.mems.get(idx)?.as_ref()?);
-        Some((lane.setup, Consumer::new(mem).ctl().map(|c| c.state), lane.underruns))
-    }
-
-    /// Gives lane `idx` to a new client, with its own memory: every word starts at zero
-    /// (epoch 0, idle).
-    pub fn attach(&mut self, idx: usize, mem: Arc<LaneMem>) {
-        Consumer::new(&mem).reset();
-        self.mems[idx] = Some(mem);
-        self.lanes[idx] = Lane::default();
-    }
-
-    pub fn detach(&mut self, idx: usize) {
-        self.mems[idx] = None;
-        self.lanes[idx] = Lane::default();
     }
 
     /// Accepts or refuses a client's hw_params. The lane is not mixed until this succeeds.
@@ -190,16 +141,20 @@ impl Engine {
     ) -> Result<()> {
         let geometry = self.check(format, channels, rate, buffer_frames, bindings)?;
         let conv = self.converter(format, channels, rate, bindings)?;
-        self.lanes[idx] = Lane {
-            setup: Some(LaneSetup {
-                format,
-                channels,
-                rate,
-                geometry,
-            }),
-            conv,
-            ..Lane::default()
+        let setup = LaneSetup {
+            format,
+            channels,
+            rate,
+            geometry,
         };
+        self.lanes.accept(
+            idx,
+            setup,
+            Playing {
+                conv,
+                ..Playing::default()
+            },
+        );
         Ok(())
     }
 
@@ -212,7 +167,7 @@ impl Engine {
         buffer_frames: u64,
         bindings: &Bindings,
     ) -> Result<Geometry> {
-        check_client(&self.dev, channels, rate, bindings)?;
+        check_client(&self.lanes.dev, channels, rate, bindings)?;
         let frame_bytes = format.sample_bytes() * channels as usize;
         usize::try_from(buffer_frames)
             .ok()
@@ -227,20 +182,21 @@ impl Engine {
     /// The converter a client needs, or `None` when it matches the device: the plain
     /// integer path, which a lone client passes bit-exact.
     fn converter(&self, format: Format, channels: u32, rate: u32, bindings: &Bindings) -> Result<Option<Converter>> {
-        if bindings.is_empty() && channels == self.dev.channels && rate == self.dev.rate {
+        let dev = &self.lanes.dev;
+        if bindings.is_empty() && channels == dev.channels && rate == dev.rate {
             return Ok(None);
         }
         let matrix = if bindings.is_empty() {
-            chmap::matrix(&chmap::standard_map(channels), &self.chmap)
+            chmap::matrix(&chmap::standard_map(channels), &self.lanes.chmap)
         } else {
-            chmap::binding_matrix(bindings.pairs(), self.dev.channels as usize)
+            chmap::binding_matrix(bindings.pairs(), dev.channels as usize)
         };
         Converter::new(
             format,
             rate,
             channels as usize,
-            self.dev.rate,
-            self.dev.period_frames as usize,
+            dev.rate,
+            dev.period_frames as usize,
             matrix,
         )
         .map(Some)
@@ -250,11 +206,10 @@ impl Engine {
     /// draining, and (in that epoch) it has neither been drained to its end nor stopped in
     /// an xrun. A corrupt word reads as stopped.
     fn wanting(&self) -> impl Iterator<Item = LaneSetup> + '_ {
-        self.lanes.iter().zip(&self.mems).filter_map(|(lane, mem)| {
-            let (setup, mem) = (lane.setup?, mem.as_ref()?);
-            let ctl = Consumer::new(mem).ctl()?;
-            (ctl.state.is_mixed() && !(ctl.epoch == lane.epoch && lane.done())).then_some(setup)
-        })
+        self.lanes
+            .declared()
+            .filter(|(lane, ctl)| ctl.state.is_mixed() && !(ctl.epoch == lane.epoch && lane.done()))
+            .filter_map(|(lane, _)| lane.setup)
     }
 
     /// Whether any lane wants mixing now.
@@ -265,10 +220,11 @@ impl Engine {
     /// How many device periods each lane can give at once with half its buffer to spare:
     /// the fewest any lane that wants mixing can (at least 1, and `cap` at most).
     pub fn periods_per_take(&self, cap: u64) -> u64 {
-        let period = self.dev.period_frames as u64;
+        let dev = self.lanes.dev;
+        let period = dev.period_frames as u64;
         self.wanting()
             .map(|setup| {
-                let buffer = rescale(setup.geometry.buffer_frames as i64, setup.rate, self.dev.rate) as u64;
+                let buffer = rescale(setup.geometry.buffer_frames as i64, setup.rate, dev.rate) as u64;
                 (buffer / (2 * period)).max(1)
             })
             .fold(cap.max(1), u64::min)
@@ -287,9 +243,10 @@ impl Engine {
     /// Produces a period of silence without touching any lane: the lanes join the device
     /// stream after it, as after a pause.
     pub fn silence_period(&mut self) -> &[u8] {
-        let frames = self.dev.period_frames as u64;
-        self.mixer.clear(frames as usize * self.dev.channels as usize);
-        self.mixer.finish(&mut self.out);
+        let dev = self.lanes.dev;
+        let frames = dev.period_frames as u64;
+        self.sum.clear(frames as usize * dev.channels as usize);
+        self.sum.finish(&mut self.out);
         self.mix_pos += frames;
         self.mixed_any = false;
         &self.out
@@ -297,19 +254,19 @@ impl Engine {
 
     /// Mixes the next device period. Lanes whose wake-up fell due are pushed onto `wake`.
     pub fn mix_period(&mut self, wake: &mut Vec<usize>) -> &[u8] {
-        let frames = self.dev.period_frames as u64;
-        self.mixer.clear(frames as usize * self.dev.channels as usize);
+        let dev = self.lanes.dev;
+        let frames = dev.period_frames as u64;
+        self.sum.clear(frames as usize * dev.channels as usize);
         let mut p = Period {
             mix_pos: self.mix_pos,
             frames,
-            device_rate: self.dev.rate,
-            mixer: &mut self.mixer,
+            device_rate: dev.rate,
+            sum: &mut self.sum,
             scratch: &mut self.scratch,
         };
         let mut any = false;
-        for (idx, (lane, mem)) in self.lanes.iter_mut().zip(&self.mems).enumerate() {
-            let Some(mem) = mem else { continue };
-            match mix_lane(lane, &Consumer::new(mem), &mut p) {
+        for (idx, lane, mem) in self.lanes.each() {
+            match mix_lane(lane, mem, &mut p) {
                 Some(true) => {
                     any = true;
                     wake.push(idx);
@@ -319,71 +276,31 @@ impl Engine {
             }
         }
         self.mixed_any = any;
-        self.mixer.finish(&mut self.out);
+        self.sum.finish(&mut self.out);
         self.mix_pos += frames;
         &self.out
     }
 }
 
-/// A client's hw_params refused, for the reason given.
-pub(super) fn refuse(why: String) -> Error {
-    Error::new(libc::EINVAL, format!("rdmix: hw_params: {why}"))
-}
-
-/// Whether a client's rate, channels and bindings are ones rdmix converts, on a device like
-/// `dev`, in either direction.
-pub fn check_client(dev: &DeviceParams, channels: u32, rate: u32, bindings: &Bindings) -> Result<()> {
-    if !(convert::MIN_RATE..=convert::MAX_RATE).contains(&rate) {
-        return Err(refuse(format!(
-            "rate {rate} is outside {}..{} Hz",
-            convert::MIN_RATE,
-            convert::MAX_RATE
-        )));
-    }
-    if channels == 0 || channels > convert::MAX_CHANNELS {
-        return Err(refuse(format!(
-            "{channels} channels; rdmix maps 1 to {}",
-            convert::MAX_CHANNELS
-        )));
-    }
-    if bindings
-        .pairs()
-        .iter()
-        .any(|&(c, d)| c >= channels || d >= dev.channels)
-    {
-        return Err(refuse(format!(
-            "bindings {:?} do not fit {channels} channels on a {}-channel device",
-            bindings.pairs(),
-            dev.channels
-        )));
-    }
-    Ok(())
-}
-
 /// One lane's part of a period: `None` if it was not mixed, else whether its client should
 /// be woken.
-fn mix_lane(lane: &mut Lane, end: &Consumer, p: &mut Period) -> Option<bool> {
+fn mix_lane(lane: &mut Lane<Playing>, mem: &LaneMem, p: &mut Period) -> Option<bool> {
     let setup = lane.setup?;
+    let end = Consumer::new(mem);
     // A slot with an impossible state tag is treated as stopped: it hurts only its owner.
     let ctl = end.ctl()?;
-    if ctl.epoch != lane.epoch {
-        lane.restart(ctl.epoch);
-        end.publish(Mixed {
-            epoch: ctl.epoch,
-            ..Mixed::default()
-        });
-    }
+    lane.follow(&ctl, mem);
     if !ctl.state.is_mixed() || lane.done() {
         return None;
     }
-    if !lane.joined {
+    if !lane.part.joined {
         // A lane joins the device stream one period after the period it is first seen in,
         // so that frame 0 plays a whole device buffer after its start, wherever in the
         // period that came. Joined at once, a lane would owe the pump a whole period of
         // frames by the time the device held only `buffer - period` of the mix: a program
         // that keeps less than a period ahead (ffmpeg -re) would underrun whenever its
         // packets and the periods fell out of step.
-        lane.joined = true;
+        lane.part.joined = true;
         end.set_start_mix(lane.origin(p.mix_pos + p.frames));
         end.publish(Mixed {
             epoch: lane.epoch,
@@ -396,14 +313,14 @@ fn mix_lane(lane: &mut Lane, end: &Consumer, p: &mut Period) -> Option<bool> {
     end.set_start_mix(origin);
     let need = lane.need(p.frames);
     // Never trust the client's position: clamp it to what its ring can hold.
-    let queued = pos_diff(ctl.appl, lane.consumed).clamp(0, setup.geometry.buffer_frames as i64) as u64;
+    let queued = pos_diff(ctl.appl, lane.pos).clamp(0, setup.geometry.buffer_frames as i64) as u64;
     let took = queued.min(need);
-    add_frames(lane, &setup, end, took, p);
-    lane.out += p.frames;
+    add_frames(lane, &setup, &end, took, p);
+    lane.device_frames += p.frames;
     let mixed = if ctl.state == State::Draining && queued <= need {
-        finish_drain(lane, &setup, end, took, origin, p)
+        finish_drain(lane, &setup, &end, took, origin, p)
     } else {
-        advance(lane, end, took, need, ctl.state == State::Running)
+        advance(lane, &end, took, need, ctl.state == State::Running)
     };
     end.publish(mixed);
     if mixed.drained || mixed.stopped {
@@ -411,31 +328,38 @@ fn mix_lane(lane: &mut Lane, end: &Consumer, p: &mut Period) -> Option<bool> {
         // is always woken: no later period will.
         return Some(true);
     }
-    Some(end.take_wake(lane.consumed))
+    Some(end.take_wake(lane.pos))
 }
 
 /// Reads `n` frames at the lane position and adds them (converted, if need be) to the mix.
-fn add_frames(lane: &mut Lane, setup: &LaneSetup, end: &Consumer, n: u64, p: &mut Period) {
+fn add_frames(lane: &mut Lane<Playing>, setup: &LaneSetup, end: &Consumer, n: u64, p: &mut Period) {
     let g = setup.geometry;
     p.scratch.resize(n as usize * g.frame_bytes, 0);
     if n > 0 {
-        end.read(&g, lane.consumed, p.scratch);
+        end.read(&g, lane.pos, p.scratch);
     }
-    match &mut lane.conv {
-        Some(c) => c.process(p.scratch, p.mixer),
-        None if n > 0 => p.mixer.add(setup.format, p.scratch),
+    match &mut lane.part.conv {
+        Some(c) => c.process(p.scratch, p.sum),
+        None if n > 0 => p.sum.add(setup.format, p.scratch),
         None => {}
     }
 }
 
 /// Everything of a draining lane is in: it is done once the device stream has passed its
 /// last frame (for a converted lane, the resampler's tail included).
-fn finish_drain(lane: &mut Lane, setup: &LaneSetup, end: &Consumer, took: u64, origin: u64, p: &Period) -> Mixed {
-    lane.consumed = pos_add(lane.consumed, took as i64);
-    let last = origin.wrapping_add(rescale(lane.consumed as i64, setup.rate, p.device_rate) as u64);
+fn finish_drain(
+    lane: &mut Lane<Playing>,
+    setup: &LaneSetup,
+    end: &Consumer,
+    took: u64,
+    origin: u64,
+    p: &Period,
+) -> Mixed {
+    lane.pos = pos_add(lane.pos, took as i64);
+    let last = origin.wrapping_add(rescale(lane.pos as i64, setup.rate, p.device_rate) as u64);
     let drained = p.mix_pos + p.frames >= last;
     if drained {
-        lane.phase = Phase::Drained;
+        lane.part.phase = Phase::Drained;
         end.set_drain_end(last);
     }
     Mixed {
@@ -443,7 +367,7 @@ fn finish_drain(lane: &mut Lane, setup: &LaneSetup, end: &Consumer, took: u64, o
         running: true,
         drained,
         stopped: false,
-        consumed: lane.consumed,
+        consumed: lane.pos,
     }
 }
 
@@ -451,16 +375,17 @@ fn finish_drain(lane: &mut Lane, setup: &LaneSetup, end: &Consumer, took: u64, o
 /// that could not give what the period needed has underrun (counted once per dry spell).
 /// A running stream dry past the point its client says it stops at is in xrun: it is not
 /// mixed again this epoch (the client sees the xrun and prepares anew).
-fn advance(lane: &mut Lane, end: &Consumer, took: u64, need: u64, running: bool) -> Mixed {
-    lane.consumed = pos_add(lane.consumed, need as i64);
+fn advance(lane: &mut Lane<Playing>, end: &Consumer, took: u64, need: u64, running: bool) -> Mixed {
+    lane.pos = pos_add(lane.pos, need as i64);
     let dry = took < need;
-    if dry && lane.phase != Phase::Starved {
+    let part = &mut lane.part;
+    if dry && part.phase != Phase::Starved {
         end.count_underrun();
-        lane.underruns = lane.underruns.wrapping_add(1);
+        lane.xruns = lane.xruns.wrapping_add(1);
     }
-    lane.short = if dry { lane.short.saturating_add(need - took) } else { 0 };
-    lane.phase = match () {
-        _ if running && lane.short > end.stop_after() => Phase::Stopped,
+    part.short = if dry { part.short.saturating_add(need - took) } else { 0 };
+    part.phase = match () {
+        _ if running && part.short > end.stop_after() => Phase::Stopped,
         _ if dry => Phase::Starved,
         _ => Phase::Live,
     };
@@ -468,7 +393,7 @@ fn advance(lane: &mut Lane, end: &Consumer, took: u64, need: u64, running: bool)
         epoch: lane.epoch,
         running: true,
         drained: false,
-        stopped: lane.phase == Phase::Stopped,
-        consumed: lane.consumed,
+        stopped: part.phase == Phase::Stopped,
+        consumed: lane.pos,
     }
 }

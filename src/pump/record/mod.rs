@@ -1,211 +1,193 @@
-//! The splitter plus pacing: reads the slave's capture side in whole periods, as soon as
-//! each is captured, and never faster than real time.
+//! Capture: the splitter plus pacing, reading the slave in whole periods as soon as each
+//! is captured, and never faster than real time.
 //!
-//! `Recorder::service` is a non-blocking step like `Pump::service`: it reads every period
-//! that is ready at the time it is given and says when to call it again, so tests drive it
-//! with a virtual clock and a fake source.
+//! `Recorder::service` (through `Side`) is a non-blocking step like `Player::service`: it
+//! reads every period that is ready at the time it is given and says when to call it
+//! again, so tests drive it with a virtual clock and a fake source.
 //!
 //! The device runs only while some client records: the first start (a client's KICK)
 //! prepares and starts it, and the step after the last client stops, pauses, drains or
 //! overruns drops it. Nothing is captured for nobody.
 
-use super::pacing::{DeviceWait, Next, Stats, is_xrun};
-use super::split::Splitter;
-use crate::error::{Error, Result};
-use crate::shm::clock::{Clock, frames_to_ns, ns_to_frames, stall_limit_ns};
+pub mod splitter;
 
-/// A PCM the pump can record from: only non-blocking interleaved reads are needed. Errors
-/// are bare errnos, as alsa-lib gives them.
-pub trait Source {
-    /// Reads whole frames; returns frames read, or an error (`EAGAIN` when none are ready).
-    fn read(&mut self, buf: &mut [u8], frames: usize) -> Result<usize>;
-    /// Frames captured and not yet read.
-    fn avail(&mut self) -> Result<usize>;
-    /// Recovers from an overrun or suspend reported as `err`, and captures again.
-    fn recover(&mut self, err: &Error) -> Result<()>;
-    /// Prepares and starts capturing.
-    fn start(&mut self) -> Result<()>;
-    /// Stops capturing and drops what the device holds.
-    fn stop(&mut self) -> Result<()>;
-}
+use self::splitter::Splitter;
+use super::lanes::LaneTable;
+use super::pace::{Next, Pace};
+use super::side::{Device, Side, Source};
+use crate::config::Bindings;
+use crate::dsp::format::Format;
+use crate::error::{Error, Result};
+use crate::shm::clock::{frames_to_ns, ns_to_frames};
 
 pub struct Recorder<S: Source> {
     pub split: Splitter,
     pub source: S,
-    /// The device is stopped: nobody records.
-    idle: bool,
-    /// The source captures in real time (a card); cleared for good when it gives more than
-    /// real time could have captured (`null`, a file), and the clock paces it instead.
-    realtime: bool,
-    /// Whether the source's poll descriptors can be slept on.
-    wait: DeviceWait,
+    /// `realtime` starts true here: a card captures in real time. It is cleared for good
+    /// when the source gives more than real time could have captured (`null`, a file), and
+    /// the clock paces it instead.
+    pub pace: Pace,
     started_ns: u64,
     /// Device frames read since the device last started.
     since_start: u64,
-    anchor_ns: u64,
-    anchor_frames: u64,
-    last_progress_ns: u64,
     /// One device period, filled by as many reads as it takes.
     period: Vec<u8>,
     have: usize,
-    pub stats: Stats,
 }
 
 impl<S: Source> Recorder<S> {
     pub fn new(split: Splitter, source: S, now_ns: u64) -> Recorder<S> {
         let bytes = split.device().period_frames as usize * split.frame_bytes();
+        let pace = Pace::new(split.lanes.seg.clone(), split.device(), true, now_ns);
         Recorder {
             split,
             source,
-            idle: true,
-            realtime: true,
-            wait: DeviceWait::default(),
+            pace,
             started_ns: now_ns,
             since_start: 0,
-            anchor_ns: now_ns,
-            anchor_frames: 0,
-            last_progress_ns: now_ns,
             period: vec![0; bytes],
             have: 0,
-            stats: Stats::default(),
         }
     }
 
-    pub fn is_idle(&self) -> bool {
-        self.idle
+    /// Reads into the period being filled; whether it is now whole. `None` when the source
+    /// has nothing more now.
+    fn read_some(&mut self) -> Result<Option<bool>> {
+        let period = self.split.device().period_frames as usize;
+        let fb = self.split.frame_bytes();
+        let (have, want) = (self.have, period - self.have);
+        match self.source.read(&mut self.period[have * fb..], want) {
+            Ok(0) => Ok(None),
+            Ok(n) => {
+                self.have += n.min(want);
+                Ok(Some(self.have == period))
+            }
+            Err(e) if e.is(libc::EAGAIN) => Ok(None),
+            Err(e) => {
+                self.recover(e)?;
+                Ok(Some(false))
+            }
+        }
     }
 
-    pub fn pace_by_clock(&mut self) {
-        self.wait.distrust();
+    /// Hands the whole period out; learns whether the source is a real-time one.
+    fn hand_out(&mut self, now_ns: u64, wake: &mut Vec<usize>) {
+        let dev = self.split.device();
+        let period = dev.period_frames as u64;
+        self.have = 0;
+        self.split.split_period(&self.period, wake);
+        self.since_start += period;
+        self.pace.progress(now_ns);
+        // No card captures more than real time allows (a buffer of slack for start-up).
+        let real = ns_to_frames(now_ns.saturating_sub(self.started_ns), dev.rate);
+        if self.pace.realtime && self.since_start > real + dev.buffer_frames as u64 + period {
+            self.pace.realtime = false;
+            self.pace.anchor(now_ns, self.split.cap_pos());
+        }
     }
 
-    pub fn sleeps_on_device(&self) -> bool {
-        self.realtime && self.wait.trusted() && !self.idle
+    /// Frames the device holds unread (0 for a clock-paced source).
+    fn held(&mut self) -> Result<u64> {
+        if !self.pace.realtime {
+            return Ok(0);
+        }
+        match self.source.avail() {
+            Ok(a) => Ok(a as u64),
+            Err(e) => self.recover(e).map(|_| 0),
+        }
     }
 
+    fn recover(&mut self, err: Error) -> Result<()> {
+        // The part of a period already read is audio as captured: a resumed stream goes on
+        // right after it, and an overrun loses what came after it, not before.
+        let source = &mut self.source;
+        self.pace.recover(err, |e| source.recover(e))
+    }
+}
+
+impl<S: Source> Side for Recorder<S> {
     /// A client has started to record: an idle device starts capturing now, so the client's
     /// first frames are the ones captured after its start.
-    pub fn kick(&mut self, now_ns: u64) -> Result<()> {
-        if !self.idle || !self.split.wants_capture() {
+    fn kick(&mut self, now_ns: u64) -> Result<()> {
+        if !self.pace.is_idle() || !self.split.wants_capture() {
             return Ok(());
         }
         self.source.start()?;
-        self.idle = false;
-        self.wait.restart();
         self.have = 0;
         self.started_ns = now_ns;
         self.since_start = 0;
-        self.anchor_ns = now_ns;
-        self.anchor_frames = self.split.cap_pos();
-        self.last_progress_ns = now_ns;
+        self.pace.start(now_ns, self.split.cap_pos());
         Ok(())
     }
 
     /// Reads and hands out every period that is ready at `now_ns`; says when to call again.
-    pub fn service(&mut self, now_ns: u64, wake: &mut Vec<usize>) -> Result<Next> {
-        if self.idle {
+    fn service(&mut self, now_ns: u64, wake: &mut Vec<usize>) -> Result<Next> {
+        if self.pace.is_idle() {
             return Ok(Next::Idle);
         }
         if !self.split.wants_capture() {
             self.source.stop()?;
-            self.idle = true;
-            self.publish(now_ns, 0);
+            self.pace.stop();
+            self.pace.publish(now_ns, self.split.cap_pos(), 0);
             return Ok(Next::Idle);
         }
         let dev = self.split.device();
-        let period = dev.period_frames as usize;
-        let fb = self.split.frame_bytes();
-        let buffer = dev.buffer_frames as u64;
+        let period = dev.period_frames as u64;
         let mut read_any = false;
         // At most a buffer per step, so that a source that never runs dry cannot hold the
         // loop (and the clients' sockets) for good.
-        for _ in 0..(buffer as usize / period).max(1) + 1 {
-            if !self.realtime && self.split.cap_pos() + period as u64 > self.clock_due(now_ns) {
+        for _ in 0..(dev.buffer_frames / dev.period_frames).max(1) + 1 {
+            if !self.pace.realtime && self.split.cap_pos() + period > self.pace.due(now_ns) {
                 break;
             }
-            let (have, want) = (self.have, period - self.have);
-            match self.source.read(&mut self.period[have * fb..], want) {
-                Ok(0) => break,
-                Ok(n) => self.have += n.min(want),
-                Err(e) if e.is(libc::EAGAIN) => break,
-                Err(e) => {
-                    self.recover(e)?;
-                    continue;
-                }
+            match self.read_some()? {
+                None => break,
+                Some(false) => continue,
+                Some(true) => {}
             }
-            if self.have < period {
-                continue;
-            }
-            self.have = 0;
-            self.split.split_period(&self.period, wake);
-            self.stats.periods += 1;
-            self.since_start += period as u64;
-            self.last_progress_ns = now_ns;
+            self.hand_out(now_ns, wake);
             read_any = true;
-            // No card captures more than real time allows (a buffer of slack for start-up).
-            let real = ns_to_frames(now_ns.saturating_sub(self.started_ns), dev.rate);
-            if self.realtime && self.since_start > real + buffer + period as u64 {
-                self.realtime = false;
-                self.anchor_ns = now_ns;
-                self.anchor_frames = self.split.cap_pos();
-            }
         }
-        let avail = if self.realtime {
-            match self.source.avail() {
-                Ok(a) => a as u64,
-                Err(e) => {
-                    self.recover(e)?;
-                    0
-                }
-            }
-        } else {
-            0
-        };
-        self.publish(now_ns, avail);
-        if !self.realtime {
-            let next =
-                self.anchor_ns + frames_to_ns(self.split.cap_pos() + period as u64 - self.anchor_frames, dev.rate);
+        let held = self.held()?;
+        self.pace.publish(now_ns, self.split.cap_pos(), held);
+        if !self.pace.realtime {
+            let next = self.pace.due_at(self.split.cap_pos() + period);
             return Ok(Next::At(next.max(now_ns + 1)));
         }
-        if now_ns.saturating_sub(self.last_progress_ns) > stall_limit_ns(&dev) {
+        if self.pace.stalled(now_ns) {
             return Err(Error::errno(libc::EIO));
         }
-        let period_ns = frames_to_ns(period as u64, dev.rate);
-        let stall_by = self.last_progress_ns + stall_limit_ns(&dev) + 1;
-        if let Some(by) = self.wait.next(now_ns, read_any, stall_by, period_ns) {
-            return Ok(Next::Device { by });
+        if let Some(next) = self.pace.device_wait(now_ns, read_any) {
+            return Ok(next);
         }
-        let missing = (period as u64).saturating_sub(avail.max(self.have as u64));
-        Ok(Next::At(now_ns + frames_to_ns(missing, dev.rate).max(period_ns / 8)))
+        let missing = period.saturating_sub(held.max(self.have as u64));
+        Ok(Next::At(
+            now_ns + frames_to_ns(missing, dev.rate).max(self.pace.period_ns() / 8),
+        ))
     }
 
-    /// Device frames a source that does not block may have given by `now_ns`.
-    fn clock_due(&self, now_ns: u64) -> u64 {
-        self.anchor_frames + ns_to_frames(now_ns.saturating_sub(self.anchor_ns), self.split.device().rate)
+    fn setup(&mut self, idx: usize, f: Format, channels: u32, rate: u32, buffer: u64, b: &Bindings) -> Result<()> {
+        self.split.setup(idx, f, channels, rate, buffer, b)
     }
 
-    fn recover(&mut self, err: Error) -> Result<()> {
-        if is_xrun(&err) {
-            self.stats.slave_xruns += 1;
-            self.split.segment().count_slave_xrun();
-            // The part of a period already read is audio as captured: a resumed stream goes
-            // on right after it, and an overrun loses what came after it, not before.
-            return self.source.recover(&err);
-        }
-        Err(err)
+    fn pace(&self) -> &Pace {
+        &self.pace
     }
 
-    /// The capture clock: device frames handed out, and frames the device holds unread.
-    fn publish(&self, now_ns: u64, held: u64) {
-        self.split.segment().publish_clock(Clock {
-            mix_pos: self.split.cap_pos(),
-            slave_delay: held,
-            tstamp_ns: now_ns,
-        });
+    fn pace_mut(&mut self) -> &mut Pace {
+        &mut self.pace
     }
 
-    pub fn fail(&self, err: &Error) {
-        self.split.segment().set_failed(err.neg());
+    fn lanes(&self) -> &dyn LaneTable {
+        &self.split.lanes
+    }
+
+    fn lanes_mut(&mut self) -> &mut dyn LaneTable {
+        &mut self.split.lanes
+    }
+
+    fn device(&self) -> &dyn Device {
+        &self.source
     }
 }
 
@@ -241,6 +223,8 @@ mod tests {
             }
         }
     }
+
+    impl Device for FakeSource {}
 
     impl Source for FakeSource {
         fn read(&mut self, buf: &mut [u8], frames: usize) -> Result<usize> {
@@ -292,7 +276,7 @@ mod tests {
         let s16 = Format::lookup(2).unwrap();
         let lanes: Vec<Arc<LaneMem>> = (0..n).map(|_| Arc::new(LaneMem::in_memory())).collect();
         for (i, l) in lanes.iter().enumerate() {
-            split.attach(i, l.clone());
+            split.lanes.attach(i, l.clone());
             split.setup(i, s16, 2, 48000, 1024, &Bindings::default()).unwrap();
             let r = Reader::new(l);
             r.set_stop_after(2048);
@@ -397,7 +381,7 @@ mod tests {
             slow.captured().consumed
         );
         // Its overrun alone leaves the device running for the other.
-        assert!(!r.rec.is_idle());
+        assert!(!r.rec.pace.is_idle());
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! are zero, and at most `MAX_LANES` clients are read. Who the pump is (its pid and user)
 //! the reader learns from the kernel, never from here.
 
-use super::segment::MAX_LANES;
+use crate::shm::segment::MAX_LANES;
 
 /// The pump's own line.
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -9,10 +9,10 @@
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use crate::shm::status::PumpStatus;
-use crate::shm::wire::{self, Incoming, Msg, PROTO_VERSION, STATUS};
 use crate::sys;
 use crate::sys::socket::Addr;
+use crate::wire::status::PumpStatus;
+use crate::wire::{self, Incoming, Msg, PROTO_VERSION, STATUS};
 
 /// How long one pump has to answer: it answers from its loop within a period.
 const ANSWER: Duration = Duration::from_millis(500);
@@ -242,7 +242,7 @@ pub fn main(args: &[String]) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::shm::status::ClientStatus;
+    use crate::wire::status::ClientStatus;
 
     #[test]
     fn json_strings_are_escaped() {

@@ -45,6 +45,10 @@ use crate::error::Error;
 use crate::sys;
 use crate::sys::socket::Addr;
 
+pub use crate::shm::segment::Stream;
+
+pub mod status;
+
 pub const PROTO_VERSION: u64 = 5;
 const MSG_MAGIC: u32 = 0x4d43_4452; // "RDCM"
 const HEADER: usize = 48;
@@ -198,43 +202,20 @@ pub fn is_shared(perm: u32) -> bool {
     perm & 0o066 != 0
 }
 
-/// Which way a pump moves frames. A playback pump and a capture pump of the same key are two
-/// pumps, each with its own socket: the two directions never collide, and a capture device
-/// is opened only while somebody records.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Stream {
-    #[default]
-    Playback,
-    Capture,
+/// How the direction marks a socket's name: nothing for playback (as before capture
+/// existed), `capture-` for capture.
+fn socket_tag(stream: Stream) -> &'static str {
+    match stream {
+        Stream::Playback => "",
+        Stream::Capture => "capture-",
+    }
 }
 
-impl Stream {
-    pub fn is_capture(self) -> bool {
-        self == Stream::Capture
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Stream::Playback => "playback",
-            Stream::Capture => "capture",
-        }
-    }
-
-    /// How the direction marks a socket's name: nothing for playback (as before capture
-    /// existed), `capture-` for capture.
-    fn tag(self) -> &'static str {
-        match self {
-            Stream::Playback => "",
-            Stream::Capture => "capture-",
-        }
-    }
-
-    fn of_tag(tag: &str) -> Option<Stream> {
-        match tag {
-            "" => Some(Stream::Playback),
-            "capture-" => Some(Stream::Capture),
-            _ => None,
-        }
+fn of_tag(tag: &str) -> Option<Stream> {
+    match tag {
+        "" => Some(Stream::Playback),
+        "capture-" => Some(Stream::Capture),
+        _ => None,
     }
 }
 
@@ -275,7 +256,7 @@ fn private_dir() -> Result<PathBuf, Error> {
 /// Where the pump for `key` and `stream` listens: a path in this user's private directory
 /// for a private key, the abstract namespace for a shared one.
 pub fn rendezvous(key: u32, shared: bool, stream: Stream) -> Result<Rendezvous, Error> {
-    let tag = stream.tag();
+    let tag = socket_tag(stream);
     if shared {
         return Ok(Rendezvous {
             addr: Addr::Abstract(format!("rdmix-{tag}{key:08x}")),
@@ -295,7 +276,7 @@ pub fn visible_pumps() -> Vec<(u32, Addr)> {
     let key_of = |name: &str, suffix: &str| {
         let rest = name.strip_suffix(suffix)?;
         let (tag, hex) = rest.split_at(rest.len().checked_sub(8)?);
-        Stream::of_tag(tag)?;
+        of_tag(tag)?;
         u32::from_str_radix(hex, 16).ok()
     };
     let mut dirs: Vec<PathBuf> = private_dir().into_iter().collect();

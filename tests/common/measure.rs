@@ -1,5 +1,8 @@
 //! Measuring a signal: least-squares sine fits and RMS, for the quality figures the tests
 //! and benchmarks report (THD+N, levels, residuals).
+//!
+//! Test code, never shipped: the integration tests reach it through `tests/common`, and
+//! `dsp::convert`'s unit tests include this one file by path.
 
 /// Least-squares fit of a sine at `f` Hz to `x` sampled at `rate`: (sine, cosine) coefficients.
 pub fn fit_sine(x: &[f64], f: f64, rate: f64) -> (f64, f64) {
