@@ -59,73 +59,74 @@ fn text(seen: &[Seen]) -> String {
     }
     let mut o = String::new();
     for p in seen {
-        let s = &p.status;
-        let _ = writeln!(
-            o,
-            "pump {:#010x} {}  pid {}  user {}  {}  up {}  cpu {:.2} s",
-            s.key,
-            if s.stream.is_empty() { "playback" } else { &s.stream },
-            p.pid,
-            user(p.uid),
-            if s.shared { "shared" } else { "private" },
-            clock(s.uptime_ms),
-            s.cpu_us as f64 / 1e6
-        );
-        if s.slave.is_empty() {
-            let _ = writeln!(o, "  no device open yet");
-        } else {
-            let _ = writeln!(
-                o,
-                "  slave \"{}\" ({})  {} {} Hz {} ch  period {} / buffer {}  periods {}  slave xruns {}  device {}",
-                s.slave,
-                s.slave_type,
-                s.format,
-                s.rate,
-                s.channels,
-                s.period,
-                s.buffer,
-                s.periods,
-                s.slave_xruns,
-                s.device
-            );
-        }
-        if s.clients.is_empty() {
-            let _ = writeln!(o, "  no clients");
-            continue;
-        }
-        let _ = writeln!(
-            o,
-            "  {:>7} {:<15} {:<10} {:<10} {:>6} {:>2} {:<9} {:>7} {:>10} {:>9}",
-            "PID",
-            "PROGRAM",
-            "USER",
-            "FORMAT",
-            "RATE",
-            "CH",
-            "STATE",
-            "BUFFER",
-            "LATENCY",
-            // A capture stream's xruns are overruns.
-            if s.stream == "capture" { "OVERRUNS" } else { "UNDERRUNS" }
-        );
-        for c in &s.clients {
-            let _ = writeln!(
-                o,
-                "  {:>7} {:<15} {:<10} {:<10} {:>6} {:>2} {:<9} {:>7} {:>7.1} ms {:>9}",
-                c.pid,
-                c.program,
-                user(c.uid),
-                if c.format.is_empty() { "-" } else { &c.format },
-                c.rate,
-                c.channels,
-                c.state,
-                c.buffer,
-                c.latency_us as f64 / 1000.0,
-                c.underruns
-            );
-        }
+        pump_lines(&mut o, p);
+        client_table(&mut o, &p.status);
     }
     o
+}
+
+/// A pump's own two lines: who runs it, and the device it holds.
+fn pump_lines(o: &mut String, p: &Seen) {
+    let s = &p.status;
+    let _ = writeln!(
+        o,
+        "pump {:#010x} {}  pid {}  user {}  {}  up {}  cpu {:.2} s",
+        s.key,
+        if s.stream.is_empty() { "playback" } else { &s.stream },
+        p.pid,
+        user(p.uid),
+        if s.shared { "shared" } else { "private" },
+        clock(s.uptime_ms),
+        s.cpu_us as f64 / 1e6
+    );
+    if s.slave.is_empty() {
+        let _ = writeln!(o, "  no device open yet");
+        return;
+    }
+    let _ = writeln!(
+        o,
+        "  slave \"{}\" ({})  {} {} Hz {} ch  period {} / buffer {}  periods {}  slave xruns {}  device {}",
+        s.slave, s.slave_type, s.format, s.rate, s.channels, s.period, s.buffer, s.periods, s.slave_xruns, s.device
+    );
+}
+
+/// One row per client of the pump.
+fn client_table(o: &mut String, s: &PumpStatus) {
+    if s.clients.is_empty() {
+        let _ = writeln!(o, "  no clients");
+        return;
+    }
+    let _ = writeln!(
+        o,
+        "  {:>7} {:<15} {:<10} {:<10} {:>6} {:>2} {:<9} {:>7} {:>10} {:>9}",
+        "PID",
+        "PROGRAM",
+        "USER",
+        "FORMAT",
+        "RATE",
+        "CH",
+        "STATE",
+        "BUFFER",
+        "LATENCY",
+        // A capture stream's xruns are overruns.
+        if s.stream == "capture" { "OVERRUNS" } else { "UNDERRUNS" }
+    );
+    for c in &s.clients {
+        let _ = writeln!(
+            o,
+            "  {:>7} {:<15} {:<10} {:<10} {:>6} {:>2} {:<9} {:>7} {:>7.1} ms {:>9}",
+            c.pid,
+            c.program,
+            user(c.uid),
+            if c.format.is_empty() { "-" } else { &c.format },
+            c.rate,
+            c.channels,
+            c.state,
+            c.buffer,
+            c.latency_us as f64 / 1000.0,
+            c.underruns
+        );
+    }
 }
 
 /// A JSON string literal.

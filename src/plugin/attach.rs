@@ -272,24 +272,7 @@ fn pump_path(cfg: &Config) -> Result<PathBuf> {
 /// `ALSA_CONFIG_PATH`, no `HOME`): it must not run on this user's private settings.
 fn spawn_pump(cfg: &Config, stream: Stream, deadline: Instant) -> Result<()> {
     let path = pump_path(cfg)?;
-    let args = PumpArgs {
-        key: cfg.ipc_key,
-        perm: cfg.ipc_perm,
-        gid: cfg.ipc_gid,
-        stream,
-    };
-    let mut cmd = Command::new(&path);
-    if cfg.shared() {
-        cmd.env_clear()
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .env("HOME", wire::SYSTEM_HOME);
-        if let Some(log) = std::env::var_os("RDMIX_PUMP_LOG") {
-            cmd.env("RDMIX_PUMP_LOG", log);
-        }
-    }
-    let mut child = cmd
-        .args(args.to_args())
-        .env("RDMIX_PUMP", "1")
+    let mut child = pump_command(cfg, stream, &path)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -300,36 +283,62 @@ fn spawn_pump(cfg: &Config, stream: Stream, deadline: Instant) -> Result<()> {
                 format!("rdmix: pump: cannot start {}: {e}", path.display()),
             )
         })?;
-    let Some(mut out) = child.stdout.take() else {
-        return Err(Error::new(
-            libc::EIO,
-            "rdmix: pump: no pipe to read its start-up report",
-        ));
+    let report = startup_report(&mut child, deadline);
+    let _ = child.wait();
+    match report {
+        Some(r) => wire::read_startup_report(&r),
+        None => Err(Error::new(
+            libc::ETIMEDOUT,
+            format!("rdmix: pump {} did not start in time", path.display()),
+        )),
+    }
+}
+
+/// The pump's command line, and the environment it may see.
+fn pump_command(cfg: &Config, stream: Stream, path: &std::path::Path) -> Command {
+    let args = PumpArgs {
+        key: cfg.ipc_key,
+        perm: cfg.ipc_perm,
+        gid: cfg.ipc_gid,
+        stream,
     };
+    let mut cmd = Command::new(path);
+    if cfg.shared() {
+        cmd.env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("HOME", wire::SYSTEM_HOME);
+        if let Some(log) = std::env::var_os("RDMIX_PUMP_LOG") {
+            cmd.env("RDMIX_PUMP_LOG", log);
+        }
+    }
+    cmd.args(args.to_args()).env("RDMIX_PUMP", "1");
+    cmd
+}
+
+/// Reads the start-up report until the pipe's EOF, which comes when the daemon has
+/// reported and let go of it; `None` (and the child killed) past the deadline.
+fn startup_report(child: &mut std::process::Child, deadline: Instant) -> Option<Vec<u8>> {
     let mut report = Vec::new();
-    // The pipe reaches EOF when the daemon has reported and let go of it.
+    // (Never without a pipe: an empty report then says the pump told us nothing.)
+    let Some(mut out) = child.stdout.take() else {
+        return Some(report);
+    };
     let mut p = [sys::fd::pollfd(out.as_raw_fd(), libc::POLLIN)];
     let mut buf = [0u8; 512];
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             let _ = child.kill();
-            let _ = child.wait();
-            return Err(Error::new(
-                libc::ETIMEDOUT,
-                format!("rdmix: pump {} did not start in time", path.display()),
-            ));
+            return None;
         }
         if sys::fd::poll(&mut p, left.as_millis().max(1) as i32).unwrap_or(0) == 0 {
             continue;
         }
         match out.read(&mut buf) {
-            Ok(0) => break,
+            Ok(0) => return Some(report),
             Ok(n) => report.extend_from_slice(&buf[..n]),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => break,
+            Err(_) => return Some(report),
         }
     }
-    let _ = child.wait();
-    wire::read_startup_report(&report)
 }

@@ -214,8 +214,14 @@ impl Server {
                 sys::fd::poke(w.as_fd());
             }
         }
-        // The slave's descriptors pace the pump only while it waits on the device; a
-        // stopped device's descriptors would report an error state without end.
+        self.watch_slave(now);
+        Ok(())
+    }
+
+    /// The slave's descriptors pace the pump only while it waits on the device; a stopped
+    /// device's descriptors would report an error state without end.
+    fn watch_slave(&mut self, now: u64) {
+        let Some(r) = &mut self.running else { return };
         let watch = r.pump.pace().sleeps_on_device() && matches!(self.next, Next::Device { .. });
         if watch != self.slave_watched {
             let mut refused = None;
@@ -239,7 +245,7 @@ impl Server {
                 r.pump.pace_mut().pace_by_clock();
                 self.next = Next::At(now);
                 self.slave_watched = false;
-                return Ok(());
+                return;
             }
             self.slave_watched = watch;
         }
@@ -250,7 +256,6 @@ impl Server {
             ));
             self.said_paced = true;
         }
-        Ok(())
     }
 
     /// The slave failed: tell every client through the segment, wake them all, exit.

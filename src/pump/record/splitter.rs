@@ -75,20 +75,9 @@ impl Splitter {
         self.cap_pos
     }
 
-    /// Accepts or refuses a recording client's hw_params.
-    pub fn setup(
-        &mut self,
-        idx: usize,
-        format: Format,
-        channels: u32,
-        rate: u32,
-        buffer_frames: u64,
-        bindings: &Bindings,
-    ) -> Result<()> {
+    /// The conversion from the device to a client of this format, rate and layout.
+    fn tap(&self, format: Format, channels: u32, rate: u32, bindings: &Bindings) -> Result<Tap> {
         let dev = self.lanes.dev;
-        check_client(&dev, channels, rate, bindings)?;
-        let frame_bytes = format.sample_bytes() * channels as usize;
-        let geometry = tap::geometry(frame_bytes).ok_or_else(|| refuse("impossible frame size".into()))?;
         let matrix = if !bindings.is_empty() {
             Some(chmap::capture_binding_matrix(bindings.pairs(), dev.channels as usize))
         } else if channels != dev.channels {
@@ -106,7 +95,23 @@ impl Splitter {
             rate,
             channels: channels as usize,
         };
-        let tap = Tap::new(device, dev.period_frames as usize, client, matrix)?;
+        Tap::new(device, dev.period_frames as usize, client, matrix)
+    }
+
+    /// Accepts or refuses a recording client's hw_params.
+    pub fn setup(
+        &mut self,
+        idx: usize,
+        format: Format,
+        channels: u32,
+        rate: u32,
+        buffer_frames: u64,
+        bindings: &Bindings,
+    ) -> Result<()> {
+        check_client(&self.lanes.dev, channels, rate, bindings)?;
+        let frame_bytes = format.sample_bytes() * channels as usize;
+        let geometry = tap::geometry(frame_bytes).ok_or_else(|| refuse("impossible frame size".into()))?;
+        let tap = self.tap(format, channels, rate, bindings)?;
         // The pump writes up to a buffer past the client's stop point, and the period being
         // written must never reach a frame the client may still read.
         let room = geometry.buffer_frames as u64;
