@@ -5,6 +5,8 @@ use std::marker::PhantomData;
 
 use alsa_sys as a;
 
+use crate::error::{Error, Result};
+
 /// A configuration node borrowed from alsa-lib for the duration of an open.
 #[derive(Clone, Copy)]
 pub struct Conf<'a> {
@@ -86,6 +88,31 @@ impl<'a> Conf<'a> {
         }
     }
 
+    /// The node as an integer: an integer node, or a string alsa-lib would read as one.
+    /// An error names `key` and what the node holds instead.
+    pub fn integer(&self, key: &str) -> Result<i64> {
+        let v = self.value();
+        match &v {
+            Value::Integer(i) => Ok(*i),
+            Value::Str(s) => parse_int(s).ok_or_else(|| expected(key, "an integer", &v)),
+            _ => Err(expected(key, "an integer", &v)),
+        }
+    }
+
+    /// The node as a non-empty string.
+    pub fn string(&self, key: &str) -> Result<String> {
+        match self.value() {
+            Value::Str(s) if !s.is_empty() => Ok(s),
+            Value::Str(_) => Err(Error::config(key, "must not be empty")),
+            v => Err(expected(key, "a string", &v)),
+        }
+    }
+
+    /// The node as a boolean, as alsa-lib reads one.
+    pub fn flag(&self, key: &str) -> Result<bool> {
+        self.boolean().ok_or_else(|| expected(key, "a boolean", &self.value()))
+    }
+
     /// The children of a compound node, in order; empty for a leaf.
     pub fn children(&self) -> Vec<Conf<'a>> {
         let mut out = Vec::new();
@@ -116,6 +143,39 @@ impl<'a> Conf<'a> {
         // Built lazily: an OwnedConf over NULL would be deleted on drop.
         (r >= 0 && !out.is_null()).then(|| OwnedConf { ptr: out })
     }
+}
+
+/// What a node holds, for an error that says what was expected instead.
+pub fn describe(v: &Value) -> String {
+    match v {
+        Value::Integer(i) => format!("the integer {i}"),
+        Value::Real(r) => format!("the real {r}"),
+        Value::Str(s) => format!("the string \"{s}\""),
+        Value::Compound => "a compound".into(),
+        Value::Other => "an unsupported value".into(),
+    }
+}
+
+/// `key` held `v` where `what` was expected.
+pub fn expected(key: &str, what: &str, v: &Value) -> Error {
+    Error::config(key, format!("expected {what}, got {}", describe(v)))
+}
+
+/// Decimal, `0x` hex or leading-zero octal, as alsa-lib reads numbers.
+pub fn parse_int(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let (neg, body) = match s.strip_prefix('-') {
+        Some(b) => (true, b),
+        None => (false, s),
+    };
+    let v = if let Some(h) = body.strip_prefix("0x").or_else(|| body.strip_prefix("0X")) {
+        i64::from_str_radix(h, 16).ok()?
+    } else if body.len() > 1 && body.starts_with('0') {
+        i64::from_str_radix(&body[1..], 8).ok()?
+    } else {
+        body.parse().ok()?
+    };
+    Some(if neg { -v } else { v })
 }
 
 /// A node alsa-lib allocated for us; deleted on drop.
