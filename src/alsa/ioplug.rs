@@ -816,7 +816,7 @@ unsafe fn create<P: Plugin>(
 /// symbol `__snd_pcm_NAME_open_dlsym_pcm_001` it checks for.
 #[macro_export]
 macro_rules! ioplug_entry {
-    ($open_fn:ident, $version_sym:ident, $make:expr) => {
+    ($open_fn:ident, $version_sym:ident, playback: $play:expr, capture: $record:expr) => {
         /// The plugin's entry point, found by alsa-lib from the PCM's `type`.
         ///
         /// # Safety
@@ -830,9 +830,15 @@ macro_rules! ioplug_entry {
             stream: ::alsa_sys::snd_pcm_stream_t,
             mode: ::std::ffi::c_int,
         ) -> ::std::ffi::c_int {
-            let make = $make;
-            // SAFETY: these are alsa-lib's own arguments to a plugin open function.
-            unsafe { $crate::alsa::ioplug::open(pcmp, name, root, conf, stream, mode, make) }
+            // Each direction is its own plugin type: the stream chooses which is opened.
+            let (play, record) = ($play, $record);
+            if stream == ::alsa_sys::SND_PCM_STREAM_CAPTURE {
+                // SAFETY: these are alsa-lib's own arguments to a plugin open function.
+                unsafe { $crate::alsa::ioplug::open(pcmp, name, root, conf, stream, mode, record) }
+            } else {
+                // SAFETY: as above.
+                unsafe { $crate::alsa::ioplug::open(pcmp, name, root, conf, stream, mode, play) }
+            }
         }
 
         /// alsa-lib checks for this symbol to verify the plugin's API version.

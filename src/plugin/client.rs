@@ -1,9 +1,14 @@
 //! The client PCM: what each program that opens rdmix runs, behind ioplug's callbacks.
 //!
-//! It never touches the device. Its lane is its DMA buffer: `transfer` copies frames in,
-//! `pointer` reports how far the pump has consumed them, and the wake-up pipe the pump
-//! pokes is its poll descriptor. What each call reports in each state is `state::Phase`'s
-//! table.
+//! It never touches the device. Its lane is its DMA buffer: the program's frames go into
+//! it (playback) or come out of it (capture), `pointer` reports how far the pump has moved
+//! them, and the wake-up pipe the pump pokes is its poll descriptor.
+//!
+//! `Client<D>` is what both directions share: the attachment and its reconnection, the
+//! lane positions and state, the stall watch, hw and sw params, and the callbacks whose
+//! answers each direction gives in its own table (`D::poll`, `D::pointer`, `D::delay`: see
+//! `play` and `record`). What a direction does that the other does not (copying in or out,
+//! draining) is its own, behind `Direction`.
 //!
 //! The client trusts the pump no further than it must: a pump that stops advancing while
 //! this stream runs is declared stalled after `stall_limit_ns` plus a margin (a pump with a
@@ -24,14 +29,58 @@ use crate::dsp::chmap::standard_map;
 use crate::dsp::convert::{MAX_CHANNELS, MAX_RATE, MIN_RATE};
 use crate::dsp::format::{FORMATS, Format};
 use crate::error::{Error, Result};
-use crate::shm::clock::{STALL_MARGIN_NS, frames_to_ns, rescale, stall_limit_ns};
-use crate::shm::lane::LANE_BYTES;
+use crate::shm::clock::{STALL_MARGIN_NS, frames_to_ns, ns_to_frames, rescale, stall_limit_ns};
 use crate::shm::ring::{Ctl, Geometry, Mixed, POS_MASK, State, pos_diff};
 use crate::shm::segment::DeviceParams;
-use crate::shm::tap;
 use crate::sys;
 use crate::sys::time::now_ns;
 use crate::wire::{self, Incoming, Msg, REPLY, SETUP, Stream};
+
+/// What one direction decides, where the two differ. Its tables say what poll, the
+/// pointer and delay report in each phase; the rest is how its frames move.
+pub trait Direction: Sized + Send + 'static {
+    const STREAM: Stream;
+    /// What a ready stream's poll reports: POLLOUT (room to write) or POLLIN (frames to read).
+    const EVENTS: i16;
+    /// The largest client buffer a lane holds, in bytes.
+    const MAX_BUFFER_BYTES: usize;
+    fn poll(phase: Phase) -> Poll;
+    fn pointer(phase: Phase) -> Pointer;
+    fn delay(phase: Phase) -> Delay;
+    /// Whether a stream in `state` can only go on while the pump advances.
+    fn needs_pump(state: State) -> bool;
+    /// Frames in the lane, from the program's position `appl` and the pump's `pumped`.
+    fn in_lane(appl: u64, pumped: u64) -> i64;
+    /// Frames the program can move now, with `in_lane` in a buffer of `buffer`.
+    fn avail(in_lane: i64, buffer: i64) -> i64;
+    /// Whether `avail` has passed the stop threshold: an xrun.
+    fn xrun(avail: i64, stop_threshold: u64) -> bool;
+    /// Where the pump takes the stream for stopped, as the lane's `stop_after` says.
+    fn stop_after(stop_threshold: u64, buffer: u64) -> u64;
+    /// The lane position at which the pump should wake a program waiting for `avail_min`.
+    fn wake_at(appl: u64, buffer: u64, avail_min: u64) -> u64;
+    /// The ring a client of `frame_bytes`-byte frames and a `buffer`-frame buffer uses.
+    fn geometry(frame_bytes: usize, buffer: u64) -> Option<Geometry>;
+    /// The pump's word for the lane, read through this direction's end.
+    fn word(att: &Attachment) -> Mixed;
+    /// Asks the pump for a wake-up at lane position `at`.
+    fn arm(att: &Attachment, at: u64);
+    /// Playback: takes the program's frames into the lane.
+    fn transfer(c: &mut Client<Self>, io: &IoView, interleaved: &[u8], frames: u64) -> Result<u64>;
+    /// Capture: copies frames out of the lane for the program.
+    fn capture(c: &mut Client<Self>, io: &IoView, out: &mut [u8], frames: u64) -> Result<u64>;
+    fn drain_begin(c: &mut Client<Self>) -> Instant;
+    fn drain_step(c: &mut Client<Self>) -> Result<DrainStep>;
+    fn drain_capture(c: &mut Client<Self>) -> bool;
+}
+
+/// A callback that only the other direction's streams get.
+pub fn wrong_way(what: &str) -> Error {
+    Error::new(
+        libc::EBADFD,
+        format!("rdmix: {what} on a stream of the other direction"),
+    )
+}
 
 /// The hardware parameters the application chose.
 #[derive(Clone, Copy, Debug)]
@@ -43,40 +92,39 @@ pub struct ClientParams {
     pub buffer: u64,
 }
 
-pub struct Client {
-    pub cfg: Config,
-    /// Playback, or capture (`capture.rs` holds what differs).
-    pub stream: Stream,
-    pub dev: DeviceParams,
-    pub chmap: Vec<u32>,
+pub struct Client<D> {
+    cfg: Config,
+    dev: DeviceParams,
+    chmap: Vec<u32>,
     /// Wakes a poller when the pump cannot: while a drained stream plays out, when the
     /// stream must look at the pump again (a stall watchdog), and when the client wakes
     /// itself (another thread's drain, a lost pump).
     timer: OwnedFd,
-    pub(super) att: Option<Attachment>,
-    pub(super) params: Option<ClientParams>,
-    pub(super) geom: Option<Geometry>,
-    pub(super) boundary: u64,
-    pub(super) avail_min: u64,
-    pub(super) stop_threshold: u64,
-    pub(super) epoch: u16,
+    att: Option<Attachment>,
+    params: Option<ClientParams>,
+    geom: Option<Geometry>,
+    boundary: u64,
+    avail_min: u64,
+    stop_threshold: u64,
+    epoch: u16,
     /// The lane state published for the pump.
-    pub(super) state: State,
+    state: State,
     /// Unwrapped lane positions: frames written (read, for capture), and frames the pump has
     /// consumed (captured).
-    pub(super) appl: u64,
-    pub(super) consumed: u64,
+    appl: u64,
+    pumped: u64,
     /// ioplug's appl_ptr when `appl` was last brought up to date (it can move without us:
     /// rewind and forward).
     io_appl: u64,
-    /// Frames the slave still held when the stream was paused (delay is frozen while paused).
-    pub(super) paused_delay: i64,
+    /// The delay when the stream was paused (it is frozen while paused).
+    paused_delay: i64,
     /// The errno with which the pump gave up on the slave, if it did.
     slave_failed: Option<i32>,
     /// Since when the stream has needed the pump to advance (it was started or resumed).
     expect_since_ns: u64,
     /// Why the pump was let go of as stalled, if it was.
     stalled: Option<Error>,
+    _dir: std::marker::PhantomData<D>,
 }
 
 /// How stale the pump's clock may get, beyond the device's buffer time, before the client
@@ -88,11 +136,11 @@ fn pump_gone(what: &str) -> Error {
     Error::new(libc::EPIPE, format!("rdmix: {what}: the pump is gone"))
 }
 
-impl Client {
-    /// Attaches to (or starts) the pump for `cfg` and `stream`.
-    pub fn open(cfg: Config, stream: Stream) -> Result<Client> {
+impl<D: Direction> Client<D> {
+    /// Attaches to (or starts) the pump for `cfg` in this direction.
+    pub fn open(cfg: Config) -> Result<Client<D>> {
         let timer = sys::fd::timerfd().map_err(|e| Error::io("rdmix: timerfd", e))?;
-        let att = attach(&cfg, stream)?;
+        let att = attach(&cfg, D::STREAM)?;
         let dev = att.seg.device();
         if Format::lookup(dev.format).is_none() {
             return Err(Error::new(
@@ -103,7 +151,6 @@ impl Client {
         let chmap = att.seg.chmap();
         Ok(Client {
             cfg,
-            stream,
             dev,
             chmap,
             timer,
@@ -116,12 +163,13 @@ impl Client {
             epoch: 0,
             state: State::Idle,
             appl: 0,
-            consumed: 0,
+            pumped: 0,
             io_appl: 0,
             paused_delay: 0,
             slave_failed: None,
             expect_since_ns: 0,
             stalled: None,
+            _dir: std::marker::PhantomData,
         })
     }
 
@@ -211,13 +259,9 @@ impl Client {
         true
     }
 
-    /// Whether the stream can only go on while the pump advances: a playback lane being
-    /// mixed, a capture lane being recorded.
+    /// Whether the stream can only go on while the pump advances.
     fn needs_pump(&self) -> bool {
-        match self.stream {
-            Stream::Playback => self.state.is_mixed(),
-            Stream::Capture => self.state == State::Running,
-        }
+        D::needs_pump(self.state)
     }
 
     /// The stream's phase (see `state`): asks whether the pump is alive, and reads how far
@@ -235,12 +279,7 @@ impl Client {
             att.lane().set_stop_after(u64::MAX);
             return;
         }
-        let after = match self.stream {
-            Stream::Playback => self.stop_threshold.saturating_sub(self.buffer() as u64),
-            // A buffer of slack: the pump sees our position a read late, and must never
-            // stop writing a lane whose client has not yet overrun.
-            Stream::Capture => self.stop_threshold.saturating_add(self.buffer() as u64),
-        };
+        let after = D::stop_after(self.stop_threshold, self.buffer() as u64);
         att.lane().set_stop_after(after);
     }
 
@@ -264,11 +303,7 @@ impl Client {
 
     /// The pump's word for our lane.
     pub(super) fn pump_word(&self) -> Option<Mixed> {
-        let att = self.att.as_ref()?;
-        Some(match self.stream {
-            Stream::Playback => att.lane().mixed(),
-            Stream::Capture => att.tap().captured(),
-        })
+        self.att.as_ref().map(D::word)
     }
 
     /// Reads the pump's word for our lane into `consumed`; returns what it says of the lane.
@@ -277,9 +312,9 @@ impl Client {
         if m.epoch != self.epoch {
             return Pump::Mixing; // the pump has not seen this epoch yet: nothing consumed
         }
-        let d = pos_diff(m.consumed, self.consumed & POS_MASK);
+        let d = pos_diff(m.consumed, self.pumped & POS_MASK);
         if d > 0 {
-            self.consumed += d as u64;
+            self.pumped += d as u64;
         }
         match () {
             _ if m.stopped => Pump::Stopped,
@@ -304,9 +339,14 @@ impl Client {
         self.io_appl = io.appl_ptr;
     }
 
-    /// Frames written but not yet consumed by the pump (negative after an underrun).
-    fn queued(&self) -> i64 {
-        self.appl as i64 - self.consumed as i64
+    /// Frames in the lane: written and not yet mixed, or captured and not yet read.
+    pub(super) fn in_lane(&self) -> i64 {
+        D::in_lane(self.appl, self.pumped)
+    }
+
+    /// Frames the program can move now.
+    pub(super) fn avail(&self) -> i64 {
+        D::avail(self.in_lane(), self.buffer())
     }
 
     pub(super) fn buffer(&self) -> i64 {
@@ -314,7 +354,7 @@ impl Client {
     }
 
     fn avail_reached(&self) -> bool {
-        self.buffer() - self.queued() >= self.avail_min as i64
+        self.avail() >= self.avail_min as i64
     }
 
     /// Asks the pump for a wake-up when avail reaches avail_min. While the pump must
@@ -324,12 +364,7 @@ impl Client {
         let (Some(att), Some(p)) = (&self.att, &self.params) else {
             return;
         };
-        match self.stream {
-            Stream::Playback => att
-                .lane()
-                .arm_wake((self.appl as i64 - p.buffer as i64 + self.avail_min as i64).max(0) as u64),
-            Stream::Capture => att.tap().arm_wake(self.appl + self.avail_min),
-        }
+        D::arm(att, D::wake_at(self.appl, p.buffer, self.avail_min));
         self.arm_watchdog();
     }
 
@@ -384,7 +419,7 @@ impl Client {
         let start = if m.epoch == self.epoch && m.running {
             lane.start_mix()
         } else {
-            clock.mix_pos.wrapping_sub(self.to_device(self.consumed))
+            clock.mix_pos.wrapping_sub(self.to_device(self.pumped))
         };
         let device_frames = start.wrapping_add(self.to_device(self.appl)) as i64 - played as i64;
         Ok(self.to_client(device_frames))
@@ -392,7 +427,7 @@ impl Client {
 
     /// `Some(ns)` until the drained lane's last frame has been played; `None` while the pump
     /// is still mixing the lane.
-    fn drain_remaining_ns(&self) -> Option<u64> {
+    pub(super) fn drain_remaining_ns(&self) -> Option<u64> {
         let att = self.att.as_ref()?;
         let lane = att.lane();
         let m = lane.mixed();
@@ -430,9 +465,102 @@ impl Client {
             n => (n, n),
         }
     }
+    /// The stream's phase, with the program's position brought up to date.
+    pub(super) fn look(&mut self, io: &IoView) -> Phase {
+        let phase = self.phase(io);
+        self.sync_appl(io);
+        phase
+    }
+
+    /// The ring of the installed hw_params.
+    pub(super) fn geometry(&self) -> Result<Geometry> {
+        self.geom
+            .ok_or_else(|| Error::new(libc::EBADFD, "rdmix: transfer before hw_params"))
+    }
+
+    /// The attachment, or why there is none.
+    pub(super) fn attachment(&self, what: &str) -> Result<&Attachment> {
+        self.att.as_ref().ok_or_else(|| pump_gone(what))
+    }
+
+    /// The program's lane position, as the ring addresses it.
+    pub(super) fn appl_pos(&self) -> u64 {
+        self.appl & POS_MASK
+    }
+
+    /// The program moved `frames` on past ioplug's appl_ptr in `io` (a transfer).
+    pub(super) fn advance(&mut self, io: &IoView, frames: u64) {
+        self.appl += frames;
+        self.io_appl = io.appl_ptr + frames;
+    }
+
+    pub(super) fn epoch(&self) -> u16 {
+        self.epoch
+    }
+
+    pub(super) fn state(&self) -> State {
+        self.state
+    }
+
+    pub(super) fn avail_min(&self) -> u64 {
+        self.avail_min
+    }
+
+    pub(super) fn device(&self) -> DeviceParams {
+        self.dev
+    }
+
+    /// Client frames the pump may move in one go: a reader must never be within that of a
+    /// frame the pump is writing.
+    pub(super) fn device_chunk(&self) -> i64 {
+        2 * self.to_client(self.dev.period_frames as i64) + 64
+    }
+
+    /// A new lane state, published.
+    pub(super) fn set_state(&mut self, state: State) {
+        self.state = state;
+        self.publish();
+    }
+
+    /// A drain begins: the lane is to be emptied by the pump.
+    pub(super) fn begin_draining(&mut self) {
+        if self.state != State::Draining {
+            self.state = State::Draining;
+            self.expect_progress();
+            self.publish();
+            self.kick();
+        }
+    }
+
+    /// The wake-up pipe and the control socket: what a drain sleeps on between steps.
+    pub(super) fn drain_fds(&self) -> [i32; 2] {
+        [self.wake_fd(), self.sock_fd()]
+    }
+
+    /// Whether the pump is there; a drain ends at once if not.
+    pub(super) fn pump_present(&mut self) -> bool {
+        self.pump_alive()
+    }
+
+    /// Frames queued in the lane, in device frames.
+    pub(super) fn in_lane_on_device(&self) -> u64 {
+        self.to_device(self.in_lane().max(0) as u64)
+    }
+
+    /// Frames the device holds, by the pump's clock, in client frames: for a capture
+    /// stream, what it has captured that the pump has not read yet.
+    fn held_by_device(&self) -> i64 {
+        let Some(clock) = self.att.as_ref().and_then(|a| a.seg.clock()) else {
+            return 0;
+        };
+        // The device has gone on capturing since the pump looked.
+        let since = ns_to_frames(now_ns().saturating_sub(clock.tstamp_ns), self.dev.rate);
+        let held = (clock.slave_delay + since).min(self.dev.buffer_frames as u64);
+        self.to_client(held as i64)
+    }
 }
 
-impl Plugin for Client {
+impl<D: Direction> Plugin for Client<D> {
     const NAME: &'static CStr = c"rdmix: share a copy-only device";
 
     /// Exactly what the pump accepts.
@@ -441,11 +569,7 @@ impl Plugin for Client {
         // must hold at least that. Constraints are in bytes: the floor is a device period of
         // 8-byte samples at the device's channel count (for S16 stereo, four periods).
         let min_buffer_bytes = self.dev.period_frames * self.dev.channels * 8;
-        // A capture lane holds the client's buffer several times over (see `shm::tap`).
-        let max_buffer_bytes = match self.stream {
-            Stream::Playback => LANE_BYTES,
-            Stream::Capture => tap::MAX_BUFFER_BYTES,
-        } as u32;
+        let max_buffer_bytes = D::MAX_BUFFER_BYTES as u32;
         Space {
             access: vec![
                 a::SND_PCM_ACCESS_RW_INTERLEAVED,
@@ -495,26 +619,31 @@ impl Plugin for Client {
     }
 
     fn pointer(&mut self, io: &IoView) -> Result<u64> {
-        if self.stream.is_capture() {
-            return self.capture_pointer(io);
-        }
-        let phase = self.phase(io);
-        self.sync_appl(io);
-        match phase.pointer() {
+        let phase = self.look(io);
+        // The pump compares its position with ours (a capture pump, to see an overrun).
+        self.publish();
+        let stop = self.stop_threshold < self.boundary;
+        let avail = self.avail();
+        match D::pointer(phase) {
             Pointer::Xrun => return Err(Error::errno(libc::EPIPE)),
-            // An xrun is avail passing stop_threshold (never, if that is the boundary). The
-            // pump takes a whole device period at once, so avail == buffer only means "all
-            // mixed"; the device has not played it yet and the client can still refill in
-            // time. Only avail beyond that means the pump had to mix silence for us.
-            Pointer::PositionOrXrun
-                if self.stop_threshold < self.boundary
-                    && self.buffer() - self.queued() > self.stop_threshold as i64 =>
-            {
+            Pointer::PositionOrXrun if stop && D::xrun(avail, self.stop_threshold) => {
                 return Err(Error::errno(libc::EPIPE));
             }
-            Pointer::PositionOrXrun | Pointer::Position => {}
+            Pointer::PositionOrOverrun if stop && D::xrun(avail, self.stop_threshold) => {
+                // It stops, as a card's does, so the pump writes no more for it and may
+                // stop the device.
+                self.set_state(State::Idle);
+                return Err(Error::errno(libc::EPIPE));
+            }
+            // A program that finds too little waits in poll next, without asking us first:
+            // the pump must know now when to wake it.
+            Pointer::PositionOrOverrun if avail < self.avail_min as i64 => self.arm_wake(),
+            // Everything left after a drain has been read: ioplug ends a draining stream
+            // whose pointer fails, which is the kernel's DRAINING -> SETUP.
+            Pointer::UntilRead if avail <= 0 => return Err(Error::errno(libc::EPIPE)),
+            _ => {}
         }
-        Ok(self.consumed % self.boundary)
+        Ok(self.pumped % self.boundary)
     }
 
     fn frame_bytes(&self) -> Option<usize> {
@@ -522,25 +651,15 @@ impl Plugin for Client {
     }
 
     fn capture(&mut self, io: &IoView, out: &mut [u8], frames: u64) -> Result<u64> {
-        self.capture_transfer(io, out, frames)
+        D::capture(self, io, out, frames)
     }
 
     fn drain_capture(&mut self) -> bool {
-        self.capture_drain()
+        D::drain_capture(self)
     }
 
-    /// Copies `frames` interleaved frames into the lane at ioplug's application pointer.
     fn transfer(&mut self, io: &IoView, interleaved: &[u8], frames: u64) -> Result<u64> {
-        let geom = self
-            .geom
-            .ok_or_else(|| Error::new(libc::EBADFD, "rdmix: transfer before hw_params"))?;
-        self.sync_appl(io);
-        self.att()?.lane().write(&geom, self.appl & POS_MASK, interleaved);
-        self.appl += frames;
-        self.io_appl = io.appl_ptr + frames;
-        self.publish();
-        self.arm_wake();
-        Ok(frames)
+        D::transfer(self, io, interleaved, frames)
     }
 
     fn hw_params(&mut self, hw: HwChoice) -> Result<()> {
@@ -558,13 +677,7 @@ impl Plugin for Client {
             buffer: hw.buffer,
         };
         let frame_bytes = format.sample_bytes() * p.channels as usize;
-        let geom = match self.stream {
-            Stream::Playback => usize::try_from(p.buffer)
-                .ok()
-                .and_then(|b| Geometry::new(frame_bytes, b)),
-            Stream::Capture => tap::geometry(frame_bytes),
-        }
-        .ok_or_else(|| {
+        let geom = D::geometry(frame_bytes, p.buffer).ok_or_else(|| {
             Error::new(
                 libc::EINVAL,
                 format!("rdmix: hw_params: a buffer of {} frames does not fit a lane", p.buffer),
@@ -613,7 +726,7 @@ impl Plugin for Client {
                 return Err(e.clone());
             }
             // A pump that died (killed, crashed) is replaced: the program sees one xrun.
-            let att = attach(&self.cfg, self.stream)?;
+            let att = attach(&self.cfg, D::STREAM)?;
             if att.seg.device() != self.dev {
                 return Err(Error::new(
                     libc::ENODEV,
@@ -630,7 +743,7 @@ impl Plugin for Client {
         self.epoch = self.epoch.wrapping_add(1);
         self.state = State::Prepared;
         self.appl = 0;
-        self.consumed = 0;
+        self.pumped = 0;
         self.io_appl = 0;
         self.paused_delay = 0;
         self.publish();
@@ -655,54 +768,12 @@ impl Plugin for Client {
         Ok(())
     }
 
-    /// The pump mixes what is queued, then marks the lane drained. Returns the latest the
-    /// drain may end before rdmix reports the device stuck.
     fn drain_begin(&mut self) -> Instant {
-        if self.state != State::Draining {
-            self.state = State::Draining;
-            self.expect_progress();
-            self.publish();
-            self.kick();
-        }
-        let queued = self.to_device(self.queued().max(0) as u64) + self.dev.buffer_frames as u64;
-        Instant::now() + Duration::from_nanos(frames_to_ns(queued, self.dev.rate)) + Duration::from_secs(2)
+        D::drain_begin(self)
     }
 
-    /// One step of a drain: done once the device has played the last frame, else what to
-    /// sleep on (outside the client lock) before the next step.
     fn drain_step(&mut self) -> Result<DrainStep> {
-        if !self.pump_alive() {
-            return Err(Error::new(
-                libc::EPIPE,
-                "rdmix: drain: the pump is gone; the queued frames are lost",
-            ));
-        }
-        // Left in the pipe, the wake-ups this step answers would make every wait of the
-        // drain return at once (a spin for as long as the device plays out).
-        self.spend_wakeups();
-        if self.refresh() == Pump::Stopped {
-            // The lane ran dry before the drain began, and the pump ended it there: the
-            // frames written since can never play, so waiting for them would only time out.
-            return Err(Error::new(
-                libc::EPIPE,
-                "rdmix: drain: the stream underran before its drain began; prepare to play the rest",
-            ));
-        }
-        let fds = [self.wake_fd(), self.sock_fd()];
-        Ok(match self.drain_remaining_ns() {
-            Some(0) => DrainStep::Done,
-            Some(ns) => DrainStep::Wait { fds, ns },
-            None => {
-                // Still mixing: the pump wakes us once the lane's last frame is mixed.
-                if let Some(att) = &self.att {
-                    att.lane().arm_wake(self.appl);
-                }
-                DrainStep::Wait {
-                    fds,
-                    ns: frames_to_ns(self.dev.period_frames as u64, self.dev.rate),
-                }
-            }
-        })
+        D::drain_step(self)
     }
 
     fn poll_revents(&mut self, io: &IoView, fds: &[libc::pollfd]) -> Revents {
@@ -712,20 +783,16 @@ impl Plugin for Client {
         if self.att.is_some() && fds.iter().any(|p| p.fd == sock && p.revents != 0) {
             self.lose_pump(); // the pump only ever writes in answer: this is a hang-up
         }
-        if self.stream.is_capture() {
-            return self.capture_poll(io);
-        }
-        let phase = self.phase(io);
-        self.sync_appl(io);
+        let phase = self.look(io);
         let ready = Revents {
-            events: libc::POLLOUT,
+            events: D::EVENTS,
             xrun: false,
         };
-        match phase.poll() {
+        match D::poll(phase) {
             Poll::Error => {
                 self.lose_pump();
                 Revents {
-                    events: libc::POLLOUT | libc::POLLERR,
+                    events: D::EVENTS | libc::POLLERR,
                     xrun: true,
                 }
             }
@@ -743,7 +810,7 @@ impl Plugin for Client {
                 self.arm_wake();
                 // The pump may have moved between our check and arming: look once more.
                 let pump = self.refresh();
-                let now_ready = match phase.poll() {
+                let now_ready = match D::poll(phase) {
                     _ if pump == Pump::Stopped => true,
                     Poll::WhenMixed => pump == Pump::Drained && self.drain_remaining_ns() == Some(0),
                     _ => self.avail_reached(),
@@ -758,14 +825,12 @@ impl Plugin for Client {
     }
 
     fn delay(&mut self, io: &IoView) -> Result<i64> {
-        if self.stream.is_capture() {
-            return self.capture_delay(io);
-        }
-        match self.phase(io).delay() {
+        match D::delay(self.look(io)) {
             Delay::Xrun => Err(Error::errno(libc::EPIPE)),
             Delay::Frozen => Ok(self.paused_delay),
-            Delay::Lane => Ok(self.queued()),
+            Delay::Lane => Ok(self.in_lane()),
             Delay::LaneAndDevice => self.device_delay(),
+            Delay::LaneAndHeld => Ok(self.in_lane() + self.held_by_device()),
         }
     }
 

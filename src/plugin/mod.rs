@@ -2,26 +2,19 @@
 //! callbacks, and attaching to (and starting) the pump.
 
 pub mod attach;
-pub mod capture;
 pub mod client;
+pub mod play;
+pub mod record;
 pub mod state;
-
-use alsa_sys as a;
 
 use crate::alsa::ioplug::OpenArgs;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::wire::Stream;
-use client::Client;
+use client::{Client, Direction};
+use play::Play;
+use record::Record;
 
-/// Builds the client PCM for one `snd_pcm_open` of a `type rdmix` PCM: playback joins the
-/// key's mixing pump, capture its recording pump.
-fn open(args: &OpenArgs) -> Result<Client> {
-    let stream = if args.stream == a::SND_PCM_STREAM_CAPTURE {
-        Stream::Capture
-    } else {
-        Stream::Playback
-    };
+fn open<D: Direction>(args: &OpenArgs) -> Result<Client<D>> {
     if std::env::var_os("RDMIX_PUMP").is_some() {
         return Err(Error::new(
             libc::ELOOP,
@@ -29,7 +22,12 @@ fn open(args: &OpenArgs) -> Result<Client> {
         ));
     }
     let cfg = Config::parse(&args.conf, args.root.as_ref(), crate::sys::user::euid())?;
-    Client::open(cfg, stream)
+    Client::open(cfg)
 }
 
-crate::ioplug_entry!(_snd_pcm_rdmix_open, __snd_pcm_rdmix_open_dlsym_pcm_001, open);
+crate::ioplug_entry!(
+    _snd_pcm_rdmix_open,
+    __snd_pcm_rdmix_open_dlsym_pcm_001,
+    playback: open::<Play>,
+    capture: open::<Record>
+);
