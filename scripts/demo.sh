@@ -3,7 +3,7 @@
 # first sound card if this machine has one, else to a WAV file; the last line says where.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-. scripts/setup.sh
+. scripts/ci/setup.sh
 rdmix_setup
 cargo build --release --workspace -q
 lib="$PWD/target/release/libasound_module_pcm_rdmix.so"

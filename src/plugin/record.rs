@@ -150,3 +150,35 @@ impl Direction for Record {
         c.attachment("drain").is_ok() && c.in_lane() > 0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugin::play::Play;
+    use crate::plugin::state::Pump;
+    use alsa_sys as a;
+
+    /// A drain leaves the stream readable until all is read; a lost pump is an error whatever
+    /// ALSA's state, and an overrun stops the stream where it passed stop_threshold.
+    #[test]
+    fn a_capture_drain_ends_when_all_is_read() {
+        let draining = Phase::of(a::SND_PCM_STATE_DRAINING, Pump::Mixing);
+        assert_eq!(
+            (
+                Record::poll(draining),
+                Record::pointer(draining),
+                Record::delay(draining)
+            ),
+            (Poll::Ready, Pointer::UntilRead, Delay::Lane)
+        );
+        let gone = Phase::of(a::SND_PCM_STATE_RUNNING, Pump::Gone);
+        assert_eq!(
+            (Record::poll(gone), Record::pointer(gone)),
+            (Poll::Error, Pointer::Xrun)
+        );
+        let running = Phase::of(a::SND_PCM_STATE_RUNNING, Pump::Mixing);
+        assert_eq!(Record::pointer(running), Pointer::PositionOrOverrun);
+        assert!(Record::xrun(100, 100) && !Record::xrun(99, 100));
+        assert!(!Play::xrun(100, 100) && Play::xrun(101, 100));
+    }
+}

@@ -94,22 +94,3 @@ pub enum Delay {
     /// Frames in the lane, plus what the device has captured and the pump not yet read.
     LaneAndHeld,
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_gone_pump_outranks_every_alsa_state() {
-        for s in [
-            a::SND_PCM_STATE_OPEN,
-            a::SND_PCM_STATE_PREPARED,
-            a::SND_PCM_STATE_RUNNING,
-            a::SND_PCM_STATE_PAUSED,
-            a::SND_PCM_STATE_DRAINING,
-            a::SND_PCM_STATE_XRUN,
-        ] {
-            assert_eq!(Phase::of(s, Pump::Gone), Phase::Gone);
-        }
-    }
-}

@@ -12,7 +12,7 @@ pub mod tap;
 
 // Clients and the pump synchronise only through atomics in shared memory. A lock-based
 // emulation would keep its lock in one process's memory, where the other cannot see it, so
-// 64-bit atomics must be native: on armv7 they are `ldrexd`/`strexd`, which scripts/cross.sh
+// 64-bit atomics must be native: on armv7 they are `ldrexd`/`strexd`, which scripts/ci/cross.sh
 // checks in the built pump.
 #[cfg(not(target_has_atomic = "64"))]
 compile_error!("rdmix needs native lock-free 64-bit atomics for its shared-memory protocol");

@@ -529,7 +529,7 @@ mod tests {
 
     /// Many clients at once, as the pump sees them: one thread per lane streams its own
     /// counter while one consumer visits the lanes in turn. Every lane arrives exact and
-    /// none sees another's frames. On ARM (run under qemu by scripts/cross.sh) this is
+    /// none sees another's frames. On ARM (run under qemu by scripts/ci/cross.sh) this is
     /// where a missing Acquire or Release would show as a stale or torn frame.
     #[test]
     fn many_lanes_stream_exactly_at_once() {

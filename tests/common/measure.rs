@@ -42,3 +42,47 @@ pub fn sine_and_residual(x: &[f64], f: f64, rate: f64) -> (f64, f64) {
 pub fn rms(x: &[f64]) -> f64 {
     (x.iter().map(|v| v * v).sum::<f64>() / x.len().max(1) as f64).sqrt()
 }
+
+/// Joint least-squares fit of sines at `freqs`: amplitudes and residual RMS.
+#[allow(clippy::needless_range_loop)] // textbook elimination reads best with indices
+pub fn fit_sines(x: &[f64], freqs: &[f64], rate: f64) -> (Vec<f64>, f64) {
+    let k = 2 * freqs.len();
+    let basis = |n: usize, j: usize| {
+        let w = 2.0 * std::f64::consts::PI * freqs[j / 2] / rate * n as f64;
+        if j.is_multiple_of(2) { w.sin() } else { w.cos() }
+    };
+    let mut ata = vec![vec![0.0; k + 1]; k];
+    for (n, v) in x.iter().enumerate() {
+        let b: Vec<f64> = (0..k).map(|j| basis(n, j)).collect();
+        for i in 0..k {
+            for j in 0..k {
+                ata[i][j] += b[i] * b[j];
+            }
+            ata[i][k] += b[i] * v;
+        }
+    }
+    // Gaussian elimination with partial pivoting.
+    for col in 0..k {
+        let piv = (col..k)
+            .max_by(|a, b| ata[*a][col].abs().partial_cmp(&ata[*b][col].abs()).unwrap())
+            .unwrap();
+        ata.swap(col, piv);
+        for row in 0..k {
+            if row != col {
+                let f = ata[row][col] / ata[col][col];
+                for j in col..=k {
+                    ata[row][j] -= f * ata[col][j];
+                }
+            }
+        }
+    }
+    let coef: Vec<f64> = (0..k).map(|i| ata[i][k] / ata[i][i]).collect();
+    let amps = (0..freqs.len()).map(|i| coef[2 * i].hypot(coef[2 * i + 1])).collect();
+    let res = x
+        .iter()
+        .enumerate()
+        .map(|(n, v)| (v - (0..k).map(|j| coef[j] * basis(n, j)).sum::<f64>()).powi(2))
+        .sum::<f64>()
+        / x.len() as f64;
+    (amps, res.sqrt())
+}

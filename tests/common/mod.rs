@@ -212,7 +212,7 @@ impl Drop for World {
     }
 }
 
-/// Debian's aplay for architecture `deb` (i386, arm64, armhf), which scripts/cross.sh
+/// Debian's aplay for architecture `deb` (i386, arm64, armhf), which scripts/ci/cross.sh
 /// unpacks from alsa-utils under `target/foreign/DEB` (or `$RDMIX_FOREIGN/DEB`).
 pub fn foreign_aplay(deb: &str) -> PathBuf {
     let root = std::env::var_os("RDMIX_FOREIGN")
@@ -221,7 +221,7 @@ pub fn foreign_aplay(deb: &str) -> PathBuf {
     let p = root.join(deb).join("usr/bin/aplay");
     assert!(
         p.exists(),
-        "{}: missing; scripts/cross.sh unpacks alsa-utils:{deb} there",
+        "{}: missing; scripts/ci/cross.sh unpacks alsa-utils:{deb} there",
         p.display()
     );
     p
@@ -270,6 +270,15 @@ pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool, why: impl Fn(
 }
 
 /// Waits for a child with a deadline; kills it and panics if it overruns.
+/// Waits (up to `within`) for a program that must succeed; returns its standard error.
+#[allow(dead_code)]
+pub fn finish(c: Child, within: Duration, what: &str) -> String {
+    let o = wait_child(c, within, what);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{what}: {err}");
+    err
+}
+
 pub fn wait_child(mut c: Child, limit: Duration, what: &str) -> Output {
     let end = Instant::now() + limit;
     loop {
@@ -445,7 +454,7 @@ pub fn kill(pid: i32, sig: i32) {
 #[allow(dead_code)]
 pub mod measure;
 #[allow(unused_imports)]
-pub use measure::{fit_sine, remove_sine, rms, sine_and_residual};
+pub use measure::{fit_sine, fit_sines, remove_sine, rms, sine_and_residual};
 
 /// Frames recorded so far, from the file size.
 pub fn rec_frames(path: &Path) -> usize {

@@ -2,7 +2,7 @@
 """rdmix beside dmix on the same kernel and the same driver, in one run: N aplay clients of a
 tone through rdmix on snd-aloop's playback substream 1, and through dmix on substream 0
 (snd-aloop has mmap, so dmix can run there), both at period 256 and buffer 1024. Runs inside
-the VM: scripts/bench_vm.sh. (snd-dummy's device 0 would be the natural mmap device, but a
+the VM: scripts/bench/vm.sh. (snd-dummy's device 0 would be the natural mmap device, but a
 second dmix client there fails to open, "unable to open slave": EINVAL, on this kernel.)
 
 For each N it prints the CPU of all processes (the whole guest, from /proc/stat, less an

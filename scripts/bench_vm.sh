@@ -1,9 +1,0 @@
-#!/usr/bin/env bash
-# rdmix beside dmix on the same kernel in the VM: CPU per stream and wake-ups per second of
-# all processes for N aplay clients (tests/vm/bench.py). Figures go in BENCHMARKS.md.
-#   bash scripts/bench_vm.sh            # N = 1, 4, 16, 8 s each
-#   RDMIX_BENCH_CLIENTS=1,4 RDMIX_BENCH_SECONDS=5 bash scripts/bench_vm.sh
-set -euo pipefail
-cd "$(dirname "$0")/.."
-cargo build --release --quiet -p rdmix
-exec bash tests/vm/vm.sh --timeout 1200 -- python3 tests/vm/bench.py

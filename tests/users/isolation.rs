@@ -1,0 +1,340 @@
+//! Trust and isolation, attacked as real users (created by the test, which runs as root as
+//! the README's test command does):
+//!
+//! - a squatter's pump (another uid, `ipc_perm 0666`) never receives a user's audio;
+//! - a member of a shared pump writing random words anywhere it can write hurts nobody:
+//!   the pump lives on and the other client's output stays exact;
+//! - thousands of silent connections, from an outsider and from a member, cost the owner
+//!   nothing: the owner's open still succeeds at once and the pump's CPU stays low;
+//! - a client can write only its own lane (read from `/proc/self/maps`);
+//! - a `slave.pcm` name of 1000 bytes reaches the pump whole; a longer one is refused.
+//!
+//! (Impostor pumps that hand over truncatable memory, or stall, are `faults::fault6`.)
+
+#[path = "../common/mod.rs"]
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::alsa::{Params, Pcm};
+use common::*;
+
+const GROUP: &str = "rdmixisog";
+const MEMBER_A: &str = "rdmixisoa";
+const MEMBER_B: &str = "rdmixisob";
+const OUTSIDER: &str = "rdmixisoc";
+
+fn users() -> bool {
+    if !is_root() {
+        eprintln!("SKIPPED: creating test users needs root; the README's test command runs as root");
+        return false;
+    }
+    assert!(have("runuser") && have("aplay"), "runuser and aplay are required");
+    ensure_test_users(GROUP, &[MEMBER_A, MEMBER_B], &[OUTSIDER]);
+    true
+}
+
+const USERS: [&str; 3] = [MEMBER_A, MEMBER_B, OUTSIDER];
+
+fn open_world(extra: &str) -> World {
+    World::open_to_all(extra, &["rec.wav", "card.log", "sys.wav"])
+}
+
+fn logs(w: &World) -> String {
+    w.user_logs(&USERS)
+}
+
+#[test]
+fn a_squatters_pump_never_hears_a_user() {
+    if !users() {
+        return;
+    }
+    let w = open_world(
+        "pcm.squat { type rdmix; ipc_key {key}; ipc_perm 0666; slave.pcm \"rdmixsys_{key}\" }
+pcm.mine { type rdmix; ipc_key {key}; slave.pcm \"card\" }
+pcm.mine_shared { type rdmix; ipc_key {key}; ipc_perm 0666; slave.pcm \"rdmixsys_{key}\" }",
+    );
+    let _sys = SystemConf::card(&format!("rdmixsys_{}", w.key), &w.path("sys.wav"));
+    write_wav_s16(&w.path("quiet.wav"), 48000, &vec![[0, 0]; 6 * 48_000]);
+    write_wav_s16(&w.path("s.wav"), 48000, &counting_stream(24_000));
+    // The squatter (an outsider) holds the key first, world-writable, with a slave that
+    // records into a file of its own.
+    let squatter = w
+        .as_user(OUTSIDER, &["aplay", "-q", "-D", "squat", "quiet.wav"])
+        .spawn()
+        .unwrap();
+    wait_until(
+        Duration::from_secs(10),
+        || logs(&w).contains("took lane"),
+        || format!("the squatter never attached: {}", logs(&w)),
+    );
+    // The victim's private configuration of the same key never even finds the squatter:
+    // its socket lives in the victim's own directory.
+    let o = w
+        .as_user(MEMBER_A, &["aplay", "-q", "-D", "mine", "s.wav"])
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "victim, private key: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // A shared configuration of the same key finds it, and refuses it: it is not run by the
+    // victim, nor root, nor a group the configuration trusts.
+    let o = w
+        .as_user(MEMBER_A, &["aplay", "-q", "-D", "mine_shared", "s.wav"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    eprintln!(
+        "MEASURE isolation: victim on the squatted shared key: {}",
+        err.lines().next().unwrap_or("")
+    );
+    assert!(!o.status.success(), "the victim must refuse the squatter's pump");
+    assert!(
+        err.contains("refusing the pump there") && err.contains(&format!("uid {} ({OUTSIDER})", uid_of(OUTSIDER))),
+        "{err}"
+    );
+    assert!(
+        wait_child(squatter, Duration::from_secs(30), "squatter")
+            .status
+            .success()
+    );
+    wait_until(
+        Duration::from_secs(10),
+        || pumps_for_key(w.key).is_empty(),
+        || "pumps still running".into(),
+    );
+    let squatted = read_rec_s16(&w.path("sys.wav"));
+    assert!(!squatted.is_empty(), "the squatter's pump recorded");
+    assert!(heard(&squatted).is_empty(), "the squatter heard the victim");
+    let mine = heard(&read_rec_s16(&w.path("rec.wav")));
+    assert_eq!(mine, counting_stream(24_000), "the victim's own pump played it exactly");
+    let dir = std::path::PathBuf::from(format!("/tmp/rdmix-{}", uid_of(MEMBER_A)));
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::symlink_metadata(&dir).unwrap();
+        assert_eq!(
+            (m.uid(), m.mode() & 0o777),
+            (uid_of(MEMBER_A), 0o700),
+            "{}",
+            dir.display()
+        );
+    }
+}
+
+#[test]
+fn a_hostile_member_hurts_nobody() {
+    if !users() {
+        return;
+    }
+    let shared = format!("ipc_key {{key}}; ipc_perm 0660; ipc_gid \"{GROUP}\"; slave.pcm \"rdmixsys_{{key}}\"");
+    let w = open_world(&format!(
+        "pcm.steady {{ type rdmix; {shared}; bindings {{ 0 0 }} }}
+pcm.hostile {{ type rdmix; {shared}; bindings {{ 0 1 }} }}"
+    ));
+    let _sys = SystemConf::card(&format!("rdmixsys_{}", w.key), &w.path("sys.wav"));
+    // The steady member plays a mono counting stream onto device channel 0; the hostile one
+    // is bound to channel 1 only, so channel 0 must come out exact whatever it does.
+    let n = 4 * 48_000u64;
+    let mono: Vec<[i16; 2]> = counting_stream(n);
+    let bytes: Vec<u8> = mono.iter().flat_map(|f| f[0].to_le_bytes()).collect();
+    std::fs::write(w.path("steady.raw"), &bytes).unwrap();
+    let steady = w
+        .as_user(
+            MEMBER_A,
+            &[
+                "aplay",
+                "-q",
+                "-D",
+                "steady",
+                "-t",
+                "raw",
+                "-f",
+                "S16_LE",
+                "-c",
+                "1",
+                "-r",
+                "48000",
+                "steady.raw",
+            ],
+        )
+        .spawn()
+        .unwrap();
+    wait_until(
+        Duration::from_secs(10),
+        || logs(&w).contains("took lane"),
+        || format!("the steady member never attached: {}", logs(&w)),
+    );
+    let pump = pumps_for_key(w.key);
+    let hostile_bin = build_dir().join("rdmix-hostile");
+    let o = w
+        .as_user(
+            MEMBER_B,
+            &[hostile_bin.to_str().unwrap(), "scribble", "hostile", "10000", "7"],
+        )
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    eprint!("{out}");
+    assert!(
+        o.status.success(),
+        "the hostile member: {}{}",
+        out,
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(out.contains("10000 random words written"), "{out}");
+    assert!(
+        wait_child(steady, Duration::from_secs(30), "steady member")
+            .status
+            .success()
+    );
+    assert_eq!(pumps_for_key(w.key), pump, "the same pump served throughout");
+    wait_until(
+        Duration::from_secs(10),
+        || pumps_for_key(w.key).is_empty(),
+        || "pump gone".into(),
+    );
+    let log = logs(&w);
+    assert!(!log.contains("panicked") && log.contains("exiting (0)"), "{log}");
+    let ch0: Vec<i16> = read_rec_s16(&w.path("sys.wav"))
+        .iter()
+        .map(|f| f[0])
+        .filter(|v| *v != 0)
+        .collect();
+    let want: Vec<i16> = mono.iter().map(|f| f[0]).collect();
+    assert_eq!(ch0.len(), want.len(), "every steady frame was played");
+    assert!(ch0 == want, "the steady member's channel is exact");
+}
+
+#[test]
+fn silent_connections_cost_the_owner_nothing() {
+    if !users() {
+        return;
+    }
+    let w = open_world(&format!(
+        "pcm.group {{ type rdmix; ipc_key {{key}}; ipc_perm 0660; ipc_gid \"{GROUP}\"; slave.pcm \"rdmixsys_{{key}}\" }}"
+    ));
+    let _sys = SystemConf::card(&format!("rdmixsys_{}", w.key), &w.path("sys.wav"));
+    write_wav_s16(&w.path("long.wav"), 48000, &vec![[0, 0]; 8 * 48_000]);
+    write_wav_s16(&w.path("blip.wav"), 48000, &vec![[0, 0]; 480]);
+    let owner = w
+        .as_user(MEMBER_A, &["aplay", "-q", "-D", "group", "long.wav"])
+        .spawn()
+        .unwrap();
+    wait_until(
+        Duration::from_secs(10),
+        || logs(&w).contains("took lane"),
+        || format!("the owner never attached: {}", logs(&w)),
+    );
+    let pump = pumps_for_key(w.key)[0];
+    let hostile_bin = build_dir().join("rdmix-hostile");
+    let name = format!("rdmix-{:08x}", w.key);
+    for (who, user) in [("outsider", OUTSIDER), ("member", MEMBER_B)] {
+        let cpu0 = cpu_ticks(pump);
+        let t0 = Instant::now();
+        let mut flood = w.as_user(user, &[hostile_bin.to_str().unwrap(), "flood", &name, "2000"]);
+        flood.stdin(std::process::Stdio::piped());
+        let mut child = flood.spawn().unwrap();
+        let mut line = String::new();
+        {
+            use std::io::BufRead;
+            let mut r = std::io::BufReader::new(child.stdout.take().unwrap());
+            while r.read_line(&mut line).unwrap() > 0 && !line.contains("ready") {}
+        }
+        eprint!("{who}: {line}");
+        // With the flood's connections still open, the owner opens the PCM again.
+        let open_t = Instant::now();
+        let o = w
+            .as_user(MEMBER_A, &["aplay", "-q", "-D", "group", "blip.wav"])
+            .output()
+            .unwrap();
+        let opened = open_t.elapsed();
+        assert!(
+            o.status.success(),
+            "{who}: the owner's open: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        drop(child.stdin.take());
+        let _ = wait_child(child, Duration::from_secs(30), "flood");
+        let cpu = cpu_ticks(pump) - cpu0;
+        let wall = t0.elapsed();
+        eprintln!(
+            "MEASURE isolation: 2000 silent connections from the {who}: the owner's aplay took {opened:?}; \
+             pump CPU {cpu} ticks over {wall:?}"
+        );
+        assert!(
+            opened < Duration::from_secs(1),
+            "{who}: the owner's aplay took {opened:?}"
+        );
+        // A busy loop would burn a tick per 10 ms of wall time; playing costs a fraction.
+        let ticks = wall.as_millis() as u64 / 10;
+        assert!(cpu * 2 < ticks.max(20), "{who}: pump used {cpu} of {ticks} ticks");
+        if who == "outsider" {
+            assert!(
+                line.contains("2000 connected, 0 failed to connect, 2000 refused"),
+                "{line}"
+            );
+        } else {
+            // A member may keep a few connections waiting for its HELLO, never thousands.
+            assert!(
+                line.contains("2000 connected, 0 failed to connect, 1992 refused"),
+                "{line}"
+            );
+        }
+    }
+    assert!(wait_child(owner, Duration::from_secs(30), "owner").status.success());
+}
+
+#[test]
+fn a_client_can_write_only_its_own_lane() {
+    assert!(rdmix_maps().is_empty());
+    let p = Pcm::open("mix3", false).expect("open");
+    p.set_params(Params::default()).unwrap();
+    let maps = rdmix_maps();
+    eprintln!("MEASURE isolation: a client's rdmix mappings: {maps:?}");
+    let writable: Vec<_> = maps.iter().filter(|m| m.perms.contains('w')).collect();
+    assert_eq!(writable.len(), 1, "{maps:?}");
+    assert!(writable[0].name.contains("rdmix-lane"), "{maps:?}");
+    assert_eq!(
+        writable[0].end - writable[0].start,
+        asound_module_pcm_rdmix::shm::lane::LANE_MEM_BYTES
+    );
+    let header = maps
+        .iter()
+        .find(|m| m.name.contains("rdmix-segment"))
+        .expect("the header is mapped");
+    assert_eq!(&header.perms[..3], "r--");
+    // SAFETY: mprotect on our own mapping; refusing is the point.
+    let r = unsafe {
+        libc::mprotect(
+            header.start as *mut libc::c_void,
+            header.end - header.start,
+            libc::PROT_READ | libc::PROT_WRITE,
+        )
+    };
+    assert_eq!(r, -1, "the header can be made writable");
+    drop(p);
+    assert!(rdmix_maps().is_empty(), "closing unmaps everything");
+}
+
+#[test]
+fn long_slave_names_reach_the_pump_whole() {
+    let long = format!("card{}", "x".repeat(996));
+    let too_long = format!("card{}", "x".repeat(1021));
+    let w = World::new(&format!(
+        "pcm.{long} {{ type rdmixfake; file \"{{dir}}/rec.wav\" }}
+pcm.longname {{ type rdmix; ipc_key {{key}}; slave.pcm \"{long}\" }}
+pcm.toolong {{ type rdmix; ipc_key {{key}}; slave.pcm \"{too_long}\" }}"
+    ));
+    write_wav_s16(&w.path("s.wav"), 48000, &counting_stream(4800));
+    w.play("aplay", &["-q", "-D", "longname", "s.wav"]);
+    assert_eq!(heard(&read_rec_s16(&w.path("rec.wav"))), counting_stream(4800));
+    let o = w.run("aplay", &["-q", "-D", "toolong", "s.wav"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("rdmix: slave.pcm: a name of 1025 bytes is longer than"),
+        "{err}"
+    );
+}
