@@ -7,6 +7,7 @@ happen. Prints one line per test and closes with "N passed, M failed".
 
     python3 tests/vm/guest.py [NAME...]     # all tests, or those whose name contains NAME
 """
+import json
 import math
 import os
 import re
@@ -676,6 +677,58 @@ def snd_hda_intel_plays_the_mix_into_a_wav_on_the_host():
     check(abs(ratio - 6.02) < 0.3, f"480 Hz at {la:.4f} and 1200 Hz at {lb:.4f}: {ratio:.2f} dB apart, want 6.02")
     check(w.slave_xruns() == 0, f"{w.slave_xruns()} slave xruns: {w.pump_log()[-600:]}")
     return f"on the host: 480 Hz {la:.4f}, 1200 Hz {lb:.4f} ({ratio:.2f} dB apart), {len(loud) * 480 / RATE:.2f} s of sound"
+
+
+# ---------------------------------------------------------------- rewinds (issue 21's groundwork)
+
+REWIND_DEFS = """
+pcm.r_plug { type plug; slave.pcm "hw:RdmixTest" }
+pcm.r_softvol { type softvol; slave.pcm "hw:Loopback,0,3"; control { name "rdmix rewind"; card Loopback } }
+pcm.r_dmix { type dmix; ipc_key 7101; slave { pcm "hw:Loopback,0,1"; period_size 1024; buffer_size 8192 } }
+pcm.r_null { type null }
+"""
+
+
+@test
+def which_devices_rewind():
+    """How far each driver and plugin lets a program rewind a playing stream, for issue 21
+    (rdmix's pump may rewind its slave only where the slave allows it): tests/vm/rewind.py
+    plays a counter, waits until 40 ms of it has played, rewinds all it may but two
+    periods, and writes a marker in its place. On the copy-only test driver the rewind is
+    also checked in what the driver played: the counter up to the rewind point, then
+    exactly the marker."""
+    load_testcard()
+    dummy()
+    aloop()
+    w = World("rewind", REWIND_DEFS)
+    names = ["hw:RdmixTest", "hw:Dummy,0", "hw:Dummy,2", "hw:Loopback,0,0",
+             "r_plug", "r_softvol", "r_dmix", "r_null"]
+    if card_index("Intel") is not None:
+        names.append("hw:Intel")
+    ctl("reset")
+    p = w.run(["python3", os.path.join(REPO, "tests", "vm", "rewind.py"), *names], 60)
+    ok(p, "rewind.py")
+    got = {r["pcm"]: r for r in map(json.loads, p.out.splitlines())}
+    notes = []
+    for name in names:
+        r = got.get(name)
+        check(r is not None, f"rewind.py said nothing of {name}: {p.err.strip()}")
+        if "error" in r:
+            notes.append(f"{name}: {r['error']}")
+            continue
+        check(r["rewound"] <= max(r["rewindable"], 0), f"{name}: rewound {r['rewound']}, past its {r['rewindable']}")
+        notes.append(f"{name} {r['rewindable']} of {r['buffer']}" if r["rewindable"] > 0 else f"{name} none")
+    # The test driver: the rewind must be honoured frame for frame.
+    r = got["hw:RdmixTest"]
+    check("error" not in r and r["rewound"] > 0, f"hw:RdmixTest did not rewind: {r}")
+    data = counter_frames(RATE)
+    kept = r["written"] - r["rewound"]
+    expect = data[: 4 * kept] + bytes([0x11, 0x22, 0x33, 0x44]) * r["rewound"]
+    t = tape()
+    at = t.find(data[:64])
+    check(at >= 0 and t[at : at + len(expect)] == expect,
+          f"hw:RdmixTest: what played after rewinding {r['rewound']} frames is not the counter to frame {kept}, then the marker")
+    return "rewindable after 40 ms of play: " + ", ".join(notes) + "; the test driver played the rewound stream exact"
 
 
 # ---------------------------------------------------------------- runner
