@@ -194,6 +194,23 @@ impl Pcm {
         }
     }
 
+    /// A new avail_min, in frames: poll reports the PCM ready once that much is free (or
+    /// captured). Allowed while it runs.
+    pub fn set_avail_min(&self, frames: u64) -> Result<()> {
+        let mut sw = std::ptr::null_mut();
+        // SAFETY: allocation, configuration and release of an opaque sw_params container.
+        unsafe {
+            check(a::snd_pcm_sw_params_malloc(&mut sw))?;
+            let r = (|| {
+                check(a::snd_pcm_sw_params_current(self.pcm, sw))?;
+                check(a::snd_pcm_sw_params_set_avail_min(self.pcm, sw, frames as _))?;
+                check(a::snd_pcm_sw_params(self.pcm, sw))
+            })();
+            a::snd_pcm_sw_params_free(sw);
+            r
+        }
+    }
+
     /// The slave's channel map, if it has one.
     pub fn chmap(&self) -> Option<Vec<u32>> {
         // SAFETY: snd_pcm_get_chmap returns a malloc'd map or NULL; we copy it and free it.

@@ -97,6 +97,9 @@ pub struct Config {
     /// it is not sent to the pump).
     pub pump: Option<PathBuf>,
     pub bindings: Bindings,
+    /// The pump fills the slave as far ahead as the clients allow, and wakes at a
+    /// watermark, instead of at every device period.
+    pub fill_ahead: bool,
 }
 
 /// FNV-1a, so each slave gets its own default key.
@@ -133,6 +136,7 @@ impl Draft {
                 ipc_user_lanes: DEFAULT_USER_LANES,
                 pump: None,
                 bindings: Bindings::default(),
+                fill_ahead: true,
             },
             pcm: None,
             card: None,
@@ -307,6 +311,7 @@ mod tests {
             ipc_user_lanes: 5,
             pump: None,
             bindings: Bindings::new(vec![(0, 1), (1, 0)]).unwrap(),
+            fill_ahead: false,
         }
     }
 

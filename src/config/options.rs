@@ -116,7 +116,7 @@ fn some<T: ToString>(v: Option<T>) -> Option<String> {
 }
 
 /// Every option, in the order the documentation lists them.
-pub static OPTIONS: [Opt; 18] = [
+pub static OPTIONS: [Opt; 19] = [
     Opt {
         name: "slave.pcm",
         wire: Some("pcm"),
@@ -299,6 +299,26 @@ pub static OPTIONS: [Opt; 18] = [
         },
         |c| some(c.slave.buffer_time),
     ),
+    Opt {
+        name: "slave.fill_ahead",
+        wire: Some("fill_ahead"),
+        kind: Kind::Bool,
+        join: Join::Match,
+        doc: Doc {
+            default: Some("true"),
+            example: "true",
+            set_in_example: false,
+            lines: &[
+                "mix as far ahead as every playing client allows; wake at a watermark",
+                "(false: at every device period, as before)",
+            ],
+        },
+        set: |d, v| {
+            d.cfg.fill_ahead = matches!(v, Val::Bool(true));
+            Ok(())
+        },
+        get: |c| Some(if c.fill_ahead { "1" } else { "0" }.to_string()),
+    },
     Opt {
         name: "ipc_key",
         wire: Some("ipc_key"),

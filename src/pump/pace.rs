@@ -53,8 +53,9 @@ pub fn is_xrun(err: &Error) -> bool {
 /// Device wake-ups in a row that may find nothing to do before the descriptors are
 /// distrusted.
 const SPURIOUS_LIMIT: u32 = 16;
-/// Periods past the wait's start by which the slave's descriptors must have fired.
-const MISS_PERIODS: u64 = 2;
+/// Periods past the moment they should fire by which the slave's descriptors must have
+/// fired, where the device holds that much more (capture; playback without filling ahead).
+pub const MISS_PERIODS: u64 = 2;
 /// Waits in a row that the deadline ended with work waiting before the descriptors are
 /// distrusted: they do not fire (some plugins' never do).
 const MISS_LIMIT: u32 = 4;
@@ -76,9 +77,10 @@ struct DeviceWait {
 
 impl DeviceWait {
     /// After a step that did (`worked`) or did not find work: the deadline of the next
-    /// wait on the descriptors, or `None` when they are no longer to be trusted. `stall_by`
-    /// bounds the wait for a device that has stopped.
-    fn next(&mut self, now_ns: u64, worked: bool, stall_by: u64, period_ns: u64) -> Option<u64> {
+    /// wait on the descriptors, or `None` when they are no longer to be trusted. They
+    /// should have fired `within_ns` from now; `stall_by` bounds the wait for a device that
+    /// has stopped.
+    fn next(&mut self, now_ns: u64, worked: bool, stall_by: u64, within_ns: u64) -> Option<u64> {
         if self.distrusted {
             return None;
         }
@@ -93,7 +95,7 @@ impl DeviceWait {
             self.distrust();
             return None;
         }
-        let by = stall_by.min(now_ns + MISS_PERIODS * period_ns);
+        let by = stall_by.min(now_ns + within_ns);
         self.by = Some(by);
         Some(by)
     }
@@ -204,15 +206,16 @@ impl Pace {
     }
 
     /// After a step that did (`worked`) or did not move a period: sleep on the device's
-    /// descriptors, if they can be trusted, until the returned deadline.
-    pub fn device_wait(&mut self, now_ns: u64, worked: bool) -> Option<Next> {
+    /// descriptors, if they can be trusted, until the returned deadline. They should have
+    /// fired `within_ns` from now: a wait that ends there, with work waiting, counts
+    /// against them.
+    pub fn device_wait(&mut self, now_ns: u64, worked: bool, within_ns: u64) -> Option<Next> {
         if !self.realtime {
             return None;
         }
         let stall_by = self.last_progress_ns + stall_limit_ns(&self.dev) + 1;
-        let period_ns = self.period_ns();
         self.wait
-            .next(now_ns, worked, stall_by, period_ns)
+            .next(now_ns, worked, stall_by, within_ns)
             .map(|by| Next::Device { by })
     }
 
@@ -263,10 +266,10 @@ mod tests {
         let mut w = DeviceWait::default();
         let mut t = 0;
         for _ in 0..SPURIOUS_LIMIT {
-            assert!(w.next(t, false, u64::MAX, 5_000_000).is_some());
+            assert!(w.next(t, false, u64::MAX, 10_000_000).is_some());
             t += 1_000;
         }
-        assert_eq!(w.next(t, false, u64::MAX, 5_000_000), None);
+        assert_eq!(w.next(t, false, u64::MAX, 10_000_000), None);
     }
 
     /// Descriptors that never fire: only the deadline ends each wait, with work waiting.
@@ -274,11 +277,11 @@ mod tests {
     fn never_ready_descriptors_are_distrusted() {
         let mut w = DeviceWait::default();
         let mut t = 0;
-        let mut by = w.next(t, true, u64::MAX, 5_000_000).unwrap();
+        let mut by = w.next(t, true, u64::MAX, 10_000_000).unwrap();
         for _ in 0..MISS_LIMIT {
             t = by;
-            by = w.next(t, true, u64::MAX, 5_000_000).unwrap();
+            by = w.next(t, true, u64::MAX, 10_000_000).unwrap();
         }
-        assert_eq!(w.next(by, true, u64::MAX, 5_000_000), None);
+        assert_eq!(w.next(by, true, u64::MAX, 10_000_000), None);
     }
 }

@@ -650,7 +650,9 @@ fn start(args: &PumpArgs, cfg: &Config) -> Result<Running> {
     let pump: Box<dyn Side> = if args.stream.is_capture() {
         Box::new(Recorder::new(Splitter::new(seg, dev, chmap)?, slave, now_ns()))
     } else {
-        Box::new(Player::new(Mixer::new(seg, dev, chmap)?, slave, now_ns()))
+        let mut player = Player::new(Mixer::new(seg, dev, chmap)?, slave, now_ns());
+        player.fill_ahead(cfg.fill_ahead);
+        Box::new(player)
     };
     Ok(Running {
         cfg: cfg.clone(),

@@ -46,6 +46,10 @@ pub trait Sink: Device {
     fn prepare(&mut self) -> Result<()> {
         Ok(())
     }
+    /// Makes the device's descriptors fire once `frames` are free (its avail_min).
+    fn wake_at_room(&mut self, _frames: u64) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// A PCM the pump can record from: only non-blocking interleaved reads are needed. Errors

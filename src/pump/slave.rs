@@ -270,6 +270,9 @@ impl Sink for AlsaSlave {
     fn prepare(&mut self) -> Result<()> {
         self.pcm.prepare()
     }
+    fn wake_at_room(&mut self, frames: u64) -> Result<()> {
+        self.pcm.set_avail_min(frames)
+    }
 }
 
 impl Source for AlsaSlave {

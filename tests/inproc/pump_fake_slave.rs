@@ -40,6 +40,8 @@ struct FakeSlave {
     /// `record` lengths (in samples) when the pump stopped the device, and prepares since.
     stops: Vec<usize>,
     prepares: u32,
+    /// What the pump last asked its descriptors to wait for (0: nothing yet).
+    avail_min: u64,
 }
 
 impl FakeSlave {
@@ -54,6 +56,7 @@ impl FakeSlave {
             wedged: false,
             stops: Vec::new(),
             prepares: 0,
+            avail_min: 0,
         }
     }
 }
@@ -111,6 +114,10 @@ impl Sink for FakeSlave {
     }
     fn prepare(&mut self) -> Result<()> {
         self.prepares += 1;
+        Ok(())
+    }
+    fn wake_at_room(&mut self, frames: u64) -> Result<()> {
+        self.avail_min = frames;
         Ok(())
     }
 }
@@ -577,17 +584,30 @@ fn kicked_pump_on_one_lane() -> (Player<FakeSlave>, Arc<std::sync::atomic::Atomi
 fn a_paced_slave_is_slept_on_until_its_descriptors_prove_useless() {
     let (mut pump, now, _lane) = kicked_pump_on_one_lane();
     let mut wake = Vec::new();
-    // The wait ends two periods on (240 frames at 48 kHz: 5 ms) if the descriptors have not
-    // fired by then: a slave that never fires is found out that way.
-    let two_periods = 10_000_000;
-    assert_eq!(pump.service(0, &mut wake).unwrap(), Next::Device { by: two_periods });
+    // Filling ahead, the descriptors should fire at the watermark, once half the 960-frame
+    // buffer is free (480 frames: 10 ms), and the wait ends half a watermark after that
+    // (240 frames: 5 ms) if they have not: a slave that never fires is found out while the
+    // device still holds a period.
+    assert_eq!(pump.watermark(), 480);
+    let at_watermark = 10_000_000;
+    let slack = 5_000_000;
+    assert_eq!(
+        pump.service(0, &mut wake).unwrap(),
+        Next::Device {
+            by: at_watermark + slack
+        }
+    );
+    assert_eq!(
+        pump.sink.avail_min, 480,
+        "the slave is told to wake the pump at the watermark"
+    );
     assert!(pump.pace.sleeps_on_device());
     // A device wake-up with room mixes; the deadline moves with the progress.
     now.store(5_000_000, Ordering::Relaxed);
     assert_eq!(
         pump.service(5_000_000, &mut wake).unwrap(),
         Next::Device {
-            by: 5_000_000 + two_periods
+            by: 5_000_000 + at_watermark + slack
         }
     );
     // Wake-ups that never find room: after 16 of them the clock paces the slave.
@@ -704,4 +724,49 @@ fn hostile_positions_only_hurt_their_own_lane() {
     });
     let out = engine.mix_period(&mut wake).to_vec();
     assert!(out.chunks_exact(2).all(|c| i16::from_le_bytes([c[0], c[1]]) == 1000));
+}
+
+/// Wake-ups of a pump over one second of a device whose descriptors fire as a card's do:
+/// at a period boundary, once the slave's avail_min is free. Returns the wake-ups that
+/// found work and the periods mixed.
+fn wakeups_in_a_second(fill_ahead: bool) -> (u32, u64) {
+    let (mut pump, now, _lane) = kicked_pump_on_one_lane();
+    pump.fill_ahead(fill_ahead);
+    let mut wake = Vec::new();
+    let mut next = pump.service(0, &mut wake).unwrap();
+    let (mut woken, start) = (0, pump.pace.stats.periods);
+    for period in 1..=200u64 {
+        let t = period * 5_000_000;
+        now.store(t, Ordering::Relaxed);
+        let due = match next {
+            Next::Device { by } => pump.sink.avail().unwrap() as u64 >= pump.sink.avail_min.max(240) || t >= by,
+            Next::At(at) => t >= at,
+            Next::Idle => false,
+        };
+        if due {
+            let before = pump.pace.stats.periods;
+            next = pump.service(t, &mut wake).unwrap();
+            woken += u32::from(pump.pace.stats.periods > before);
+        }
+    }
+    (woken, pump.pace.stats.periods - start)
+}
+
+/// Filling ahead, a pump whose one client holds plenty wakes once per half buffer, not once
+/// per period, and the device is fed just the same.
+#[test]
+fn filling_ahead_halves_the_wakeups_of_a_full_lane() {
+    let (ahead, mixed_ahead) = wakeups_in_a_second(true);
+    let (every, mixed_every) = wakeups_in_a_second(false);
+    eprintln!("MEASURE wake-ups in 1 s, 240-frame periods, 960-frame buffer: {ahead} filling ahead, {every} not");
+    assert!(
+        every >= 190,
+        "without filling ahead the pump wakes every period: {every}"
+    );
+    assert!(ahead <= 105, "filling ahead it wakes every other period: {ahead}");
+    // The same audio either way: 200 periods of it, give or take the buffer's worth.
+    assert!(
+        mixed_ahead.abs_diff(mixed_every) <= 4,
+        "{mixed_ahead} and {mixed_every} periods mixed"
+    );
 }

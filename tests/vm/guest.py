@@ -210,13 +210,15 @@ class World:
             return ""
 
     def pumps_exited(self, deadline_s=10):
-        """Waits until every pump this world started has logged its exit; returns the log."""
+        """Waits until every pump this world started has logged its exit and is gone (it
+        closes the device after its last line); returns the log."""
 
         def done():
             log = self.pump_log()
             pids = set(re.findall(r"rdmix-pump\[(\d+)\]", log))
             gone = set(re.findall(r"rdmix-pump\[(\d+)\]: exiting", log))
-            return log if pids and pids <= gone else None
+            vanished = all(not os.path.exists(f"/proc/{pid}") for pid in pids)
+            return log if pids and pids <= gone and vanished else None
 
         try:
             return wait_for("the pumps to exit", done, deadline_s)

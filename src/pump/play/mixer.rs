@@ -212,6 +212,24 @@ impl Mixer {
             .filter_map(|(lane, _)| lane.setup)
     }
 
+    /// Whether every lane that wants mixing already holds what the next device period
+    /// takes from it: only then may the pump mix ahead, since a lane is never mixed as
+    /// silence ahead of frames its client has yet to write. A draining lane's tail is all
+    /// there is, and a lane yet to join takes nothing.
+    pub fn lanes_hold_a_period(&self) -> bool {
+        let period = self.lanes.dev.period_frames as u64;
+        self.lanes
+            .declared()
+            .filter(|(lane, ctl)| ctl.state.is_mixed() && !(ctl.epoch == lane.epoch && lane.done()))
+            .all(|(lane, ctl)| {
+                let Some(setup) = lane.setup else { return true };
+                let joining = ctl.epoch != lane.epoch || !lane.part.joined;
+                let queued = pos_diff(ctl.appl, if ctl.epoch == lane.epoch { lane.pos } else { 0 })
+                    .clamp(0, setup.geometry.buffer_frames as i64) as u64;
+                ctl.state == State::Draining || joining || queued >= lane.need(period)
+            })
+    }
+
     /// Whether any lane wants mixing now.
     pub fn wants_mixing(&self) -> bool {
         self.wanting().next().is_some()

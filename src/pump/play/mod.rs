@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use self::mixer::Mixer;
 use super::lanes::LaneTable;
-use super::pace::{Next, Pace};
+use super::pace::{MISS_PERIODS, Next, Pace};
 use super::side::{Device, Side, Sink};
 use crate::config::Bindings;
 use crate::dsp::format::Format;
@@ -32,6 +32,79 @@ pub struct Player<S: Sink> {
     probe_until: u64,
     /// Where the slave's take of the mixer's last period stopped, while some is left.
     unsent: Option<usize>,
+    fill: Fill,
+}
+
+/// Filling the slave ahead (see `Player::service`): the pump mixes as far ahead as every
+/// running lane holds, and sleeps until the slave's fill falls to the watermark, instead of
+/// waking at every device period.
+struct Fill {
+    on: bool,
+    /// Device frames the slave must still hold when the pump wakes to refill it.
+    watermark: u64,
+    /// The avail_min the slave was last given (0: none yet).
+    told: u64,
+    /// Slave xruns seen, and since when there has been none.
+    xruns: u32,
+    clean_since_ns: u64,
+}
+
+/// A watermark this long without a slave xrun is lowered by a period (down to one period):
+/// fewer wake-ups once the machine proves it keeps up. Each slave xrun raises it by a
+/// period (up to all of the buffer but a period), as PulseAudio's timer scheduling does.
+const WATERMARK_QUIET_NS: u64 = 10_000_000_000;
+
+impl Fill {
+    fn new(dev: &crate::shm::segment::DeviceParams, now_ns: u64) -> Fill {
+        let period = dev.period_frames as u64;
+        // Half the buffer to start with, in whole periods: for rdmix's default 4 periods, the
+        // pump wakes every 2 periods with 2 still queued (10.7 ms at 48 kHz).
+        let half = (dev.buffer_frames as u64 / 2 / period).max(1) * period;
+        Fill {
+            on: true,
+            watermark: half,
+            told: 0,
+            xruns: 0,
+            clean_since_ns: now_ns,
+        }
+    }
+
+    /// The avail_min that wakes the pump at the watermark; every period when filling ahead
+    /// is off.
+    fn avail_min(&self, dev: &crate::shm::segment::DeviceParams) -> u64 {
+        let (period, buffer) = (dev.period_frames as u64, dev.buffer_frames as u64);
+        if self.on {
+            buffer.saturating_sub(self.watermark).max(period)
+        } else {
+            period
+        }
+    }
+
+    /// How soon the descriptors must have fired, with `room` free now: when avail_min is
+    /// reached, plus slack the device still covers. Filling ahead, half the watermark, so
+    /// that a device whose descriptors never fire is found out before it runs dry.
+    fn within_ns(&self, dev: &crate::shm::segment::DeviceParams, room: u64) -> u64 {
+        let period = dev.period_frames as u64;
+        let slack = if self.on {
+            (self.watermark / 2).max(1)
+        } else {
+            MISS_PERIODS * period
+        };
+        frames_to_ns(self.avail_min(dev).saturating_sub(room) + slack, dev.rate)
+    }
+
+    /// Raises the watermark after a slave xrun, lowers it after a quiet while.
+    fn adapt(&mut self, dev: &crate::shm::segment::DeviceParams, xruns: u32, now_ns: u64) {
+        let (period, buffer) = (dev.period_frames as u64, dev.buffer_frames as u64);
+        if xruns != self.xruns {
+            self.xruns = xruns;
+            self.watermark = (self.watermark + period).min(buffer.saturating_sub(period).max(period));
+            self.clean_since_ns = now_ns;
+        } else if now_ns.saturating_sub(self.clean_since_ns) > WATERMARK_QUIET_NS {
+            self.watermark = self.watermark.saturating_sub(period).max(period);
+            self.clean_since_ns = now_ns;
+        }
+    }
 }
 
 impl<S: Sink> Player<S> {
@@ -39,6 +112,7 @@ impl<S: Sink> Player<S> {
         let seg: Arc<SegmentWriter> = mixer.lanes.seg.clone();
         // Paced until proven otherwise by the slave's delay (see `probe`).
         let pace = Pace::new(seg, mixer.device(), false, now_ns);
+        let fill = Fill::new(&mixer.device(), now_ns);
         Player {
             mixer,
             sink,
@@ -47,7 +121,43 @@ impl<S: Sink> Player<S> {
             lead_in: 0,
             probe_until: 0,
             unsent: None,
+            fill,
         }
+    }
+
+    /// Whether the pump fills the slave ahead (the `fill_ahead` option; on by default).
+    pub fn fill_ahead(&mut self, on: bool) {
+        self.fill.on = on;
+    }
+
+    /// The watermark the pump refills the slave at, in device frames.
+    pub fn watermark(&self) -> u64 {
+        self.fill.watermark
+    }
+
+    /// Tells a device-paced slave when to wake the pump: at the watermark. A slave that
+    /// refuses is woken every period, as before.
+    fn tell_slave(&mut self) {
+        let dev = self.mixer.device();
+        let want = self.fill.avail_min(&dev);
+        if !self.pace.realtime || want == self.fill.told {
+            return;
+        }
+        if self.sink.wake_at_room(want).is_err() {
+            self.fill.on = false;
+        }
+        self.fill.told = want;
+    }
+
+    /// Filling ahead, the device holds enough, and some running lane lacks the next
+    /// period: wait for its client (or for the watermark) rather than mix silence for it.
+    fn wait_for_lanes(&self, queued: u64) -> bool {
+        let period = self.mixer.device().period_frames as u64;
+        self.fill.on
+            && self.pace.realtime
+            && self.lead_in == 0
+            && queued >= self.fill.watermark + period
+            && !self.mixer.lanes_hold_a_period()
     }
 
     /// Frames the slave still holds at `now_ns`, by its own report or by the clock.
@@ -106,10 +216,11 @@ impl<S: Sink> Player<S> {
 
     /// The slave is full: when to look again.
     fn when_room(&mut self, now_ns: u64, room: u64, mixed: bool) -> Next {
-        if let Some(next) = self.pace.device_wait(now_ns, mixed) {
+        let dev = self.mixer.device();
+        self.tell_slave();
+        if let Some(next) = self.pace.device_wait(now_ns, mixed, self.fill.within_ns(&dev, room)) {
             return next;
         }
-        let dev = self.mixer.device();
         let period = dev.period_frames as u64;
         // Clock-paced, the pump may take several periods per wake-up: as many as keep half
         // the device's buffer queued, and as every running lane can give with half its own
@@ -198,7 +309,9 @@ impl<S: Sink> Side for Player<S> {
         if self.pace.is_idle() {
             return Ok(Next::Idle);
         }
-        let period = self.mixer.device().period_frames as u64;
+        let dev = self.mixer.device();
+        self.fill.adapt(&dev, self.pace.stats.slave_xruns, now_ns);
+        let period = dev.period_frames as u64;
         let mut mixed = false;
         loop {
             let flushed = self.flush_unsent()?;
@@ -218,6 +331,10 @@ impl<S: Sink> Side for Player<S> {
                 if self.pace.stalled(now_ns) {
                     return Err(Error::errno(libc::EIO));
                 }
+                self.publish(now_ns, queued);
+                return Ok(self.when_room(now_ns, room, mixed));
+            }
+            if self.wait_for_lanes(queued) {
                 self.publish(now_ns, queued);
                 return Ok(self.when_room(now_ns, room, mixed));
             }

@@ -13,7 +13,7 @@ pub mod splitter;
 
 use self::splitter::Splitter;
 use super::lanes::LaneTable;
-use super::pace::{Next, Pace};
+use super::pace::{MISS_PERIODS, Next, Pace};
 use super::side::{Device, Side, Source};
 use crate::config::Bindings;
 use crate::dsp::format::Format;
@@ -157,10 +157,11 @@ impl<S: Source> Side for Recorder<S> {
         if self.pace.stalled(now_ns) {
             return Err(Error::errno(libc::EIO));
         }
-        if let Some(next) = self.pace.device_wait(now_ns, read_any) {
+        let missing = period.saturating_sub(held.max(self.have as u64));
+        let within = frames_to_ns(missing, dev.rate) + MISS_PERIODS * self.pace.period_ns();
+        if let Some(next) = self.pace.device_wait(now_ns, read_any, within) {
             return Ok(next);
         }
-        let missing = period.saturating_sub(held.max(self.have as u64));
         Ok(Next::At(
             now_ns + frames_to_ns(missing, dev.rate).max(self.pace.period_ns() / 8),
         ))

@@ -142,6 +142,9 @@ struct Fake {
     run_base: u64,
     start_ns: Option<u64>,
     boundary: u64,
+    /// The sw_params' avail_min: poll reports ready only once this much is free (or
+    /// captured), as a card's driver does.
+    avail_min: u64,
     data_bytes: u64,
     /// Frames recorded since open, across prepares: the recording's frame index.
     recorded: u64,
@@ -428,10 +431,14 @@ unsafe extern "C" fn sw_params(io: *mut snd_pcm_ioplug_t, p: *mut a::snd_pcm_sw_
     guard(-libc::EIO, || {
         // SAFETY: see `fake`; the getter writes our local.
         let f = unsafe { fake(io) };
-        let mut b = 0;
+        let (mut b, mut m) = (0, 0);
         // SAFETY: p is the live sw_params being installed.
-        unsafe { a::snd_pcm_sw_params_get_boundary(p, &mut b) };
+        unsafe {
+            a::snd_pcm_sw_params_get_boundary(p, &mut b);
+            a::snd_pcm_sw_params_get_avail_min(p, &mut m);
+        }
         f.boundary = b as u64;
+        f.avail_min = (m as u64).max(1);
         0
     })
 }
@@ -481,7 +488,9 @@ unsafe extern "C" fn poll_revents(
             } else {
                 (f.io.buffer_size as u64 - (f.written - f.played()), libc::POLLOUT)
             };
-            *revents = if (*pfd).revents != 0 && avail >= f.io.period_size as u64 {
+            // A period boundary is when the device looks, as a card's interrupt; the
+            // program's avail_min is how much it must then find.
+            *revents = if (*pfd).revents != 0 && avail >= (f.io.period_size as u64).max(f.avail_min) {
                 ready as c_ushort
             } else {
                 0
@@ -636,6 +645,7 @@ fn open(
         run_base: 0,
         start_ns: None,
         boundary: u64::MAX,
+        avail_min: 1,
         data_bytes: 0,
         recorded: 0,
         fail_after,
