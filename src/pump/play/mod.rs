@@ -16,7 +16,7 @@ use super::side::{Device, Side, Sink};
 use crate::config::Bindings;
 use crate::dsp::format::Format;
 use crate::error::{Error, Result};
-use crate::shm::clock::frames_to_ns;
+use crate::shm::clock::{frames_to_ns, ns_to_frames};
 use crate::shm::segment::SegmentWriter;
 
 pub struct Player<S: Sink> {
@@ -49,24 +49,36 @@ struct Fill {
     clean_since_ns: u64,
 }
 
-/// A watermark this long without a slave xrun is lowered by a period (down to one period):
-/// fewer wake-ups once the machine proves it keeps up. Each slave xrun raises it by a
-/// period (up to all of the buffer but a period), as PulseAudio's timer scheduling does.
+/// A watermark this long without a slave xrun is lowered by a period (down to half where
+/// it started): fewer wake-ups once the machine proves it keeps up. Each slave xrun raises
+/// it by a period (up to all of the buffer but a period), as PulseAudio's timer scheduling
+/// does.
 const WATERMARK_QUIET_NS: u64 = 10_000_000_000;
+
+/// The margin the pump keeps in the slave when it wakes, to start with: what it kept
+/// before it filled ahead, at rdmix's default 4 periods of 5.3 ms (3 periods queued).
+/// It is a time, not a share of the buffer: a larger buffer buys fewer wake-ups, never a
+/// thinner margin (a slow copy, a loaded machine).
+const MARGIN_NS: u64 = 16_000_000;
 
 impl Fill {
     fn new(dev: &crate::shm::segment::DeviceParams, now_ns: u64) -> Fill {
-        let period = dev.period_frames as u64;
-        // Half the buffer to start with, in whole periods: for rdmix's default 4 periods, the
-        // pump wakes every 2 periods with 2 still queued (10.7 ms at 48 kHz).
-        let half = (dev.buffer_frames as u64 / 2 / period).max(1) * period;
+        let (period, buffer) = (dev.period_frames as u64, dev.buffer_frames as u64);
+        let margin = ns_to_frames(MARGIN_NS, dev.rate).div_ceil(period) * period;
         Fill {
             on: true,
-            watermark: half,
+            watermark: margin.min(buffer.saturating_sub(period)).max(period),
             told: 0,
             xruns: 0,
             clean_since_ns: now_ns,
         }
+    }
+
+    /// The lowest the watermark falls after quiet whiles: half where it started.
+    fn floor(&self, dev: &crate::shm::segment::DeviceParams) -> u64 {
+        let period = dev.period_frames as u64;
+        let start = Fill::new(dev, 0).watermark;
+        (start / 2 / period).max(1) * period
     }
 
     /// The avail_min that wakes the pump at the watermark; every period when filling ahead
@@ -101,7 +113,7 @@ impl Fill {
             self.watermark = (self.watermark + period).min(buffer.saturating_sub(period).max(period));
             self.clean_since_ns = now_ns;
         } else if now_ns.saturating_sub(self.clean_since_ns) > WATERMARK_QUIET_NS {
-            self.watermark = self.watermark.saturating_sub(period).max(period);
+            self.watermark = self.watermark.saturating_sub(period).max(self.floor(dev));
             self.clean_since_ns = now_ns;
         }
     }
