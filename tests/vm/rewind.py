@@ -1,39 +1,23 @@
 #!/usr/bin/env python3
 """How far a playing PCM lets a program rewind, through alsa-lib itself (ctypes): for each
-PCM named, plays a counter (frame k holds k+1 and its complement, as guest.py's
-counter_frames), waits until 40 ms of it has played, rewinds all it may but two periods,
-writes as many frames of a marker (11 22 33 44) in its place, and drains. Prints one JSON
-line per PCM: buffer, written, rewindable, rewound, or the error.
+PCM named, plays guest.py's counter (frame k holds k+1 and its complement), waits until
+40 ms of it has played, rewinds all it may but two periods, writes as many frames of a
+marker (11 22 33 44) in its place, and drains. Prints one JSON line per PCM: buffer,
+written, rewindable, rewound, or the error.
 
     python3 tests/vm/rewind.py PCM...      # run by guest.py's which_devices_rewind
 """
 import ctypes
 import json
-import struct
+import os
 import sys
-import time
 
-RATE = 48000
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from guest import RATE, Fail, counter_frames, wait_for  # noqa: E402  (one counter, one wait)
 
 
 class Probe(Exception):
     pass
-
-
-def counter_frames(n, start=1):
-    out = bytearray(4 * n)
-    for k in range(n):
-        v = (k + start) & 0xFFFF
-        struct.pack_into("<HH", out, 4 * k, v, v ^ 0xFFFF)
-    return bytes(out)
-
-
-def wait_for(what, cond, deadline_s):
-    end = time.monotonic() + deadline_s
-    while not cond():
-        if time.monotonic() > end:
-            raise Probe(f"timed out after {deadline_s} s waiting for {what}")
-        time.sleep(0.002)
 
 
 def probe(name, data, played_ms=40):
@@ -89,7 +73,7 @@ def main(names):
     for name in names:
         try:
             r = probe(name, data)
-        except Probe as e:
+        except (Probe, Fail) as e:
             r = {"error": str(e)}
         print(json.dumps({"pcm": name, **r}), flush=True)
 
