@@ -97,6 +97,15 @@ def status():
     return {k: int(v) for k, v in (line.split() for line in text.splitlines() if line.strip())}
 
 
+def driver_stalls():
+    """Updates of the test driver that found the guest had stood still past a buffer (0
+    while the driver is not loaded)."""
+    try:
+        return status().get("stalls", 0)
+    except OSError:
+        return 0
+
+
 def tape():
     with open(f"{DBG}/played", "rb") as f:
         return f.read()
@@ -743,6 +752,7 @@ def main(argv):
     for t in chosen:
         t0 = time.monotonic()
         made = len(WORLDS)
+        stalls_before = driver_stalls()
         try:
             try:
                 note = t()
@@ -752,9 +762,13 @@ def main(argv):
                 # nothing about rdmix. A run whose pumps logged one is replayed once, and the
                 # output says so; a second failure fails.
                 xruns = sum(w.slave_xruns() for w in WORLDS[made:])
-                if "slave xrun" not in str(e) and xruns == 0:
+                # The same starvation can stop the whole guest for more than a device
+                # buffer: the test driver's pointer then wraps unseen, and a buffer of
+                # capture is lost with no xrun anyone could report. The driver counts those.
+                stalled = driver_stalls() - stalls_before
+                if "slave xrun" not in str(e) and xruns == 0 and stalled == 0:
                     raise
-                e = Fail(f"{e} [{xruns} slave xruns logged]")
+                e = Fail(f"{e} [{xruns} slave xruns logged, {stalled} guest stalls past a buffer]")
                 note = t()
                 note = f"{note} (replayed once: {str(e)[:120]})"
             passed += 1

@@ -9,7 +9,8 @@
  *
  * What a test needs of it, through debugfs (/sys/kernel/debug/snd-rdmixtest/):
  *   played   every frame playback consumed, in order (S16_LE stereo); reading it is exact
- *   status   counters, one "name value" a line
+ *   status   counters, one "name value" a line (stalls: updates that found more than a
+ *            buffer of time gone, so the guest itself stood still)
  *   ctl      write one command a line:
  *              reset             empty `played`, zero the counters and the capture counter
  *              suspend | resume  suspend every PCM (clients see -ESTRPIPE), power back up
@@ -83,6 +84,9 @@ static struct {
 	atomic_t slow_us;
 	atomic_t fail_copies;
 	atomic64_t copies, failed_copies, xruns_forced, suspends, elapsed;
+	/* Updates that found more than a buffer of real time gone since the last: the guest
+	 * itself stood still (a starved TCG vCPU), and the pointer wrapped unseen. */
+	atomic64_t stalls;
 } rt;
 
 static const struct snd_pcm_hardware rt_hw = {
@@ -123,6 +127,8 @@ static void rt_update(struct rt_stream *s)
 	target = rt_target(s, ktime_get_ns());
 	if (target <= s->done)
 		return;
+	if (target - s->done > s->buffer)
+		atomic64_inc(&rt.stalls);
 	if (s->ss->stream == SNDRV_PCM_STREAM_PLAYBACK) {
 		spin_lock_irqsave(&rt.tape_lock, flags);
 		for (f = s->done; f < target; f++) {
@@ -532,11 +538,12 @@ static ssize_t rt_status_read(struct file *f, char __user *ubuf, size_t len, lof
 	n = scnprintf(text, sizeof(text),
 		      "card %d\nbatch %d\nplayed_frames %zu\ntape_dropped %llu\ncaptured_frames %llu\n"
 		      "copies %lld\nfailed_copies %lld\nxruns_forced %lld\nsuspends %lld\n"
-		      "periods_elapsed %lld\n",
+		      "periods_elapsed %lld\nstalls %lld\n",
 		      rt.card ? rt.card->number : -1, READ_ONCE(batch), rt.tape_len / RT_FRAME_BYTES,
 		      rt.tape_dropped, rt.counter, atomic64_read(&rt.copies),
 		      atomic64_read(&rt.failed_copies), atomic64_read(&rt.xruns_forced),
-		      atomic64_read(&rt.suspends), atomic64_read(&rt.elapsed));
+		      atomic64_read(&rt.suspends), atomic64_read(&rt.elapsed),
+		      atomic64_read(&rt.stalls));
 	mutex_unlock(&rt.lock);
 	return simple_read_from_buffer(ubuf, len, off, text, n);
 }
