@@ -224,7 +224,7 @@ impl<D: Direction> Client<D> {
     }
 
     /// Whether the pump is still there; lets go of it if not. Cheap while its clock is fresh.
-    fn pump_alive(&mut self) -> bool {
+    pub(super) fn pump_alive(&mut self) -> bool {
         let Some(att) = &self.att else { return false };
         if att.seg.failed().is_some() {
             self.lose_pump();
@@ -535,11 +535,6 @@ impl<D: Direction> Client<D> {
     /// The wake-up pipe and the control socket: what a drain sleeps on between steps.
     pub(super) fn drain_fds(&self) -> [i32; 2] {
         [self.wake_fd(), self.sock_fd()]
-    }
-
-    /// Whether the pump is there; a drain ends at once if not.
-    pub(super) fn pump_present(&mut self) -> bool {
-        self.pump_alive()
     }
 
     /// Frames queued in the lane, in device frames.

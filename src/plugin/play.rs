@@ -140,7 +140,7 @@ impl Direction for Play {
     /// One step of a drain: done once the device has played the last frame, else what to
     /// sleep on (outside the client lock) before the next step.
     fn drain_step(c: &mut Client<Play>) -> Result<DrainStep> {
-        if !c.pump_present() {
+        if !c.pump_alive() {
             return Err(Error::new(
                 libc::EPIPE,
                 "rdmix: drain: the pump is gone; the queued frames are lost",

@@ -69,6 +69,12 @@ impl Lane<Playing> {
         matches!(self.part.phase, Phase::Drained | Phase::Stopped)
     }
 
+    /// Whether the lane wants mixing now, by its client's word `ctl`: running or draining,
+    /// and (in that epoch) neither drained to its end nor stopped in an xrun.
+    fn wanted(&self, ctl: &Ctl) -> bool {
+        ctl.state.is_mixed() && !(ctl.epoch == self.epoch && self.done())
+    }
+
     /// Where this lane's frame 0 sits in the device stream (a pause moves it on).
     fn origin(&self, mix_pos: u64) -> u64 {
         let delay = self.part.conv.as_ref().map_or(0, |c| c.delay_frames() as u64);
@@ -208,7 +214,7 @@ impl Mixer {
     fn wanting(&self) -> impl Iterator<Item = LaneSetup> + '_ {
         self.lanes
             .declared()
-            .filter(|(lane, ctl)| ctl.state.is_mixed() && !(ctl.epoch == lane.epoch && lane.done()))
+            .filter(|(lane, ctl)| lane.wanted(ctl))
             .filter_map(|(lane, _)| lane.setup)
     }
 
@@ -220,7 +226,7 @@ impl Mixer {
         let period = self.lanes.dev.period_frames as u64;
         self.lanes
             .declared()
-            .filter(|(lane, ctl)| ctl.state.is_mixed() && !(ctl.epoch == lane.epoch && lane.done()))
+            .filter(|(lane, ctl)| lane.wanted(ctl))
             .all(|(lane, ctl)| {
                 let Some(setup) = lane.setup else { return true };
                 let joining = ctl.epoch != lane.epoch || !lane.part.joined;

@@ -17,7 +17,7 @@ use crate::config::Bindings;
 use crate::dsp::format::Format;
 use crate::error::{Error, Result};
 use crate::shm::clock::{frames_to_ns, ns_to_frames};
-use crate::shm::segment::SegmentWriter;
+use crate::shm::segment::{DeviceParams, SegmentWriter};
 
 pub struct Player<S: Sink> {
     pub mixer: Mixer,
@@ -42,6 +42,8 @@ struct Fill {
     on: bool,
     /// Device frames the slave must still hold when the pump wakes to refill it.
     watermark: u64,
+    /// The lowest quiet whiles take it: half where it started.
+    floor: u64,
     /// The avail_min the slave was last given (0: none yet).
     told: u64,
     /// Slave xruns seen, and since when there has been none.
@@ -62,28 +64,23 @@ const WATERMARK_QUIET_NS: u64 = 10_000_000_000;
 const MARGIN_NS: u64 = 16_000_000;
 
 impl Fill {
-    fn new(dev: &crate::shm::segment::DeviceParams, now_ns: u64) -> Fill {
+    fn new(dev: &DeviceParams, now_ns: u64) -> Fill {
         let (period, buffer) = (dev.period_frames as u64, dev.buffer_frames as u64);
         let margin = ns_to_frames(MARGIN_NS, dev.rate).div_ceil(period) * period;
+        let watermark = margin.min(buffer.saturating_sub(period)).max(period);
         Fill {
             on: true,
-            watermark: margin.min(buffer.saturating_sub(period)).max(period),
+            watermark,
+            floor: (watermark / 2 / period).max(1) * period,
             told: 0,
             xruns: 0,
             clean_since_ns: now_ns,
         }
     }
 
-    /// The lowest the watermark falls after quiet whiles: half where it started.
-    fn floor(&self, dev: &crate::shm::segment::DeviceParams) -> u64 {
-        let period = dev.period_frames as u64;
-        let start = Fill::new(dev, 0).watermark;
-        (start / 2 / period).max(1) * period
-    }
-
     /// The avail_min that wakes the pump at the watermark; every period when filling ahead
     /// is off.
-    fn avail_min(&self, dev: &crate::shm::segment::DeviceParams) -> u64 {
+    fn avail_min(&self, dev: &DeviceParams) -> u64 {
         let (period, buffer) = (dev.period_frames as u64, dev.buffer_frames as u64);
         if self.on {
             buffer.saturating_sub(self.watermark).max(period)
@@ -95,7 +92,7 @@ impl Fill {
     /// How soon the descriptors must have fired, with `room` free now: when avail_min is
     /// reached, plus slack the device still covers. Filling ahead, half the watermark, so
     /// that a device whose descriptors never fire is found out before it runs dry.
-    fn within_ns(&self, dev: &crate::shm::segment::DeviceParams, room: u64) -> u64 {
+    fn within_ns(&self, dev: &DeviceParams, room: u64) -> u64 {
         let period = dev.period_frames as u64;
         let slack = if self.on {
             (self.watermark / 2).max(1)
@@ -106,14 +103,14 @@ impl Fill {
     }
 
     /// Raises the watermark after a slave xrun, lowers it after a quiet while.
-    fn adapt(&mut self, dev: &crate::shm::segment::DeviceParams, xruns: u32, now_ns: u64) {
+    fn adapt(&mut self, dev: &DeviceParams, xruns: u32, now_ns: u64) {
         let (period, buffer) = (dev.period_frames as u64, dev.buffer_frames as u64);
         if xruns != self.xruns {
             self.xruns = xruns;
             self.watermark = (self.watermark + period).min(buffer.saturating_sub(period).max(period));
             self.clean_since_ns = now_ns;
         } else if now_ns.saturating_sub(self.clean_since_ns) > WATERMARK_QUIET_NS {
-            self.watermark = self.watermark.saturating_sub(period).max(self.floor(dev));
+            self.watermark = self.watermark.saturating_sub(period).max(self.floor);
             self.clean_since_ns = now_ns;
         }
     }
