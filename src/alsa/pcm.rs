@@ -315,6 +315,30 @@ impl Pcm {
         Ok(d as i64)
     }
 
+    /// Frames of what was written that the PCM can still take back (`snd_pcm_rewindable`):
+    /// what it holds beyond the hardware pointer, less what its driver keeps for itself.
+    pub fn rewindable(&self) -> Result<u64> {
+        // SAFETY: live pcm.
+        let r = unsafe { a::snd_pcm_rewindable(self.pcm) };
+        if r < 0 {
+            Err(Error::errno(r as i32))
+        } else {
+            Ok(r as u64)
+        }
+    }
+
+    /// Moves the application pointer back by up to `frames` (`snd_pcm_rewind`), so that they
+    /// are written again; returns how many it moved.
+    pub fn rewind(&self, frames: u64) -> Result<u64> {
+        // SAFETY: live pcm.
+        let r = unsafe { a::snd_pcm_rewind(self.pcm, frames as _) };
+        if r < 0 {
+            Err(Error::errno(r as i32))
+        } else {
+            Ok(r as u64)
+        }
+    }
+
     pub fn recover(&self, err: &Error) -> Result<()> {
         // SAFETY: live pcm.
         check(unsafe { a::snd_pcm_recover(self.pcm, err.neg(), 1) })
@@ -363,6 +387,22 @@ impl Pcm {
         // SAFETY: fds is a live slice of pollfds from poll_descriptors; rev is ours.
         check(unsafe { a::snd_pcm_poll_descriptors_revents(self.pcm, fds.as_mut_ptr(), fds.len() as u32, &mut rev) })?;
         Ok(rev)
+    }
+
+    /// The sound card at the bottom of the PCM's chain (`snd_pcm_info`), if a kernel
+    /// driver is there: plugins report their slave's, and `null`, `file` and external
+    /// plugins none.
+    pub fn card(&self) -> Option<i32> {
+        let mut info = std::ptr::null_mut();
+        // SAFETY: allocation, query and release of an opaque info container.
+        unsafe {
+            if a::snd_pcm_info_malloc(&mut info) < 0 {
+                return None;
+            }
+            let card = (a::snd_pcm_info(self.pcm, info) >= 0).then(|| a::snd_pcm_info_get_card(info));
+            a::snd_pcm_info_free(info);
+            card.filter(|&c| c >= 0)
+        }
     }
 
     /// The PCM's type name as alsa-lib reports it (`HW`, `FILE`, `IOPLUG`, ...).

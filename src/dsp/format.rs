@@ -79,6 +79,26 @@ impl Format {
             Kind::Int { bytes, .. } | Kind::Float { bytes, .. } => bytes as usize,
         }
     }
+    /// Fills `buf` with this format's silence: zero, or the midpoint of an unsigned format.
+    pub fn silence(&self, buf: &mut [u8]) {
+        let Kind::Int {
+            bytes,
+            bits,
+            unsigned: true,
+            big,
+        } = self.kind
+        else {
+            buf.fill(0);
+            return;
+        };
+        let mid = (1u64 << (bits - 1)).to_le_bytes();
+        let n = bytes as usize;
+        for sample in buf.chunks_exact_mut(n) {
+            for (i, b) in sample.iter_mut().enumerate() {
+                *b = mid[if big { n - 1 - i } else { i }];
+            }
+        }
+    }
     /// ALSA's name for the format, e.g. `S16_LE`.
     pub fn name(&self) -> String {
         crate::alsa::format_name(self.id).unwrap_or_else(|| format!("format {}", self.id))

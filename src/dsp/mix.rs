@@ -307,6 +307,15 @@ impl Mixer {
         }
     }
 
+    /// Samples in the current mix.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     pub fn format(&self) -> Format {
         self.out
     }
@@ -344,6 +353,26 @@ impl Mixer {
             Sums::Narrow(v) => add_mapped(frames, in_ch, matrix, &mut v[..len]),
             Sums::Wide(v) => add_mapped(frames, in_ch, matrix, &mut v[..len]),
             Sums::Float(v) => add_mapped(frames, in_ch, matrix, &mut v[..len]),
+        }
+    }
+
+    /// Adds another mix for the same slave format (one lane's share of a period, kept so
+    /// that it can be mixed again after a rewind). Integer sums saturate, so a hostile
+    /// share cannot wrap the total.
+    pub fn add_mix(&mut self, other: &Mixer) {
+        let len = self.len.min(other.len);
+        match (&mut self.sums, &other.sums) {
+            (Sums::Narrow(a), Sums::Narrow(b)) => a[..len]
+                .iter_mut()
+                .zip(&b[..len])
+                .for_each(|(x, y)| *x = x.saturating_add(*y)),
+            (Sums::Wide(a), Sums::Wide(b)) => a[..len]
+                .iter_mut()
+                .zip(&b[..len])
+                .for_each(|(x, y)| *x = x.saturating_add(*y)),
+            (Sums::Float(a), Sums::Float(b)) => a[..len].iter_mut().zip(&b[..len]).for_each(|(x, y)| *x += *y),
+            // Mixers of one pump share its slave format: no other pairing is ever made.
+            _ => {}
         }
     }
 

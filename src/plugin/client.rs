@@ -291,6 +291,15 @@ impl<D: Direction> Client<D> {
         }
     }
 
+    /// Tells a playback pump this lane stopped wanting mixing (pause, drop), so that it can
+    /// take the lane's frames back from a slave filled far ahead. A capture pump has nothing
+    /// to take back, and stops its device by itself.
+    fn kick_leaving(&self) {
+        if D::STREAM == Stream::Playback {
+            self.kick();
+        }
+    }
+
     pub(super) fn publish(&self) {
         if let Some(att) = &self.att {
             att.lane().publish(Ctl {
@@ -609,6 +618,7 @@ impl<D: Direction> Plugin for Client<D> {
     fn stop(&mut self) {
         self.state = State::Idle;
         self.publish();
+        self.kick_leaving();
         // A drain waiting in another thread wakes and sees the stream dropped.
         self.wake_self();
     }
@@ -756,7 +766,9 @@ impl<D: Direction> Plugin for Client<D> {
             self.expect_progress();
         }
         self.publish();
-        if !enable {
+        if enable {
+            self.kick_leaving();
+        } else {
             self.kick();
         }
         self.arm_watchdog();

@@ -184,15 +184,18 @@ impl Server {
     /// Mixes whatever is due and wakes the clients whose wake-up fell due.
     fn service(&mut self, now: u64) -> Result<()> {
         let Some(r) = &mut self.running else { return Ok(()) };
-        if std::mem::take(&mut self.kicked) {
+        let kicked = std::mem::take(&mut self.kicked);
+        if kicked {
             r.pump.kick(now)?;
         }
         let ready = std::mem::take(&mut self.slave_ready);
-        let due = match self.next {
-            Next::Idle => !r.pump.pace().is_idle(),
-            Next::At(t) => now >= t,
-            Next::Device { by } => ready || now >= by,
-        };
+        // A kick is looked at at once: a lane that starts or leaves may call for a rewind.
+        let due = kicked
+            || match self.next {
+                Next::Idle => !r.pump.pace().is_idle(),
+                Next::At(t) => now >= t,
+                Next::Device { by } => ready || now >= by,
+            };
         if !due {
             return Ok(());
         }
@@ -360,6 +363,8 @@ impl Server {
         if let Some(s) = p.slot {
             if let Some(r) = &mut self.running {
                 r.pump.lanes_mut().detach(s);
+                // What it left in the slave may be taken back.
+                self.kicked = true;
             }
             self.wakers[s] = None;
             log(&format!("client pid {} left lane {s}", p.cred.pid));
@@ -616,7 +621,7 @@ impl Server {
 
 /// Opens the slave and makes the header segment: what the first HELLO sets going.
 fn start(args: &PumpArgs, cfg: &Config) -> Result<Running> {
-    let (slave, dev, chmap) = AlsaSlave::open(&cfg.slave, args.stream).map_err(|e| {
+    let (slave, dev, chmap) = AlsaSlave::open(&cfg.slave, args.stream, cfg.fill_ahead).map_err(|e| {
         if args.shared() && e.is(libc::ENOENT) {
             let line = e.line().to_string();
             e.context(format!(

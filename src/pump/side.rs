@@ -50,6 +50,14 @@ pub trait Sink: Device {
     fn wake_at_room(&mut self, _frames: u64) -> Result<()> {
         Ok(())
     }
+    /// Frames written that the slave can still take back: 0 for one that cannot rewind.
+    fn rewindable(&mut self) -> Result<u64> {
+        Ok(0)
+    }
+    /// Takes back up to `frames` of the last written, to be written again; returns how many.
+    fn rewind(&mut self, _frames: u64) -> Result<u64> {
+        Ok(0)
+    }
 }
 
 /// A PCM the pump can record from: only non-blocking interleaved reads are needed. Errors

@@ -3,6 +3,7 @@
 
 use std::fmt::Display;
 
+use super::play::start_frames;
 use super::side::{Device, Sink, Source};
 use crate::alsa::pcm::{HwParams, Negotiated, Pcm};
 use crate::alsa::strerror;
@@ -19,6 +20,11 @@ pub const DEFAULT_RATE: u32 = 48000;
 pub const DEFAULT_CHANNELS: u32 = 2;
 pub const DEFAULT_PERIOD_TIME_US: u32 = 5333;
 pub const DEFAULT_PERIODS: u32 = 4;
+/// The playback buffer while the pump fills ahead, if neither its size nor its time is
+/// given: about a third of a second (16384 frames at 48 kHz, snd-dummy's largest), so that
+/// the pump wakes a few times a second. The period stays the interrupt granularity, and
+/// rewinds keep a new sound from waiting behind it (see `play`).
+pub const DEFAULT_FILL_BUFFER_TIME_US: u32 = 341_334;
 
 /// The slave PCM as the pump drives it.
 pub struct AlsaSlave {
@@ -26,6 +32,8 @@ pub struct AlsaSlave {
     /// For a slave that takes only non-interleaved access (snd-dummy's device 3, some
     /// multi-channel codecs): the pump still mixes interleaved, and this splits it.
     planar: Option<Planar>,
+    /// Whether what the slave says it can take back is true (see `trusts_rewinds`).
+    rewinds: bool,
 }
 
 /// One buffer per channel, a device buffer long.
@@ -90,7 +98,7 @@ fn unusable(name: &str, why: String) -> Error {
 
 impl AlsaSlave {
     /// Opens and configures the slave; the error is one line naming the option and the cause.
-    pub fn open(req: &SlaveRequest, stream: Stream) -> Result<(AlsaSlave, DeviceParams, Vec<u32>)> {
+    pub fn open(req: &SlaveRequest, stream: Stream, fill_ahead: bool) -> Result<(AlsaSlave, DeviceParams, Vec<u32>)> {
         let name = req.pcm.as_str();
         let pcm = Pcm::open(name, stream.is_capture()).map_err(|e| {
             if e.is(libc::ELOOP) {
@@ -117,20 +125,25 @@ impl AlsaSlave {
         choose_format(&mut hw, req)?;
         choose_channels(&mut hw, req)?;
         choose_rate(&mut hw, req)?;
-        choose_sizes(&mut hw, req)?;
+        choose_sizes(&mut hw, req, fill_ahead && !stream.is_capture())?;
         hw.apply()
             .map_err(|e| failed(name, "refuses the asked parameters", e))?;
         let got = pcm
             .negotiated()
             .map_err(|e| failed(name, "cannot read back its parameters", e))?;
         check_usable(name, &got)?;
-        // Playback starts once the buffer is full; an underrun is a real xrun, which the pump
-        // recovers. The pump writes whole periods, so start at the last whole period that
-        // fits. Capture is started by the pump itself, when the first client records.
+        // Playback starts once the buffer is full (filling ahead: once it holds the pump's
+        // margin and a period, as it does after a restart or a recovered xrun, since the lanes
+        // may hold less than a large buffer); an underrun is a real xrun, which the pump
+        // recovers. The pump writes whole periods, so start at a whole period. Capture is
+        // started by the pump itself, when the first client records.
+        let whole = got.buffer / got.period * got.period;
         let start = if stream.is_capture() {
             got.buffer * 2
+        } else if fill_ahead {
+            whole.min(start_frames(got.rate, got.period, got.buffer))
         } else {
-            got.buffer / got.period * got.period
+            whole
         };
         pcm.set_sw_params(start, got.buffer, got.period)
             .map_err(|e| failed(name, "refuses the software parameters", e))?;
@@ -146,7 +159,8 @@ impl AlsaSlave {
             buffer_frames: got.buffer as u32,
         };
         let planar = planar.then(|| Planar::new(got.format, got.channels, got.buffer as usize));
-        Ok((AlsaSlave { pcm, planar }, dev, chmap))
+        let rewinds = trusts_rewinds(&pcm);
+        Ok((AlsaSlave { pcm, planar, rewinds }, dev, chmap))
     }
 }
 
@@ -193,7 +207,7 @@ fn choose_rate(hw: &mut HwParams, req: &SlaveRequest) -> Result<()> {
 
 /// Period first (size, else time, else rdmix's default time), then the buffer (size, else
 /// time, else a number of periods).
-fn choose_sizes(hw: &mut HwParams, req: &SlaveRequest) -> Result<()> {
+fn choose_sizes(hw: &mut HwParams, req: &SlaveRequest, fill_ahead: bool) -> Result<()> {
     let name = req.pcm.as_str();
     let period = match (req.period_size, req.period_time) {
         (Some(p), _) => hw.set_period_size_near(p as u64).map_err(|e| ("period_size", p, e)),
@@ -213,12 +227,24 @@ fn choose_sizes(hw: &mut HwParams, req: &SlaveRequest) -> Result<()> {
             .set_buffer_time_near(t)
             .map(u64::from)
             .map_err(|e| ("buffer_time", t, e)),
+        (None, None) if fill_ahead && req.periods.is_none() => hw
+            .set_buffer_time_near(DEFAULT_FILL_BUFFER_TIME_US)
+            .map(u64::from)
+            .map_err(|e| ("buffer_time", DEFAULT_FILL_BUFFER_TIME_US, e)),
         (None, None) => {
             let n = req.periods.unwrap_or(DEFAULT_PERIODS);
             hw.set_periods_near(n).map(u64::from).map_err(|e| ("periods", n, e))
         }
     };
     buffer.map(drop).map_err(|(key, v, e)| refused(name, key, v, e))
+}
+
+/// Whether the slave's rewinds can be believed: only where a kernel driver holds the
+/// frames, at the bottom of the chain. An external (ioplug) plugin with read/write access has
+/// had each frame handed to it at `writei`; alsa-lib's `snd_pcm_rewind` then only moves the
+/// pointer back and says yes, and the frames play twice. `file` has written them out.
+fn trusts_rewinds(pcm: &Pcm) -> bool {
+    pcm.card().is_some() && !matches!(pcm.type_name().as_str(), "IOPLUG" | "EXTPLUG" | "FILE")
 }
 
 /// What the slave settled on must be something the engine can run.
@@ -272,6 +298,18 @@ impl Sink for AlsaSlave {
     }
     fn wake_at_room(&mut self, frames: u64) -> Result<()> {
         self.pcm.set_avail_min(frames)
+    }
+    fn rewindable(&mut self) -> Result<u64> {
+        if !self.rewinds {
+            return Ok(0);
+        }
+        self.pcm.rewindable()
+    }
+    fn rewind(&mut self, frames: u64) -> Result<u64> {
+        if !self.rewinds {
+            return Ok(0);
+        }
+        self.pcm.rewind(frames)
     }
 }
 

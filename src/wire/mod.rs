@@ -16,9 +16,10 @@
 //! - STATUS (`rdmix-status`, instead of HELLO): `args[0]` the protocol version. The pump
 //!   answers STATUS with a `status::PumpStatus` payload. It takes no lane and changes
 //!   nothing.
-//! - KICK (client, no answer): the client's lane has just started to want mixing (start,
-//!   pause release, drain). A pump that went idle wakes on it; a busy one ignores it. It is
-//!   sent without waiting: a full queue already holds a message that wakes the pump.
+//! - KICK (client, no answer): the client's lane has just started or stopped wanting mixing
+//!   (start, pause and its release, drain, drop). A pump that went idle wakes on it; a busy
+//!   one looks at the lanes at once, since a rewind may let the change be heard sooner. It
+//!   is sent without waiting: a full queue already holds a message that wakes the pump.
 //!
 //! Any answer may instead be an error: `status` 1 and the payload an `Error::encode`.
 //!

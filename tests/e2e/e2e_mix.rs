@@ -161,15 +161,18 @@ fn a_slave_underrun_is_recovered_and_the_stream_stays_exact() {
         || locate(&read_rec_s16(&rec_path), 0).is_some_and(|(_, len)| len > 48_000),
         || "stream never started".into(),
     );
-    // Freeze the pump long enough for the device to run dry, then let it go on.
+    // Freeze the pump long enough for the device to run dry (its whole buffer, which the
+    // pump fills ahead, and more), then let it go on.
     let pump = w.pumps()[0];
+    let buffer: u64 = w
+        .pump_log()
+        .lines()
+        .find_map(|l| l.split(" / buffer ").nth(1)?.split(' ').next()?.parse().ok())
+        .expect("the pump logs its buffer");
+    let freeze = Duration::from_millis(buffer * 1000 / 48_000 + 300);
     kill(pump, libc::SIGSTOP);
     let frozen_at = std::time::Instant::now();
-    wait_until(
-        Duration::from_secs(5),
-        || frozen_at.elapsed() > Duration::from_millis(300),
-        String::new,
-    );
+    wait_until(Duration::from_secs(5), || frozen_at.elapsed() > freeze, String::new);
     kill(pump, libc::SIGCONT);
     let o = wait_child(player, Duration::from_secs(30), "player");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

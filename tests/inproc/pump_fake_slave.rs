@@ -37,11 +37,15 @@ struct FakeSlave {
     now: Arc<std::sync::atomic::AtomicU64>,
     record: Vec<i16>,
     wedged: bool,
-    /// `record` lengths (in samples) when the pump stopped the device, and prepares since.
+    /// `record` lengths (in samples) when the pump stopped the device, the frames it had
+    /// played by then, and prepares since.
     stops: Vec<usize>,
+    stopped_played: Vec<u64>,
     prepares: u32,
     /// What the pump last asked its descriptors to wait for (0: nothing yet).
     avail_min: u64,
+    /// Whether it gives back what it has not played, as a card's driver does.
+    rewinds: bool,
 }
 
 impl FakeSlave {
@@ -55,8 +59,10 @@ impl FakeSlave {
             record: Vec::new(),
             wedged: false,
             stops: Vec::new(),
+            stopped_played: Vec::new(),
             prepares: 0,
             avail_min: 0,
+            rewinds: false,
         }
     }
 }
@@ -107,6 +113,7 @@ impl Sink for FakeSlave {
     /// snd_pcm_drop: what is queued is discarded.
     fn stop(&mut self) -> Result<()> {
         self.played_base = self.played();
+        self.stopped_played.push(self.played_base);
         self.written = self.played_base;
         self.start_ns = None;
         self.stops.push(self.record.len());
@@ -119,6 +126,16 @@ impl Sink for FakeSlave {
     fn wake_at_room(&mut self, frames: u64) -> Result<()> {
         self.avail_min = frames;
         Ok(())
+    }
+    fn rewindable(&mut self) -> Result<u64> {
+        Ok(if self.rewinds { self.written - self.played() } else { 0 })
+    }
+    /// Forgets the last `frames` written: they were never played.
+    fn rewind(&mut self, frames: u64) -> Result<u64> {
+        let n = frames.min(self.rewindable()?);
+        self.written -= n;
+        self.record.truncate(self.record.len() - n as usize * CH);
+        Ok(n)
     }
 }
 
@@ -137,9 +154,15 @@ struct Client {
     epoch: u16,
     state: State,
     appl: u64,
+    /// A quarter of `sample`'s level, so that sums never saturate.
+    quiet: bool,
 }
 
 impl Client {
+    fn level(&self, k: u64) -> i16 {
+        let v = sample(self.idx, k);
+        if self.quiet { v / 4 } else { v }
+    }
     fn publish(&self) {
         Producer::new(&self.mem).publish(Ctl {
             epoch: self.epoch,
@@ -157,7 +180,7 @@ impl Client {
         let n = (free.max(0) as u64).min(max);
         let bytes: Vec<u8> = (self.appl..self.appl + n)
             .flat_map(|k| {
-                let v = sample(self.idx, k).to_le_bytes();
+                let v = self.level(k).to_le_bytes();
                 [v, v].concat()
             })
             .collect();
@@ -209,6 +232,7 @@ fn clients_starting_stopping_and_underrunning_mix_exactly() {
                 epoch: 0,
                 state: State::Idle,
                 appl: 0,
+                quiet: false,
             }
         })
         .collect();
@@ -414,6 +438,7 @@ fn one_client_pump() -> (Player<FakeSlave>, Client, Arc<std::sync::atomic::Atomi
         epoch: 0,
         state: State::Idle,
         appl: 0,
+        quiet: false,
     };
     let now = Arc::new(std::sync::atomic::AtomicU64::new(0));
     (Player::new(engine, FakeSlave::new(960, now.clone()), 0), c, now)
@@ -459,10 +484,10 @@ fn an_idle_pump_stops_the_device_on_silence_and_restarts_it_clean() {
     let stop_at = pump.sink.stops[0];
     let rec = &pump.sink.record;
     let last_sound = rec.iter().rposition(|&v| v != 0).unwrap() + 1;
+    let played = pump.sink.stopped_played[0] as usize * CH;
     assert!(
-        stop_at - last_sound >= 960 * 2,
-        "only silence is cut: {} samples of it after the last sound",
-        stop_at - last_sound
+        last_sound <= played,
+        "only silence is cut: the last sound ends at sample {last_sound}, {played} played"
     );
     // Idle: no wake-up of its own, and nothing written.
     for ms in idle_at..idle_at + 300 {
@@ -742,6 +767,9 @@ fn wakeups_in_a_second(fill_ahead: bool) -> (u32, u64) {
     // A buffer of 10 periods (50 ms): the watermark keeps 4 of them (the 16 ms margin), so
     // the pump refills 6 at a time.
     let (mut pump, now, _lane) = kicked_pump_with_buffer(2400);
+    // A slave that could not rewind would be filled only as far as the client's 2048-frame
+    // ring (see `a_slave_that_cannot_rewind_is_filled_only_as_far_as_the_smallest_latency`).
+    pump.sink.rewinds = true;
     pump.fill_ahead(fill_ahead);
     let mut wake = Vec::new();
     let mut next = pump.service(0, &mut wake).unwrap();
@@ -780,4 +808,237 @@ fn filling_ahead_wakes_once_per_buffer_less_the_margin() {
         mixed_ahead.abs_diff(mixed_every) <= 10,
         "{mixed_ahead} and {mixed_every} periods mixed"
     );
+}
+
+/// A device like rdmix's default, filling ahead: 256-frame periods in a 16384-frame buffer
+/// (a third of a second), over a fake slave that gives back what it has not played.
+fn rewinding_pump(rewinds: bool, rings: &[u64]) -> (Player<FakeSlave>, Vec<Client>, Arc<std::sync::atomic::AtomicU64>) {
+    let dev = DeviceParams {
+        period_frames: 256,
+        buffer_frames: 16384,
+        ..dev_240()
+    };
+    let seg = Arc::new(SegmentWriter::in_memory(&dev));
+    let mut engine = engine(&seg);
+    let s16 = Format::lookup(alsa_sys::SND_PCM_FORMAT_S16_LE).unwrap();
+    let clients = rings
+        .iter()
+        .enumerate()
+        .map(|(idx, &ring)| {
+            let mem = Arc::new(LaneMem::in_memory());
+            engine.lanes.attach(idx, mem.clone());
+            engine.setup(idx, s16, 2, RATE, ring, &Default::default()).unwrap();
+            Client {
+                idx,
+                mem,
+                geom: Geometry::new(4, ring as usize).unwrap(),
+                epoch: 0,
+                state: State::Idle,
+                appl: 0,
+                quiet: true,
+            }
+        })
+        .collect();
+    let now = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut slave = FakeSlave::new(16384, now.clone());
+    slave.rewinds = rewinds;
+    (Player::new(engine, slave, 0), clients, now)
+}
+
+/// What happens to the clients at each millisecond (see `run`).
+type Script<'a> = &'a mut dyn FnMut(u64, &mut [Client], &Player<FakeSlave>) -> bool;
+
+/// Runs `pump` for `ms` milliseconds of virtual time from `from_ms`, as the process loop
+/// would: each running client tops up its ring every millisecond, `script(ms, clients)`
+/// changes their states (true: a client kicked the pump), and the pump is served when its
+/// descriptors fire (its avail_min is free), its deadline falls, or a client kicked it.
+/// Returns the largest slave delay seen after the first 200 ms.
+fn run(
+    pump: &mut Player<FakeSlave>,
+    clients: &mut [Client],
+    now: &std::sync::atomic::AtomicU64,
+    ms: std::ops::Range<u64>,
+    script: Script,
+) -> u64 {
+    let mut wake = Vec::new();
+    let mut next = Next::Idle;
+    let mut most = 0;
+    for t_ms in ms {
+        let t = t_ms * 1_000_000;
+        now.store(t, Ordering::Relaxed);
+        let kicked = script(t_ms, clients, pump);
+        for c in clients.iter_mut() {
+            if c.state == State::Running {
+                c.top_up(1 << 20);
+            }
+        }
+        if kicked {
+            pump.kick(t).unwrap();
+        }
+        let due = kicked
+            || match next {
+                Next::Device { by } => pump.sink.avail().unwrap() as u64 >= pump.sink.avail_min.max(256) || t >= by,
+                Next::At(at) => t >= at,
+                Next::Idle => false,
+            };
+        if due {
+            next = pump.service(t, &mut wake).unwrap();
+        }
+        if t_ms >= 200 {
+            most = most.max(pump.sink.delay().unwrap() as u64);
+        }
+    }
+    most
+}
+
+fn start(c: &mut Client) -> bool {
+    c.prepare();
+    c.top_up(1 << 20);
+    c.state = State::Running;
+    c.publish();
+    true
+}
+
+/// The frames the fake slave played (all it was given and kept), one per frame.
+fn played_frames(pump: &Player<FakeSlave>) -> Vec<i16> {
+    pump.sink.record.chunks_exact(CH).map(|f| f[0]).collect()
+}
+
+/// A 10 ms client starts while a 500 ms one plays with a third of a second queued in the
+/// slave, then the 500 ms one drops. The slave is rewound each time: the new sound is heard
+/// within the 10 ms client's latency plus a period, and the dropped one ends within that
+/// too. Every frame the slave played is checked: the long client's stream is unbroken up
+/// to its end, the short one's is exact from its frame 0, and nothing else is there.
+#[test]
+fn a_new_sound_is_heard_and_a_dropped_one_ends_within_a_period_of_the_shortest_latency() {
+    let (mut pump, mut clients, now) = rewinding_pump(true, &[24000, 480]);
+    let (mut heard_from, mut ended_from) = (0, 0);
+    let most = run(&mut pump, &mut clients, &now, 0..1100, &mut |ms, c, pump| match ms {
+        0 => start(&mut c[0]),
+        400 => {
+            heard_from = pump.sink.played();
+            start(&mut c[1])
+        }
+        700 => {
+            ended_from = pump.sink.played();
+            c[0].state = State::Idle; // snd_pcm_drop
+            c[0].publish();
+            true
+        }
+        _ => false,
+    });
+    let stats = pump.rewinds();
+    assert!(pump.rewinding(), "the slave's rewinds were proven");
+    assert!(stats.done >= 2, "a rewind at the start and at the drop: {stats:?}");
+    assert!(
+        most > 12000,
+        "a lone 500 ms client lets the slave fill ahead: at most {most} queued"
+    );
+    let (a, b) = (&clients[0], &clients[1]);
+    let start_a = Producer::new(&a.mem).start_mix();
+    let start_b = Producer::new(&b.mem).start_mix();
+    let bound = 480 + 256;
+    let heard = start_b - heard_from;
+    eprintln!("MEASURE after a rewind, a 10 ms client's frame 0 plays {heard} frames after its start (bound {bound})");
+    assert!(
+        heard <= bound,
+        "frame 0 of the 10 ms client plays {heard} frames after its start"
+    );
+    let rec = played_frames(&pump);
+    let end_a = (ended_from..rec.len() as u64)
+        .find(|&pos| {
+            let with_a = a.level(pos - start_a) as i32 + b.level(pos - start_b) as i32;
+            rec[pos as usize] as i32 != with_a
+        })
+        .expect("the dropped client ends");
+    let ended = end_a - ended_from;
+    eprintln!("MEASURE after a rewind, a dropped client's sound ends {ended} frames after its drop (bound {bound})");
+    assert!(ended <= bound, "the dropped client went on for {ended} frames");
+    for (pos, &got) in rec.iter().enumerate() {
+        let pos = pos as u64;
+        let mut want = 0i32;
+        if pos >= start_a && pos < end_a {
+            want += a.level(pos - start_a) as i32;
+        }
+        if pos >= start_b {
+            want += b.level(pos - start_b) as i32;
+        }
+        assert_eq!(
+            got as i32, want,
+            "frame {pos}: a from {start_a} to {end_a}, b from {start_b}"
+        );
+    }
+    assert!(rec.len() as u64 > start_b + 48000 / 2, "the 10 ms client played on");
+    assert_eq!(Producer::new(&b.mem).underruns(), 0, "the 10 ms client never underran");
+    assert_eq!(pump.pace.stats.slave_xruns, 0);
+}
+
+/// A client pauses with a third of a second queued in the slave and resumes later. Its
+/// sound stops within its latency plus a period, and not one of its frames is lost or
+/// played twice: those the slave gave back play first when it resumes.
+#[test]
+fn a_pause_is_heard_at_once_and_loses_nothing() {
+    let (mut pump, mut clients, now) = rewinding_pump(true, &[24000]);
+    let mut paused_at = 0;
+    run(&mut pump, &mut clients, &now, 0..1200, &mut |ms, c, pump| match ms {
+        0 => start(&mut c[0]),
+        500 => {
+            paused_at = pump.sink.played();
+            c[0].state = State::Paused;
+            c[0].publish();
+            true
+        }
+        800 => {
+            c[0].state = State::Running;
+            c[0].publish();
+            true
+        }
+        _ => false,
+    });
+    assert!(pump.rewinds().done >= 1, "the pause was rewound: {:?}", pump.rewinds());
+    let a = &clients[0];
+    let rec = played_frames(&pump);
+    let first = rec.iter().position(|&v| v != 0).unwrap() as u64;
+    // Runs of the client's stream, each the next frames after the last: the pause is the
+    // one gap.
+    let (mut k, mut pos, mut gaps) = (0u64, first, Vec::new());
+    while (pos as usize) < rec.len() {
+        if rec[pos as usize] == a.level(k) {
+            k += 1;
+            pos += 1;
+            continue;
+        }
+        let silent = rec[pos as usize..].iter().take_while(|&&v| v == 0).count() as u64;
+        assert!(
+            silent > 0,
+            "frame {pos}: {} is neither frame {k} nor silence",
+            rec[pos as usize]
+        );
+        gaps.push((pos, silent));
+        pos += silent;
+    }
+    assert_eq!(gaps.len(), 1, "one gap, the pause: {gaps:?}");
+    let stopped = gaps[0].0 - paused_at;
+    eprintln!("MEASURE after a rewind, a paused client's sound stops {stopped} frames after its pause");
+    assert!(stopped <= 24000 + 256, "it played {stopped} frames past its pause");
+    assert!(
+        stopped <= 2 * 256 + 256,
+        "the rewind left at most its margin: {stopped}"
+    );
+    assert!(k > 48000, "the stream went on after the pause: {k} frames");
+}
+
+/// A slave that cannot give back what it holds is filled no further than the smallest
+/// latency any running client asked for, so that a change is heard within it.
+#[test]
+fn a_slave_that_cannot_rewind_is_filled_only_as_far_as_the_smallest_latency() {
+    let (mut pump, mut clients, now) = rewinding_pump(false, &[24000, 2400]);
+    let most = run(&mut pump, &mut clients, &now, 0..1000, &mut |ms, c, _| match ms {
+        0 => start(&mut c[0]) | start(&mut c[1]),
+        _ => false,
+    });
+    assert!(!pump.rewinding(), "the slave was found not to rewind");
+    eprintln!("MEASURE a slave that cannot rewind held at most {most} frames for a 2400-frame client");
+    assert!(most <= 2400 + 256, "it held {most} frames");
+    assert!(most >= 1024, "it was still filled ahead: {most} frames");
 }

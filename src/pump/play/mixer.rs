@@ -1,7 +1,16 @@
 //! The mixing half of playback: once per device period it sums the running lanes at the
 //! device position and saturates the sum into the slave format. Pure: lanes in, bytes
 //! out, no clock and no device, so tests drive it directly.
+//!
+//! Where the slave can take back what it was given (`Sink::rewind`), each lane's share of
+//! each period is kept, in the slave's sum type, for as long as the slave may still hold
+//! it. A rewind then mixes those periods again from the shares of the lanes that stay,
+//! without reading their rings again: what their clients were told they consumed stays
+//! true, and a lone client stays bit-exact (its share plus nothing). A lane that left loses
+//! its shares; a paused one keeps them, to play first when it resumes, so that nothing its
+//! client wrote is lost; a lane that starts is placed just past what the slave kept.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crate::config::Bindings;
@@ -10,7 +19,7 @@ use crate::dsp::convert::Converter;
 use crate::dsp::format::Format;
 use crate::dsp::mix;
 use crate::error::Result;
-use crate::pump::lanes::{Lane, LaneSetup, Lanes, Part, check_client, refuse};
+use crate::pump::lanes::{Lane, LaneSetup, LaneTable, Lanes, Part, check_client, refuse};
 use crate::shm::clock::rescale;
 use crate::shm::lane::LaneMem;
 use crate::shm::ring::{Consumer, Ctl, Geometry, Mixed, State, pos_add, pos_diff};
@@ -41,6 +50,22 @@ pub struct Playing {
     /// The lane has been given its first device period in this epoch (see `mix_lane`).
     joined: bool,
     phase: Phase,
+    /// Its share of each recent period, oldest first, while the slave may give it back.
+    held: VecDeque<Share>,
+    /// Shares a rewind took back while the lane was paused: they play first on resume.
+    pending: VecDeque<Share>,
+    /// The mix position past the last period the lane was mixed in from its ring. Below it
+    /// (after a rewind) its held shares are played again as they were.
+    mixed_until: u64,
+    /// Set by a rewind for a lane yet to join: device frames of silence before its frame 0,
+    /// in place of the join period.
+    lead: Option<u64>,
+}
+
+/// One lane's part of the period mixed at `at`, in the slave's sum type.
+struct Share {
+    at: u64,
+    mix: mix::Mixer,
 }
 
 impl Part for Playing {
@@ -51,6 +76,10 @@ impl Part for Playing {
         self.short = 0;
         self.joined = false;
         self.phase = Phase::Live;
+        self.held.clear();
+        self.pending.clear();
+        self.mixed_until = 0;
+        self.lead = None;
     }
     fn ctl(mem: &LaneMem) -> Option<Ctl> {
         Consumer::new(mem).ctl()
@@ -85,6 +114,17 @@ impl Lane<Playing> {
     fn need(&self, period: u64) -> u64 {
         self.part.conv.as_ref().map_or(period, |c| c.input_frames_next() as u64)
     }
+
+    /// Whether a rewind to below `mix_pos` left this lane shares to play again there.
+    fn replaying(&self, ctl: &Ctl, mix_pos: u64) -> bool {
+        ctl.epoch == self.epoch && mix_pos < self.part.mixed_until
+    }
+
+    /// Client frames its client has written and the pump has not taken, by its word.
+    fn queued(&self, ctl: &Ctl, setup: &LaneSetup) -> u64 {
+        let pos = if ctl.epoch == self.epoch { self.pos } else { 0 };
+        pos_diff(ctl.appl, pos).clamp(0, setup.geometry.buffer_frames as i64) as u64
+    }
 }
 
 /// One period's shared working state, lent to each lane in turn.
@@ -94,6 +134,20 @@ struct Period<'a> {
     device_rate: u32,
     sum: &'a mut mix::Mixer,
     scratch: &'a mut Vec<u8>,
+    /// Spare shares, when lanes' shares are kept (see `Mixer::keep`).
+    pool: Option<&'a mut Vec<mix::Mixer>>,
+}
+
+impl Period<'_> {
+    /// A cleared share for one lane's part of this period.
+    fn share(&mut self) -> Option<mix::Mixer> {
+        let samples = self.sum.len();
+        let format = self.sum.format();
+        let pool = self.pool.as_mut()?;
+        let mut m = pool.pop().unwrap_or_else(|| mix::Mixer::new(format, samples));
+        m.clear(samples);
+        Some(m)
+    }
 }
 
 /// Sums lanes into device periods.
@@ -105,6 +159,11 @@ pub struct Mixer {
     mix_pos: u64,
     /// Whether the last period mixed any lane (silence otherwise).
     mixed_any: bool,
+    /// Lanes' shares are kept from this mix position on (`None`: not kept).
+    kept_since: Option<u64>,
+    pool: Vec<mix::Mixer>,
+    /// A lane whose shares the slave may still hold has been detached.
+    gone: bool,
 }
 
 impl Mixer {
@@ -118,7 +177,101 @@ impl Mixer {
             scratch: Vec::new(),
             mix_pos: 0,
             mixed_any: false,
+            kept_since: None,
+            pool: Vec::new(),
+            gone: false,
         })
+    }
+
+    /// Keeps each lane's share of each period from now on, for rewinds (or stops keeping).
+    pub fn keep(&mut self, on: bool) {
+        if on != self.kept_since.is_some() {
+            self.kept_since = on.then_some(self.mix_pos);
+            if !on {
+                for lane in &mut self.lanes.lanes {
+                    lane.part.held.clear();
+                }
+                self.pool.clear();
+            }
+        }
+    }
+
+    pub fn keeps(&self) -> bool {
+        self.kept_since.is_some()
+    }
+
+    /// How far back the mix can be taken: every lane's shares are held that far.
+    pub fn held_frames(&self) -> u64 {
+        let buffer = self.lanes.dev.buffer_frames as u64;
+        self.kept_since.map_or(0, |t| (self.mix_pos - t).min(buffer))
+    }
+
+    /// Whether the lanes have changed so that a rewind would let it be heard sooner: a lane
+    /// that wants mixing is not mixed yet in its epoch, or one that left (paused, stopped,
+    /// dropped, detached) was mixed into what the slave may still hold, at or past `played`.
+    pub fn changed(&self, played: u64) -> bool {
+        let period = self.lanes.dev.period_frames as u64;
+        self.gone
+            || self.lanes.declared().any(|(lane, ctl)| {
+                let same = ctl.epoch == lane.epoch;
+                let starts = lane.wanted(&ctl) && (!same || (!lane.part.joined && lane.part.lead.is_none()));
+                let left =
+                    !(same && ctl.state.is_mixed()) && lane.part.held.back().is_some_and(|c| c.at + period > played);
+                starts || left
+            })
+    }
+
+    /// Takes the mix back to `to`, a period boundary the slave has given back everything
+    /// from (`to` = `mix_pos` only settles the lanes that left). A lane that still runs or
+    /// drains plays its held shares again, as they were. One that left loses them, but a
+    /// paused one keeps those taken back, to play first on resume. A lane yet to join is
+    /// placed `lead(frames it holds)` device frames past `to`, in place of the join period.
+    pub fn rewind(&mut self, to: u64, lead: &dyn Fn(u64) -> u64) {
+        let dev = self.lanes.dev;
+        let period = dev.period_frames as u64;
+        let rewound = to < self.mix_pos;
+        let pool = &mut self.pool;
+        for (_, lane, mem) in self.lanes.each() {
+            let Some(setup) = lane.setup else { continue };
+            let Some(ctl) = Playing::ctl(mem) else {
+                pool.extend(lane.part.held.drain(..).map(|c| c.mix));
+                continue;
+            };
+            lane.follow(&ctl, mem);
+            if ctl.state.is_mixed() {
+                if rewound && !lane.part.joined && lane.part.lead.is_none() {
+                    let held = rescale(lane.queued(&ctl, &setup) as i64, setup.rate, dev.rate) as u64;
+                    lane.part.lead = Some(lead(held));
+                }
+                continue;
+            }
+            let part = &mut lane.part;
+            let keep_from = part.held.partition_point(|c| c.at < to);
+            let back = part.held.split_off(keep_from);
+            if ctl.state == State::Paused {
+                lane.device_frames = lane.device_frames.wrapping_sub(back.len() as u64 * period);
+                for c in back.into_iter().rev() {
+                    part.pending.push_front(c);
+                }
+            } else {
+                pool.extend(back.into_iter().map(|c| c.mix));
+            }
+            pool.extend(part.held.drain(..).map(|c| c.mix));
+            part.mixed_until = part.mixed_until.min(to);
+        }
+        self.mix_pos = to;
+        self.gone = false;
+    }
+
+    /// Frames every lane that wants mixing lets the slave hold: the smallest buffer among
+    /// them, in device frames (`u64::MAX` when none does). A slave that cannot rewind is
+    /// filled no further, so that a change is heard within that.
+    pub fn min_latency(&self) -> u64 {
+        let rate = self.lanes.dev.rate;
+        self.wanting()
+            .map(|s| rescale(s.geometry.buffer_frames as i64, s.rate, rate) as u64)
+            .min()
+            .unwrap_or(u64::MAX)
     }
 
     pub fn device(&self) -> DeviceParams {
@@ -230,9 +383,8 @@ impl Mixer {
             .all(|(lane, ctl)| {
                 let Some(setup) = lane.setup else { return true };
                 let joining = ctl.epoch != lane.epoch || !lane.part.joined;
-                let queued = pos_diff(ctl.appl, if ctl.epoch == lane.epoch { lane.pos } else { 0 })
-                    .clamp(0, setup.geometry.buffer_frames as i64) as u64;
-                ctl.state == State::Draining || joining || queued >= lane.need(period)
+                let replaying = lane.replaying(&ctl, self.mix_pos) || !lane.part.pending.is_empty();
+                ctl.state == State::Draining || joining || replaying || lane.queued(&ctl, &setup) >= lane.need(period)
             })
     }
 
@@ -281,15 +433,24 @@ impl Mixer {
         let dev = self.lanes.dev;
         let frames = dev.period_frames as u64;
         self.sum.clear(frames as usize * dev.channels as usize);
+        let oldest = self.mix_pos.saturating_sub(dev.buffer_frames as u64);
+        let keep = self.kept_since.is_some();
         let mut p = Period {
             mix_pos: self.mix_pos,
             frames,
             device_rate: dev.rate,
             sum: &mut self.sum,
             scratch: &mut self.scratch,
+            pool: keep.then_some(&mut self.pool),
         };
         let mut any = false;
         for (idx, lane, mem) in self.lanes.each() {
+            // Shares the slave can no longer give back are spare.
+            while lane.part.held.front().is_some_and(|c| c.at < oldest) {
+                if let (Some(c), Some(pool)) = (lane.part.held.pop_front(), p.pool.as_mut()) {
+                    pool.push(c.mix);
+                }
+            }
             match mix_lane(lane, mem, &mut p) {
                 Some(true) => {
                     any = true;
@@ -306,6 +467,25 @@ impl Mixer {
     }
 }
 
+/// The lane table, as the process loop sees it: a lane detached while the slave may still
+/// hold its shares calls for a rewind, as a stop does.
+impl LaneTable for Mixer {
+    fn attach(&mut self, idx: usize, mem: Arc<LaneMem>) {
+        self.lanes.attach(idx, mem)
+    }
+
+    fn detach(&mut self, idx: usize) {
+        if self.lanes.lanes.get(idx).is_some_and(|l| !l.part.held.is_empty()) {
+            self.gone = true;
+        }
+        self.lanes.detach(idx)
+    }
+
+    fn status(&self, idx: usize) -> Option<(Option<LaneSetup>, Option<State>, u32)> {
+        self.lanes.status(idx)
+    }
+}
+
 /// One lane's part of a period: `None` if it was not mixed, else whether its client should
 /// be woken.
 fn mix_lane(lane: &mut Lane<Playing>, mem: &LaneMem, p: &mut Period) -> Option<bool> {
@@ -313,34 +493,75 @@ fn mix_lane(lane: &mut Lane<Playing>, mem: &LaneMem, p: &mut Period) -> Option<b
     let end = Consumer::new(mem);
     // A slot with an impossible state tag is treated as stopped: it hurts only its owner.
     let ctl = end.ctl()?;
+    if lane.replaying(&ctl, p.mix_pos) {
+        // Given back by a rewind: played again as it was, and the lane is not touched.
+        let share = lane.part.held.iter().find(|c| c.at == p.mix_pos)?;
+        p.sum.add_mix(&share.mix);
+        return Some(false);
+    }
     lane.follow(&ctl, mem);
     if !ctl.state.is_mixed() || lane.done() {
         return None;
     }
+    let mut lead = 0;
     if !lane.part.joined {
-        // A lane joins the device stream one period after the period it is first seen in,
-        // so that frame 0 plays a whole device buffer after its start, wherever in the
-        // period that came. Joined at once, a lane would owe the pump a whole period of
-        // frames by the time the device held only `buffer - period` of the mix: a program
-        // that keeps less than a period ahead (ffmpeg -re) would underrun whenever its
-        // packets and the periods fell out of step.
-        lane.part.joined = true;
-        end.set_start_mix(lane.origin(p.mix_pos + p.frames));
+        match lane.part.lead {
+            // Placed by a rewind past this period: nothing of it yet.
+            Some(j) if j >= p.frames => {
+                lane.part.lead = Some(j - p.frames);
+                return Some(join(lane, &end, p.mix_pos + j));
+            }
+            // Frame 0 is `j` frames into this period.
+            Some(j) => {
+                lane.part.joined = true;
+                lane.part.lead = None;
+                lane.device_frames = lane.device_frames.wrapping_sub(j);
+                lead = j;
+            }
+            // A lane joins the device stream one period after the period it is first seen
+            // in, so that frame 0 plays a whole device buffer after its start, wherever in
+            // the period that came. Joined at once, a lane would owe the pump a whole period
+            // of frames by the time the device held only `buffer - period` of the mix: a
+            // program that keeps less than a period ahead (ffmpeg -re) would underrun
+            // whenever its packets and the periods fell out of step.
+            None => {
+                lane.part.joined = true;
+                return Some(join(lane, &end, p.mix_pos + p.frames));
+            }
+        }
+    }
+    let origin = lane.origin(p.mix_pos);
+    end.set_start_mix(origin);
+    if let Some(share) = lane.part.pending.pop_front() {
+        // Taken back from the slave when the lane paused: it plays first, as it was.
+        p.sum.add_mix(&share.mix);
+        lane.device_frames = lane.device_frames.wrapping_add(p.frames);
+        lane.part.mixed_until = p.mix_pos + p.frames;
+        hold(lane, p, share.mix);
         end.publish(Mixed {
             epoch: lane.epoch,
             running: true,
+            consumed: lane.pos,
             ..Mixed::default()
         });
         return Some(false);
     }
-    let origin = lane.origin(p.mix_pos);
-    end.set_start_mix(origin);
     let need = lane.need(p.frames);
+    let silent = (rescale(lead as i64, p.device_rate, setup.rate) as u64).min(need);
+    let need = need - silent;
     // Never trust the client's position: clamp it to what its ring can hold.
-    let queued = pos_diff(ctl.appl, lane.pos).clamp(0, setup.geometry.buffer_frames as i64) as u64;
+    let queued = lane.queued(&ctl, &setup);
     let took = queued.min(need);
-    add_frames(lane, &setup, &end, took, p);
-    lane.device_frames += p.frames;
+    match p.share() {
+        Some(mut share) => {
+            add_frames(lane, &setup, &end, silent, took, p.scratch, &mut share);
+            p.sum.add_mix(&share);
+            hold(lane, p, share);
+        }
+        None => add_frames(lane, &setup, &end, silent, took, p.scratch, p.sum),
+    }
+    lane.part.mixed_until = p.mix_pos + p.frames;
+    lane.device_frames = lane.device_frames.wrapping_add(p.frames);
     let mixed = if ctl.state == State::Draining && queued <= need {
         finish_drain(lane, &setup, &end, took, origin, p)
     } else {
@@ -355,16 +576,45 @@ fn mix_lane(lane: &mut Lane<Playing>, mem: &LaneMem, p: &mut Period) -> Option<b
     Some(end.take_wake(lane.pos))
 }
 
-/// Reads `n` frames at the lane position and adds them (converted, if need be) to the mix.
-fn add_frames(lane: &mut Lane<Playing>, setup: &LaneSetup, end: &Consumer, n: u64, p: &mut Period) {
+/// A period in which the lane is seen but takes nothing: its frame 0 is at `first`.
+fn join(lane: &Lane<Playing>, end: &Consumer, first: u64) -> bool {
+    end.set_start_mix(lane.origin(first));
+    end.publish(Mixed {
+        epoch: lane.epoch,
+        running: true,
+        ..Mixed::default()
+    });
+    false
+}
+
+/// Keeps the lane's share of this period, for a rewind.
+fn hold(lane: &mut Lane<Playing>, p: &Period, mix: mix::Mixer) {
+    if p.pool.is_some() {
+        lane.part.held.push_back(Share { at: p.mix_pos, mix });
+    }
+}
+
+/// Reads `n` frames at the lane position, after `silent` frames of silence, and adds them
+/// (converted, if need be) to `to`.
+fn add_frames(
+    lane: &mut Lane<Playing>,
+    setup: &LaneSetup,
+    end: &Consumer,
+    silent: u64,
+    n: u64,
+    scratch: &mut Vec<u8>,
+    to: &mut mix::Mixer,
+) {
     let g = setup.geometry;
-    p.scratch.resize(n as usize * g.frame_bytes, 0);
+    let quiet = silent as usize * g.frame_bytes;
+    scratch.resize(quiet + n as usize * g.frame_bytes, 0);
+    setup.format.silence(&mut scratch[..quiet]);
     if n > 0 {
-        end.read(&g, lane.pos, p.scratch);
+        end.read(&g, lane.pos, &mut scratch[quiet..]);
     }
     match &mut lane.part.conv {
-        Some(c) => c.process(p.scratch, p.sum),
-        None if n > 0 => p.sum.add(setup.format, p.scratch),
+        Some(c) => c.process(scratch, to),
+        None if !scratch.is_empty() => to.add(setup.format, scratch),
         None => {}
     }
 }

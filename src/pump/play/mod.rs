@@ -32,8 +32,46 @@ pub struct Player<S: Sink> {
     probe_until: u64,
     /// Where the slave's take of the mixer's last period stopped, while some is left.
     unsent: Option<usize>,
+    /// Frames of the next mixed period the slave already holds: a rewind that gave back
+    /// less than whole periods.
+    skip: u64,
     fill: Fill,
+    rewinds: Rewinds,
+    /// A client kicked a busy pump: its lane started or left.
+    kicked: bool,
 }
+
+/// Rewinding the slave (see `Player::rewind`).
+#[derive(Debug, Default)]
+struct Rewinds {
+    /// Not yet disproven: filling ahead, and the slave has not refused a rewind.
+    on: bool,
+    /// The slave has once said it can take frames back.
+    proven: bool,
+    /// Attempts in a row that found nothing to take back, however much the slave held.
+    refused: u32,
+    stats: RewindStats,
+}
+
+/// What the rewinds did, for the log and the tests.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RewindStats {
+    pub done: u32,
+    /// Frames the slave gave back, in all.
+    pub frames: u64,
+    /// The mix position the last rewind went back to.
+    pub last_to: u64,
+}
+
+/// Attempts in a row a slave may refuse to rewind, holding plenty, before it is taken for
+/// one that cannot: from then on the fill is capped at the smallest client latency.
+const REWIND_REFUSALS: u32 = 3;
+
+/// What a rewind leaves in the slave at least, beyond the hardware pointer: the time to
+/// mix the first period again and write it, on a loaded machine. It grows with the
+/// watermark after a slave xrun. PulseAudio keeps 1.33 ms; rdmix's writes are whole
+/// periods, copied by the driver, so it keeps more.
+const REWIND_KEEP_NS: u64 = 4_000_000;
 
 /// Filling the slave ahead (see `Player::service`): the pump mixes as far ahead as every
 /// running lane holds, and sleeps until the slave's fill falls to the watermark, instead of
@@ -42,7 +80,8 @@ struct Fill {
     on: bool,
     /// Device frames the slave must still hold when the pump wakes to refill it.
     watermark: u64,
-    /// The lowest quiet whiles take it: half where it started.
+    /// Where it started, and the lowest quiet whiles take it: half that.
+    start: u64,
     floor: u64,
     /// The avail_min the slave was last given (0: none yet).
     told: u64,
@@ -63,14 +102,27 @@ const WATERMARK_QUIET_NS: u64 = 10_000_000_000;
 /// thinner margin (a slow copy, a loaded machine).
 const MARGIN_NS: u64 = 16_000_000;
 
+/// The starting watermark, in whole periods: the margin, within the buffer less a period.
+fn margin_frames(rate: u32, period: u64, buffer: u64) -> u64 {
+    let margin = ns_to_frames(MARGIN_NS, rate).div_ceil(period) * period;
+    margin.min(buffer.saturating_sub(period)).max(period)
+}
+
+/// What a filling-ahead slave holds when it (re)starts: the margin and a period. It is the
+/// slave's start threshold, since after a restart or a recovered xrun the lanes may hold
+/// less than a large buffer.
+pub fn start_frames(rate: u32, period: u64, buffer: u64) -> u64 {
+    margin_frames(rate, period, buffer) + period
+}
+
 impl Fill {
     fn new(dev: &DeviceParams, now_ns: u64) -> Fill {
         let (period, buffer) = (dev.period_frames as u64, dev.buffer_frames as u64);
-        let margin = ns_to_frames(MARGIN_NS, dev.rate).div_ceil(period) * period;
-        let watermark = margin.min(buffer.saturating_sub(period)).max(period);
+        let watermark = margin_frames(dev.rate, period, buffer);
         Fill {
             on: true,
             watermark,
+            start: watermark,
             floor: (watermark / 2 / period).max(1) * period,
             told: 0,
             xruns: 0,
@@ -130,13 +182,124 @@ impl<S: Sink> Player<S> {
             lead_in: 0,
             probe_until: 0,
             unsent: None,
+            skip: 0,
             fill,
+            rewinds: Rewinds {
+                on: true,
+                ..Rewinds::default()
+            },
+            kicked: false,
         }
     }
 
-    /// Whether the pump fills the slave ahead (the `fill_ahead` option; on by default).
+    /// Whether the pump fills the slave ahead (the `fill_ahead` option; on by default), and
+    /// so rewinds it.
     pub fn fill_ahead(&mut self, on: bool) {
         self.fill.on = on;
+        self.rewinds.on = on;
+        if !on {
+            self.mixer.keep(false);
+        }
+    }
+
+    pub fn rewinds(&self) -> RewindStats {
+        self.rewinds.stats
+    }
+
+    /// Whether rewinds are on: filling ahead, on a slave that has not proven it cannot.
+    pub fn rewinding(&self) -> bool {
+        self.mixer.keeps()
+    }
+
+    /// The first time the slave holds plenty, asks whether it can give any back: one that
+    /// says no is filled only as far as the smallest client latency (see `capped`).
+    fn prove_rewinds(&mut self, queued: u64) {
+        let period = self.mixer.device().period_frames as u64;
+        if self.rewinds.proven || !self.mixer.keeps() || queued < self.fill.watermark + 2 * period {
+            return;
+        }
+        if self.sink.rewindable().is_ok_and(|n| n > 0) {
+            self.rewinds.proven = true;
+        } else {
+            self.stop_rewinding();
+        }
+    }
+
+    fn stop_rewinding(&mut self) {
+        self.rewinds.on = false;
+        self.mixer.keep(false);
+    }
+
+    /// A lane started or left: take back what the slave holds beyond a safe margin, and mix
+    /// it again without the lane that left, or with the one that started placed as soon as
+    /// it can be. So a change is heard within about a period, not behind a whole buffer
+    /// that was mixed before it (as PulseAudio does on cards it can timer-schedule).
+    ///
+    /// A new lane's frame 0 goes where what it already holds carries the slave up to the
+    /// watermark and a period, so that it is not mixed as silence ahead of its client.
+    fn rewind(&mut self, now_ns: u64) -> Result<()> {
+        if !self.mixer.keeps() || self.unsent.is_some() || self.lead_in > 0 {
+            return Ok(());
+        }
+        let dev = self.mixer.device();
+        let period = dev.period_frames as u64;
+        let Ok(queued) = self.sink.delay() else { return Ok(()) };
+        let queued = queued.clamp(0, dev.buffer_frames as i64) as u64;
+        let mix_pos = self.mixer.mix_pos();
+        let played = mix_pos.saturating_sub(queued);
+        if !self.mixer.changed(played) {
+            return Ok(());
+        }
+        let keep = ns_to_frames(REWIND_KEEP_NS, dev.rate) + self.fill.watermark.saturating_sub(self.fill.start);
+        let can = match self.sink.rewindable() {
+            Ok(n) => n.min(queued).min(self.mixer.held_frames()),
+            Err(_) => 0,
+        };
+        let want = can.saturating_sub(keep) / period * period;
+        let got = if want >= period {
+            self.sink.rewind(want).unwrap_or(0).min(want)
+        } else {
+            0
+        };
+        if got == 0 {
+            // Nothing comes back: the lanes that left play out what the slave holds.
+            self.mixer.rewind(mix_pos, &|_| 0);
+            if queued >= keep + 2 * period && self.mixer.held_frames() >= queued {
+                self.rewinds.refused += 1;
+                if self.rewinds.refused >= REWIND_REFUSALS {
+                    self.stop_rewinding();
+                }
+            }
+            return Ok(());
+        }
+        self.rewinds.refused = 0;
+        // The mix goes back to a period boundary; the slave already holds the first `skip`
+        // frames of that period.
+        let back = got.div_ceil(period) * period;
+        let to = mix_pos - back;
+        self.skip = back - got;
+        let stats = &mut self.rewinds.stats;
+        stats.done += 1;
+        stats.frames += got;
+        stats.last_to = to;
+        let before = to as i64 - played as i64;
+        let gate = (self.fill.watermark + period) as i64;
+        let skip = self.skip as i64;
+        self.mixer
+            .rewind(to, &|held| (gate - held as i64 - before).max(skip).max(0) as u64);
+        self.publish(now_ns, queued - got);
+        Ok(())
+    }
+
+    /// A slave that cannot rewind is filled no further than the smallest client latency,
+    /// so that a change is heard within it.
+    fn capped(&self, queued: u64) -> bool {
+        let period = self.mixer.device().period_frames as u64;
+        self.fill.on
+            && self.pace.realtime
+            && !self.rewinds.on
+            && self.lead_in == 0
+            && queued >= (self.fill.watermark + period).max(self.mixer.min_latency())
     }
 
     /// The watermark the pump refills the slave at, in device frames.
@@ -158,14 +321,16 @@ impl<S: Sink> Player<S> {
         self.fill.told = want;
     }
 
-    /// Filling ahead, the device holds enough, and some running lane lacks the next
-    /// period: wait for its client (or for the watermark) rather than mix silence for it.
+    /// Filling ahead, the device holds more than the watermark, and some running lane lacks
+    /// the next period: wait for its client (or for the watermark) rather than mix silence
+    /// for it. Above the watermark, not a period above it: woken a little below it (a card
+    /// fires at its period boundaries), the pump tops up one period, and a client with a
+    /// buffer of under two periods (10 ms at 256) must not be asked for two.
     fn wait_for_lanes(&self, queued: u64) -> bool {
-        let period = self.mixer.device().period_frames as u64;
         self.fill.on
             && self.pace.realtime
             && self.lead_in == 0
-            && queued >= self.fill.watermark + period
+            && queued > self.fill.watermark
             && !self.mixer.lanes_hold_a_period()
     }
 
@@ -208,7 +373,7 @@ impl<S: Sink> Player<S> {
         if self.mixer.mixed_any() {
             self.audible_end = self.mixer.mix_pos();
         }
-        self.unsent = Some(0);
+        self.unsent = Some(std::mem::take(&mut self.skip) as usize * self.mixer.frame_bytes());
         self.pace.progress(now_ns);
         self.flush_unsent()?;
         self.probe();
@@ -220,6 +385,8 @@ impl<S: Sink> Player<S> {
     fn probe(&mut self) {
         if !self.pace.realtime && self.pace.stats.periods <= self.probe_until {
             self.pace.realtime = self.sink.delay().map(|d| d > 0).unwrap_or(false);
+            // Only a slave that moves in real time can give back what it has not played.
+            self.mixer.keep(self.pace.realtime && self.rewinds.on);
         }
     }
 
@@ -242,11 +409,22 @@ impl<S: Sink> Player<S> {
         Next::At(now_ns + frames_to_ns(want.max(room) - room, dev.rate).max(self.pace.period_ns() / 8))
     }
 
-    /// No lane wants mixing, and the slave's whole buffer past the last audible frame is
-    /// silence: stopping now cuts nothing and replays nothing.
-    fn quiet(&self) -> bool {
-        let buffer = self.mixer.device().buffer_frames as u64;
-        self.mixer.mix_pos() >= self.audible_end + buffer && !self.mixer.wants_mixing()
+    /// No lane wants mixing, and the slave has played the last audible frame (it holds
+    /// `queued`): stopping now cuts nothing and replays nothing.
+    fn quiet(&self, queued: u64) -> bool {
+        self.mixer.mix_pos().saturating_sub(queued) >= self.audible_end && !self.mixer.wants_mixing()
+    }
+
+    /// Filling ahead, no lane wants mixing, and the slave holds more than the watermark:
+    /// silence is not mixed ahead. The pump stops the device once what was audible has
+    /// played, and a stream that starts meanwhile is not queued behind a buffer of silence
+    /// (on a slave that cannot rewind, a third of a second).
+    fn only_silence(&self, queued: u64) -> bool {
+        self.fill.on
+            && self.pace.realtime
+            && self.lead_in == 0
+            && queued > self.fill.watermark
+            && !self.mixer.wants_mixing()
     }
 
     fn go_idle(&mut self) -> Result<()> {
@@ -298,15 +476,28 @@ impl<S: Sink> Side for Player<S> {
     /// a pump that never stopped. (Had the whole buffer come from the lanes, a client that
     /// started with less than that queued would underrun at once.)
     fn kick(&mut self, now_ns: u64) -> Result<()> {
-        if !self.pace.is_idle() || !self.mixer.wants_mixing() {
+        if !self.pace.is_idle() {
+            // Looked at in the next `service`: it may call for a rewind.
+            self.kicked = true;
+            return Ok(());
+        }
+        if !self.mixer.wants_mixing() {
             return Ok(());
         }
         if self.pace.realtime {
             self.sink.prepare()?;
         }
         let dev = self.mixer.device();
-        let periods = (dev.buffer_frames / dev.period_frames) as u64;
-        self.lead_in = periods.saturating_sub(1);
+        let (period, buffer) = (dev.period_frames as u64, dev.buffer_frames as u64);
+        let periods = buffer / period;
+        // Filling ahead, the slave starts once it holds the margin and a period, however
+        // large its buffer (see `start_frames`).
+        let start = if self.fill.on {
+            start_frames(dev.rate, period, buffer).min(periods * period) / period
+        } else {
+            periods
+        };
+        self.lead_in = start.saturating_sub(1);
         self.probe_until = self.pace.stats.periods + periods + 1;
         self.pace.start(now_ns, self.mixer.mix_pos());
         Ok(())
@@ -321,7 +512,9 @@ impl<S: Sink> Side for Player<S> {
         let dev = self.mixer.device();
         self.fill.adapt(&dev, self.pace.stats.slave_xruns, now_ns);
         let period = dev.period_frames as u64;
-        let mut mixed = false;
+        // A kick is work, not a spurious wake-up of the descriptors.
+        let mut mixed = std::mem::take(&mut self.kicked);
+        self.rewind(now_ns)?;
         loop {
             let flushed = self.flush_unsent()?;
             let queued = self.queued(now_ns)?;
@@ -343,11 +536,12 @@ impl<S: Sink> Side for Player<S> {
                 self.publish(now_ns, queued);
                 return Ok(self.when_room(now_ns, room, mixed));
             }
-            if self.wait_for_lanes(queued) {
+            self.prove_rewinds(queued);
+            if self.wait_for_lanes(queued) || self.capped(queued) || self.only_silence(queued) {
                 self.publish(now_ns, queued);
                 return Ok(self.when_room(now_ns, room, mixed));
             }
-            if self.lead_in == 0 && self.quiet() {
+            if self.lead_in == 0 && self.quiet(queued) {
                 self.publish(now_ns, queued);
                 self.go_idle()?;
                 return Ok(Next::Idle);
@@ -372,11 +566,11 @@ impl<S: Sink> Side for Player<S> {
     }
 
     fn lanes(&self) -> &dyn LaneTable {
-        &self.mixer.lanes
+        &self.mixer
     }
 
     fn lanes_mut(&mut self) -> &mut dyn LaneTable {
-        &mut self.mixer.lanes
+        &mut self.mixer
     }
 
     fn device(&self) -> &dyn Device {
