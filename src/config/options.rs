@@ -228,9 +228,9 @@ pub static OPTIONS: [Opt; 19] = [
             example: "256",
             set_in_example: true,
             lines: &[
-                "frames per device period (or period_time in us)",
-                "the pump wakes about once per period: 1024 costs a third of",
-                "the CPU of 256 for 4x the latency (README: What the pump costs)",
+                "frames per device period (or period_time in us): the card's",
+                "interrupt granularity; filling ahead, the pump wakes far less often",
+                "(README: What the pump costs)",
             ],
         },
         |d, v| {
@@ -258,10 +258,10 @@ pub static OPTIONS: [Opt; 19] = [
         "slave.periods",
         (2, 64),
         Doc {
-            default: Some("4"),
+            default: Some("4, when not filling ahead"),
             example: "4",
-            set_in_example: true,
-            lines: &["periods per device buffer"],
+            set_in_example: false,
+            lines: &["periods per device buffer, instead of its size or time"],
         },
         |d, v| {
             d.cfg.slave.periods = Some(int(v) as u32);
@@ -273,10 +273,10 @@ pub static OPTIONS: [Opt; 19] = [
         "slave.buffer_size",
         (32, 1 << 18),
         Doc {
-            default: Some("from periods"),
-            example: "1024",
+            default: Some("from buffer_time or periods"),
+            example: "16384",
             set_in_example: false,
-            lines: &["device buffer in frames, instead of periods"],
+            lines: &["device buffer in frames"],
         },
         |d, v| {
             d.cfg.slave.buffer_size = Some(int(v) as u32);
@@ -288,10 +288,13 @@ pub static OPTIONS: [Opt; 19] = [
         "slave.buffer_time",
         (200, 10_000_000),
         Doc {
-            default: Some("from periods"),
-            example: "21333",
+            default: Some("341334 us when filling ahead (playback)"),
+            example: "341334",
             set_in_example: false,
-            lines: &["device buffer in microseconds, instead of periods"],
+            lines: &[
+                "device buffer in microseconds: filling ahead, as much as the device",
+                "offers up to this; the pump rewinds it so a new sound is not delayed",
+            ],
         },
         |d, v| {
             d.cfg.slave.buffer_time = Some(int(v) as u32);
@@ -309,8 +312,9 @@ pub static OPTIONS: [Opt; 19] = [
             example: "true",
             set_in_example: false,
             lines: &[
-                "mix as far ahead as every playing client allows; wake at a watermark",
-                "(false: at every device period, as before)",
+                "mix as far ahead as every playing client allows, wake at a 16 ms",
+                "watermark, rewind the slave when a stream starts or stops",
+                "(false: a 4-period buffer, woken every period, no rewinds)",
             ],
         },
         set: |d, v| {

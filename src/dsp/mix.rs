@@ -376,6 +376,16 @@ impl Mixer {
         }
     }
 
+    /// Silences the first `samples` samples of the mix.
+    pub fn silence_head(&mut self, samples: usize) {
+        let n = samples.min(self.len);
+        match &mut self.sums {
+            Sums::Narrow(v) => v[..n].fill(0),
+            Sums::Wide(v) => v[..n].fill(0),
+            Sums::Float(v) => v[..n].fill(0.0),
+        }
+    }
+
     /// Writes the saturated mix into `out` (`samples * out.sample_bytes()` bytes).
     pub fn finish(&self, out: &mut [u8]) {
         match &self.sums {

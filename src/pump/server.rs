@@ -656,6 +656,7 @@ fn start(args: &PumpArgs, cfg: &Config) -> Result<Running> {
         Box::new(Recorder::new(Splitter::new(seg, dev, chmap)?, slave, now_ns()))
     } else {
         let mut player = Player::new(Mixer::new(seg, dev, chmap)?, slave, now_ns());
+        player.stamp_with(now_ns);
         player.fill_ahead(cfg.fill_ahead);
         Box::new(player)
     };

@@ -186,7 +186,15 @@ fn fault3_pump_killed() {
     let starts: Vec<i64> = std::fs::read_to_string(world().dir.join(format!("card{n}.log")))
         .unwrap()
         .lines()
-        .filter_map(|l| l.split("ns=").nth(1)?.split(' ').next()?.parse().ok())
+        .filter_map(|l| {
+            l.strip_prefix("start ")?
+                .split("ns=")
+                .nth(1)?
+                .split(' ')
+                .next()?
+                .parse()
+                .ok()
+        })
         .collect();
     let resumed = *starts.last().unwrap();
     let notice_ms = (noticed - t_kill) as f64 / 1e6;

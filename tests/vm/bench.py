@@ -12,6 +12,7 @@ Under TCG every instruction is emulated, so absolute costs are inflated; the rat
 the two is the figure to read.
 """
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -60,7 +61,9 @@ def clients(w, dev, n, path, status):
 
 def main():
     guest.aloop()
-    w = guest.World("bench", guest.rdmix_rc("hw:Loopback,0,1", 0x5E00, "slave.period_size 256; slave.buffer_size 1024")
+    # rdmix at its defaults (period 256, a third of a second filled ahead, rewinds); dmix
+    # at period 256 and buffer 1024, as a user would set it for the same latency.
+    w = guest.World("bench", guest.rdmix_rc("hw:Loopback,0,1", 0x5E00, "slave.period_size 256")
                     + 'pcm.dm { type dmix; ipc_key 7300; slave { pcm "hw:Loopback,0,0"; period_size 256; buffer_size 1024 } }\n')
     path = w.path("t.wav")
     guest.write_wav(path, guest.tone_frames(int(guest.RATE * SECONDS), 440, 0.1))
@@ -78,6 +81,7 @@ def main():
     log = w.pumps_exited(20)
     print("rdmix slave xruns:", w.slave_xruns())
     pump_wakeups()
+    change_latency()
 
 
 def pump_wakeups():
@@ -85,17 +89,18 @@ def pump_wakeups():
     slave ahead and not: N aplay clients with their default buffers on the copy-only test
     driver, period 256, buffer 1024 (rdmix's default) and 4096 (issue 21's goal 1 asks for
     4 clients)."""
-    import re
     guest.load_testcard()
     print()
     print("| buffer | N | pump wake-ups/s, filling ahead | pump wake-ups/s, every period | periods/s | slave xruns |")
     print("|---|---|---|---|---|---|")
-    for buffer, n in [(b, int(x)) for b in (1024, 4096)
+    for buffer, n in [(b, int(x)) for b in (1024, 4096, 0)
                       for x in os.environ.get("RDMIX_BENCH_CLIENTS", "1,4,16").split(",")]:
         got = {}
         for fill in ("true", "false"):
+            # 0: rdmix's default buffer (filling ahead, a third of a second; not, 4 periods).
+            size = f"buffer_size {buffer}; " if buffer else ""
             w = guest.World(f"wake{fill}{n}{buffer}", f'pcm.mix {{ type rdmix; ipc_key {0x5E10 + buffer + n * 2 + (fill == "true")}; '
-                            f'slave {{ pcm "hw:RdmixTest"; period_size 256; buffer_size {buffer}; fill_ahead {fill} }} }}\n')
+                            f'slave {{ pcm "hw:RdmixTest"; period_size 256; {size}fill_ahead {fill} }} }}\n')
             path = w.path("t.wav")
             guest.write_wav(path, guest.tone_frames(int(guest.RATE * SECONDS), 440, 0.1))
             clients(w, "mix", n, path, "/proc/asound/RdmixTest/pcm0p/sub0/status")
@@ -105,7 +110,26 @@ def pump_wakeups():
             seconds = periods * 256 / guest.RATE
             got[fill] = (wakeups / seconds, periods / seconds, xruns)
         (on, per, x1), (off, _, x2) = got["true"], got["false"]
-        print(f"| {buffer} | {n} | {on:.0f} | {off:.0f} | {per:.0f} | {x1} and {x2} |", flush=True)
+        print(f"| {buffer or 'default'} | {n} | {on:.0f} | {off:.0f} | {per:.0f} | {x1} and {x2} |", flush=True)
+
+
+def change_latency(runs=int(os.environ.get("RDMIX_BENCH_LATENCY_RUNS", "8"))):
+    """Issue 21's goal 3: how soon a 10 ms client is heard after its first write while a
+    500 ms one plays, and how soon the 500 ms one's sound ends after its drop, on the test
+    driver from its read-back (guest.py's a_change_is_heard_..., `runs` times)."""
+    heard, ended, notes = [], [], set()
+    for _ in range(runs):
+        note = guest.a_change_is_heard_within_the_shortest_latency_and_a_period()
+        heard.append(int(re.search(r"heard (\d+) frames", note).group(1)))
+        ended.append(int(re.search(r"ended (\d+) frames", note).group(1)))
+        notes.add(re.search(r"goal (\d+)", note).group(1))
+    print()
+    print(f"| {runs} runs | min | median | max | goal |")
+    print("|---|---|---|---|---|")
+    for what, v in (("10 ms client heard after its first write", heard), ("dropped 500 ms client ended after", ended)):
+        v = sorted(v)
+        ms = [f"{x} ({x * 1000 / guest.RATE:.1f} ms)" for x in (v[0], v[len(v) // 2], v[-1])]
+        print(f"| {what} | {' | '.join(ms)} | {'/'.join(sorted(notes))} frames |", flush=True)
 
 
 if __name__ == "__main__":

@@ -162,8 +162,9 @@ pub struct Mixer {
     /// Lanes' shares are kept from this mix position on (`None`: not kept).
     kept_since: Option<u64>,
     pool: Vec<mix::Mixer>,
-    /// A lane whose shares the slave may still hold has been detached.
-    gone: bool,
+    /// The mix position past the last share of a detached lane: the slave may still
+    /// hold it.
+    gone_until: u64,
 }
 
 impl Mixer {
@@ -179,7 +180,7 @@ impl Mixer {
             mixed_any: false,
             kept_since: None,
             pool: Vec::new(),
-            gone: false,
+            gone_until: 0,
         })
     }
 
@@ -208,25 +209,28 @@ impl Mixer {
 
     /// Whether the lanes have changed so that a rewind would let it be heard sooner: a lane
     /// that wants mixing is not mixed yet in its epoch, or one that left (paused, stopped,
-    /// dropped, detached) was mixed into what the slave may still hold, at or past `played`.
-    pub fn changed(&self, played: u64) -> bool {
+    /// dropped, detached) was mixed into what the slave holds past `beyond` (what it plays
+    /// next, and the margin a rewind leaves: a drained client that closes has nothing there).
+    pub fn changed(&self, beyond: u64) -> bool {
         let period = self.lanes.dev.period_frames as u64;
-        self.gone
+        self.gone_until > beyond
             || self.lanes.declared().any(|(lane, ctl)| {
                 let same = ctl.epoch == lane.epoch;
                 let starts = lane.wanted(&ctl) && (!same || (!lane.part.joined && lane.part.lead.is_none()));
                 let left =
-                    !(same && ctl.state.is_mixed()) && lane.part.held.back().is_some_and(|c| c.at + period > played);
+                    !(same && ctl.state.is_mixed()) && lane.part.held.back().is_some_and(|c| c.at + period > beyond);
                 starts || left
             })
     }
 
-    /// Takes the mix back to `to`, a period boundary the slave has given back everything
-    /// from (`to` = `mix_pos` only settles the lanes that left). A lane that still runs or
-    /// drains plays its held shares again, as they were. One that left loses them, but a
-    /// paused one keeps those taken back, to play first on resume. A lane yet to join is
-    /// placed `lead(frames it holds)` device frames past `to`, in place of the join period.
-    pub fn rewind(&mut self, to: u64, lead: &dyn Fn(u64) -> u64) {
+    /// Takes the mix back to `to`, a period boundary: the slave has given back everything
+    /// from `skip` frames past it (`to` = `mix_pos` only settles the lanes that left). A
+    /// lane that still runs or drains plays its held shares again, as they were. One that
+    /// left loses them, but a paused one keeps those taken back, to play first on resume
+    /// (the first `skip` frames silent: the slave kept and plays them). A lane yet to join
+    /// is placed `lead(frames it holds)` device frames past `to`, in place of the join
+    /// period.
+    pub fn rewind(&mut self, to: u64, skip: u64, lead: &dyn Fn(u64) -> u64) {
         let dev = self.lanes.dev;
         let period = dev.period_frames as u64;
         let rewound = to < self.mix_pos;
@@ -247,7 +251,10 @@ impl Mixer {
             }
             let part = &mut lane.part;
             let keep_from = part.held.partition_point(|c| c.at < to);
-            let back = part.held.split_off(keep_from);
+            let mut back = part.held.split_off(keep_from);
+            if let Some(first) = back.front_mut().filter(|c| c.at == to) {
+                first.mix.silence_head(skip as usize * dev.channels as usize);
+            }
             if ctl.state == State::Paused {
                 lane.device_frames = lane.device_frames.wrapping_sub(back.len() as u64 * period);
                 for c in back.into_iter().rev() {
@@ -260,7 +267,7 @@ impl Mixer {
             part.mixed_until = part.mixed_until.min(to);
         }
         self.mix_pos = to;
-        self.gone = false;
+        self.gone_until = 0;
     }
 
     /// Frames every lane that wants mixing lets the slave hold: the smallest buffer among
@@ -475,8 +482,9 @@ impl LaneTable for Mixer {
     }
 
     fn detach(&mut self, idx: usize) {
-        if self.lanes.lanes.get(idx).is_some_and(|l| !l.part.held.is_empty()) {
-            self.gone = true;
+        let period = self.lanes.dev.period_frames as u64;
+        if let Some(last) = self.lanes.lanes.get(idx).and_then(|l| l.part.held.back()) {
+            self.gone_until = self.gone_until.max(last.at + period);
         }
         self.lanes.detach(idx)
     }

@@ -39,6 +39,9 @@ pub struct Player<S: Sink> {
     rewinds: Rewinds,
     /// A client kicked a busy pump: its lane started or left.
     kicked: bool,
+    /// Reads CLOCK_MONOTONIC when the clock is published, in the process; `None` in tests,
+    /// where time stands still within a `service` at the instant it was given.
+    clock: Option<fn() -> u64>,
 }
 
 /// Rewinding the slave (see `Player::rewind`).
@@ -67,11 +70,12 @@ pub struct RewindStats {
 /// one that cannot: from then on the fill is capped at the smallest client latency.
 const REWIND_REFUSALS: u32 = 3;
 
-/// What a rewind leaves in the slave at least, beyond the hardware pointer: the time to
-/// mix the first period again and write it, on a loaded machine. It grows with the
-/// watermark after a slave xrun. PulseAudio keeps 1.33 ms; rdmix's writes are whole
-/// periods, copied by the driver, so it keeps more.
-const REWIND_KEEP_NS: u64 = 4_000_000;
+/// What a rewind leaves in the slave at least, beyond the hardware pointer, as a share of
+/// the watermark: half of it, 8 ms to start with, and more after a slave xrun. It covers
+/// mixing the first period again and writing it on a loaded machine; PulseAudio keeps
+/// 1.33 ms, but rdmix's writes are copies the driver makes, and 4 ms xran snd-dummy in the
+/// VM under TCG.
+const REWIND_KEEP_OF_WATERMARK: u64 = 2;
 
 /// Filling the slave ahead (see `Player::service`): the pump mixes as far ahead as every
 /// running lane holds, and sleeps until the slave's fill falls to the watermark, instead of
@@ -80,8 +84,7 @@ struct Fill {
     on: bool,
     /// Device frames the slave must still hold when the pump wakes to refill it.
     watermark: u64,
-    /// Where it started, and the lowest quiet whiles take it: half that.
-    start: u64,
+    /// The lowest quiet whiles take it: half where it started.
     floor: u64,
     /// The avail_min the slave was last given (0: none yet).
     told: u64,
@@ -122,7 +125,6 @@ impl Fill {
         Fill {
             on: true,
             watermark,
-            start: watermark,
             floor: (watermark / 2 / period).max(1) * period,
             told: 0,
             xruns: 0,
@@ -189,7 +191,16 @@ impl<S: Sink> Player<S> {
                 ..Rewinds::default()
             },
             kicked: false,
+            clock: None,
         }
+    }
+
+    /// Stamps the published device clock with `clock` read just after the slave's delay,
+    /// not with the instant `service` was called at: filling far ahead, one `service` mixes
+    /// and writes many periods, and a stamp from its start would make every client's
+    /// snd_pcm_delay short by however long that took.
+    pub fn stamp_with(&mut self, clock: fn() -> u64) {
+        self.clock = Some(clock);
     }
 
     /// Whether the pump fills the slave ahead (the `fill_ahead` option; on by default), and
@@ -235,9 +246,9 @@ impl<S: Sink> Player<S> {
     /// it can be. So a change is heard within about a period, not behind a whole buffer
     /// that was mixed before it (as PulseAudio does on cards it can timer-schedule).
     ///
-    /// A new lane's frame 0 goes where what it already holds carries the slave up to the
-    /// watermark and a period, so that it is not mixed as silence ahead of its client.
-    fn rewind(&mut self, now_ns: u64) -> Result<()> {
+    /// A new lane's frame 0 goes where what it already holds carries the slave past the
+    /// watermark, so that it is not mixed as silence ahead of its client.
+    fn rewind(&mut self) -> Result<()> {
         if !self.mixer.keeps() || self.unsent.is_some() || self.lead_in > 0 {
             return Ok(());
         }
@@ -247,15 +258,18 @@ impl<S: Sink> Player<S> {
         let queued = queued.clamp(0, dev.buffer_frames as i64) as u64;
         let mix_pos = self.mixer.mix_pos();
         let played = mix_pos.saturating_sub(queued);
-        if !self.mixer.changed(played) {
+        let keep = self.fill.watermark / REWIND_KEEP_OF_WATERMARK;
+        if !self.mixer.changed(played + keep) {
             return Ok(());
         }
-        let keep = ns_to_frames(REWIND_KEEP_NS, dev.rate) + self.fill.watermark.saturating_sub(self.fill.start);
+        // Every lane's share of the period the rewind lands in must still be held.
         let can = match self.sink.rewindable() {
-            Ok(n) => n.min(queued).min(self.mixer.held_frames()),
+            Ok(n) => n.min(queued).min(self.mixer.held_frames().saturating_sub(period)),
             Err(_) => 0,
         };
-        let want = can.saturating_sub(keep) / period * period;
+        // Not in whole periods: the slave keeps just the margin, and the first period
+        // mixed again is written from where the slave stopped (`skip`).
+        let want = can.saturating_sub(keep);
         let got = if want >= period {
             self.sink.rewind(want).unwrap_or(0).min(want)
         } else {
@@ -263,7 +277,7 @@ impl<S: Sink> Player<S> {
         };
         if got == 0 {
             // Nothing comes back: the lanes that left play out what the slave holds.
-            self.mixer.rewind(mix_pos, &|_| 0);
+            self.mixer.rewind(mix_pos, 0, &|_| 0);
             if queued >= keep + 2 * period && self.mixer.held_frames() >= queued {
                 self.rewinds.refused += 1;
                 if self.rewinds.refused >= REWIND_REFUSALS {
@@ -282,12 +296,20 @@ impl<S: Sink> Player<S> {
         stats.done += 1;
         stats.frames += got;
         stats.last_to = to;
-        let before = to as i64 - played as i64;
-        let gate = (self.fill.watermark + period) as i64;
-        let skip = self.skip as i64;
+        // Frame 0 of a lane yet to join goes as early as what it holds can carry the mix
+        // to a period's end past the watermark and a moment more: there the pump stops
+        // without mixing silence for it, and its client, woken as the pump takes its frames,
+        // has that moment to write the next ones before the pump wakes at the watermark.
+        // A 10 ms client is heard 7 to 13 ms after its start at rdmix's defaults (16 ms
+        // margin, 5.3 ms periods); one that holds more, as soon as the slave's margin allows.
+        let moment = (period / 4).max(ns_to_frames(1_000_000, dev.rate));
+        let past = (played + self.fill.watermark + moment).saturating_sub(to);
+        let end = to + past.div_ceil(period).max(1) * period;
+        let first = to + self.skip;
         self.mixer
-            .rewind(to, &|held| (gate - held as i64 - before).max(skip).max(0) as u64);
-        self.publish(now_ns, queued - got);
+            .rewind(to, self.skip, &|held| end.saturating_sub(held).max(first) - to);
+        // The clock needs no new word: what has played is what it was, and the next period
+        // mixed publishes the new position with the slave's delay then.
         Ok(())
     }
 
@@ -460,8 +482,10 @@ impl<S: Sink> Player<S> {
         self.pace.recover(err, |e| sink.recover(e))
     }
 
+    /// Publishes the device clock: the slave held `queued` just now.
     fn publish(&self, now_ns: u64, queued: u64) {
-        self.pace.publish(now_ns, self.mixer.mix_pos(), queued);
+        let at = self.clock.map_or(now_ns, |now| now().max(now_ns));
+        self.pace.publish(at, self.mixer.mix_pos(), queued);
     }
 }
 
@@ -514,7 +538,7 @@ impl<S: Sink> Side for Player<S> {
         let period = dev.period_frames as u64;
         // A kick is work, not a spurious wake-up of the descriptors.
         let mut mixed = std::mem::take(&mut self.kicked);
-        self.rewind(now_ns)?;
+        self.rewind()?;
         loop {
             let flushed = self.flush_unsent()?;
             let queued = self.queued(now_ns)?;
