@@ -38,5 +38,5 @@ cp target/release/libasound_module_pcm_rdmix.so target/release/rdmix-pump script
 chmod -R a+rX "$stage"
 echo "bench_peers: $(nproc) cores, $(uname -r), $(date -u +%F)"
 runuser -u rdmixbench -- env -i PATH=/usr/bin:/bin "XDG_RUNTIME_DIR=/run/user/$uid" \
-    python3 "$stage/bench_peers.py" --build "$stage" "$@"
+    python3 "$stage/peers.py" --build "$stage" "$@"
 rm -rf "$stage"

@@ -17,6 +17,7 @@ import ctypes
 import json
 import os
 import struct
+import subprocess
 import sys
 import threading
 import time
@@ -145,7 +146,15 @@ def main():
         for _ in range(4):
             sample_delay()
             play(RATE // 10)
-        play(RATE // 2)
+        # Every sampled frame must have played before the drop takes back what is queued:
+        # the slave alone may hold a third of a second of the long client.
+        last = max(at + delay for at, delay, _, _ in delays) + RATE // 10
+        while played() < last:
+            play(RATE // 20)
+        # What the pump counted for each client (its underruns), for a failure's message.
+        st = subprocess.run([os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "target", "release", "rdmix-status"), "--json"],
+                            capture_output=True, text=True, timeout=10)
+        marks["status"] = st.stdout.strip()[-600:]
         marks["drop"] = fresh()
         must(lib.snd_pcm_drop(long_pcm), "drop")
         wait_for("0.5 s of the short client alone", lambda: played() >= marks["drop"] + RATE // 2, 10)

@@ -207,16 +207,24 @@ impl Mixer {
         self.kept_since.map_or(0, |t| (self.mix_pos - t).min(buffer))
     }
 
-    /// Whether the lanes have changed so that a rewind would let it be heard sooner: a lane
-    /// that wants mixing is not mixed yet in its epoch, or one that left (paused, stopped,
-    /// dropped, detached) was mixed into what the slave holds past `beyond` (what it plays
-    /// next, and the margin a rewind leaves: a drained client that closes has nothing there).
-    pub fn changed(&self, beyond: u64) -> bool {
-        let period = self.lanes.dev.period_frames as u64;
+    /// Whether the lanes have changed so that a rewind would let it be heard sooner, with
+    /// `queued` frames in the slave: a lane that starts (wants mixing, not mixed yet in its
+    /// epoch) would wait behind more than its own buffer's worth; or one that left (paused,
+    /// stopped, dropped, detached) was mixed into what the slave holds past `beyond` (what
+    /// it plays next and the margin a rewind leaves: a drained client that closes has
+    /// nothing there). A music player's 500 ms start behind a third of a second is not
+    /// worth a rewind, but every stop is: it should be heard at once.
+    pub fn changed(&self, beyond: u64, queued: u64) -> bool {
+        let dev = self.lanes.dev;
+        let period = dev.period_frames as u64;
         self.gone_until > beyond
             || self.lanes.declared().any(|(lane, ctl)| {
                 let same = ctl.epoch == lane.epoch;
-                let starts = lane.wanted(&ctl) && (!same || (!lane.part.joined && lane.part.lead.is_none()));
+                let latency = lane
+                    .setup
+                    .map_or(0, |s| rescale(s.geometry.buffer_frames as i64, s.rate, dev.rate) as u64);
+                let starts =
+                    lane.wanted(&ctl) && (!same || (!lane.part.joined && lane.part.lead.is_none())) && queued > latency;
                 let left =
                     !(same && ctl.state.is_mixed()) && lane.part.held.back().is_some_and(|c| c.at + period > beyond);
                 starts || left

@@ -5,19 +5,23 @@
 //! due at the time it is given and says when to call it again, so the process loop can also
 //! watch its sockets, and tests can drive it with a virtual clock and a fake slave.
 
+mod fill;
 pub mod mixer;
+
+pub use self::fill::start_frames;
 
 use std::sync::Arc;
 
+use self::fill::Fill;
 use self::mixer::Mixer;
 use super::lanes::LaneTable;
-use super::pace::{MISS_PERIODS, Next, Pace};
+use super::pace::{Next, Pace};
 use super::side::{Device, Side, Sink};
 use crate::config::Bindings;
 use crate::dsp::format::Format;
 use crate::error::{Error, Result};
 use crate::shm::clock::{frames_to_ns, ns_to_frames};
-use crate::shm::segment::{DeviceParams, SegmentWriter};
+use crate::shm::segment::SegmentWriter;
 
 pub struct Player<S: Sink> {
     pub mixer: Mixer,
@@ -76,99 +80,6 @@ const REWIND_REFUSALS: u32 = 3;
 /// 1.33 ms, but rdmix's writes are copies the driver makes, and 4 ms xran snd-dummy in the
 /// VM under TCG.
 const REWIND_KEEP_OF_WATERMARK: u64 = 2;
-
-/// Filling the slave ahead (see `Player::service`): the pump mixes as far ahead as every
-/// running lane holds, and sleeps until the slave's fill falls to the watermark, instead of
-/// waking at every device period.
-struct Fill {
-    on: bool,
-    /// Device frames the slave must still hold when the pump wakes to refill it.
-    watermark: u64,
-    /// The lowest quiet whiles take it: half where it started.
-    floor: u64,
-    /// The avail_min the slave was last given (0: none yet).
-    told: u64,
-    /// Slave xruns seen, and since when there has been none.
-    xruns: u32,
-    clean_since_ns: u64,
-}
-
-/// A watermark this long without a slave xrun is lowered by a period (down to half where
-/// it started): fewer wake-ups once the machine proves it keeps up. Each slave xrun raises
-/// it by a period (up to all of the buffer but a period), as PulseAudio's timer scheduling
-/// does.
-const WATERMARK_QUIET_NS: u64 = 10_000_000_000;
-
-/// The margin the pump keeps in the slave when it wakes, to start with: what it kept
-/// before it filled ahead, at rdmix's default 4 periods of 5.3 ms (3 periods queued).
-/// It is a time, not a share of the buffer: a larger buffer buys fewer wake-ups, never a
-/// thinner margin (a slow copy, a loaded machine).
-const MARGIN_NS: u64 = 16_000_000;
-
-/// The starting watermark, in whole periods: the margin, within the buffer less a period.
-fn margin_frames(rate: u32, period: u64, buffer: u64) -> u64 {
-    let margin = ns_to_frames(MARGIN_NS, rate).div_ceil(period) * period;
-    margin.min(buffer.saturating_sub(period)).max(period)
-}
-
-/// What a filling-ahead slave holds when it (re)starts: the margin and a period. It is the
-/// slave's start threshold, since after a restart or a recovered xrun the lanes may hold
-/// less than a large buffer.
-pub fn start_frames(rate: u32, period: u64, buffer: u64) -> u64 {
-    margin_frames(rate, period, buffer) + period
-}
-
-impl Fill {
-    fn new(dev: &DeviceParams, now_ns: u64) -> Fill {
-        let (period, buffer) = (dev.period_frames as u64, dev.buffer_frames as u64);
-        let watermark = margin_frames(dev.rate, period, buffer);
-        Fill {
-            on: true,
-            watermark,
-            floor: (watermark / 2 / period).max(1) * period,
-            told: 0,
-            xruns: 0,
-            clean_since_ns: now_ns,
-        }
-    }
-
-    /// The avail_min that wakes the pump at the watermark; every period when filling ahead
-    /// is off.
-    fn avail_min(&self, dev: &DeviceParams) -> u64 {
-        let (period, buffer) = (dev.period_frames as u64, dev.buffer_frames as u64);
-        if self.on {
-            buffer.saturating_sub(self.watermark).max(period)
-        } else {
-            period
-        }
-    }
-
-    /// How soon the descriptors must have fired, with `room` free now: when avail_min is
-    /// reached, plus slack the device still covers. Filling ahead, half the watermark, so
-    /// that a device whose descriptors never fire is found out before it runs dry.
-    fn within_ns(&self, dev: &DeviceParams, room: u64) -> u64 {
-        let period = dev.period_frames as u64;
-        let slack = if self.on {
-            (self.watermark / 2).max(1)
-        } else {
-            MISS_PERIODS * period
-        };
-        frames_to_ns(self.avail_min(dev).saturating_sub(room) + slack, dev.rate)
-    }
-
-    /// Raises the watermark after a slave xrun, lowers it after a quiet while.
-    fn adapt(&mut self, dev: &DeviceParams, xruns: u32, now_ns: u64) {
-        let (period, buffer) = (dev.period_frames as u64, dev.buffer_frames as u64);
-        if xruns != self.xruns {
-            self.xruns = xruns;
-            self.watermark = (self.watermark + period).min(buffer.saturating_sub(period).max(period));
-            self.clean_since_ns = now_ns;
-        } else if now_ns.saturating_sub(self.clean_since_ns) > WATERMARK_QUIET_NS {
-            self.watermark = self.watermark.saturating_sub(period).max(self.floor);
-            self.clean_since_ns = now_ns;
-        }
-    }
-}
 
 impl<S: Sink> Player<S> {
     pub fn new(mixer: Mixer, sink: S, now_ns: u64) -> Player<S> {
@@ -259,7 +170,7 @@ impl<S: Sink> Player<S> {
         let mix_pos = self.mixer.mix_pos();
         let played = mix_pos.saturating_sub(queued);
         let keep = self.fill.watermark / REWIND_KEEP_OF_WATERMARK;
-        if !self.mixer.changed(played + keep) {
+        if !self.mixer.changed(played + keep, queued) {
             return Ok(());
         }
         // Every lane's share of the period the rewind lands in must still be held.
@@ -349,11 +260,7 @@ impl<S: Sink> Player<S> {
     /// fires at its period boundaries), the pump tops up one period, and a client with a
     /// buffer of under two periods (10 ms at 256) must not be asked for two.
     fn wait_for_lanes(&self, queued: u64) -> bool {
-        self.fill.on
-            && self.pace.realtime
-            && self.lead_in == 0
-            && queued > self.fill.watermark
-            && !self.mixer.lanes_hold_a_period()
+        self.fill.on && self.lead_in == 0 && queued > self.fill.watermark && !self.mixer.lanes_hold_a_period()
     }
 
     /// Frames the slave still holds at `now_ns`, by its own report or by the clock.
@@ -420,10 +327,14 @@ impl<S: Sink> Player<S> {
             return next;
         }
         let period = dev.period_frames as u64;
-        // Clock-paced, the pump may take several periods per wake-up: as many as keep half
-        // the device's buffer queued, and as every running lane can give with half its own
-        // buffer to spare. A lane with a small buffer keeps it at one.
-        let want = if self.pace.realtime {
+        // Filling ahead, paced by the clock (`null`, `file`, or descriptors that cannot be
+        // trusted): when the fill falls to the watermark, as a card's avail_min would say.
+        // Otherwise clock-paced, the pump may take several periods per wake-up: as many as
+        // keep half the device's buffer queued, and as every running lane can give with half
+        // its own buffer to spare. A lane with a small buffer keeps it at one.
+        let want = if self.fill.on {
+            self.fill.avail_min(&dev)
+        } else if self.pace.realtime {
             period
         } else {
             period * self.mixer.periods_per_take(dev.buffer_frames as u64 / (2 * period))
@@ -442,11 +353,7 @@ impl<S: Sink> Player<S> {
     /// played, and a stream that starts meanwhile is not queued behind a buffer of silence
     /// (on a slave that cannot rewind, a third of a second).
     fn only_silence(&self, queued: u64) -> bool {
-        self.fill.on
-            && self.pace.realtime
-            && self.lead_in == 0
-            && queued > self.fill.watermark
-            && !self.mixer.wants_mixing()
+        self.fill.on && self.lead_in == 0 && queued > self.fill.watermark && !self.mixer.wants_mixing()
     }
 
     fn go_idle(&mut self) -> Result<()> {

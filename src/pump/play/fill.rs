@@ -1,0 +1,99 @@
+//! Filling the slave ahead: how much margin the pump keeps when it sleeps (the
+//! watermark), how it adapts, and what the slave is told. `Player` decides what to mix.
+
+use crate::pump::pace::MISS_PERIODS;
+use crate::shm::clock::{frames_to_ns, ns_to_frames};
+use crate::shm::segment::DeviceParams;
+
+/// Filling the slave ahead (see `Player::service`): the pump mixes as far ahead as every
+/// running lane holds, and sleeps until the slave's fill falls to the watermark, instead of
+/// waking at every device period.
+pub(super) struct Fill {
+    pub on: bool,
+    /// Device frames the slave must still hold when the pump wakes to refill it.
+    pub watermark: u64,
+    /// The lowest quiet whiles take it: half where it started.
+    floor: u64,
+    /// The avail_min the slave was last given (0: none yet).
+    pub told: u64,
+    /// Slave xruns seen, and since when there has been none.
+    xruns: u32,
+    clean_since_ns: u64,
+}
+
+/// A watermark this long without a slave xrun is lowered by a period (down to half where
+/// it started): fewer wake-ups once the machine proves it keeps up. Each slave xrun raises
+/// it by a period (up to all of the buffer but a period), as PulseAudio's timer scheduling
+/// does.
+const WATERMARK_QUIET_NS: u64 = 10_000_000_000;
+
+/// The margin the pump keeps in the slave when it wakes, to start with: what it kept
+/// before it filled ahead, at rdmix's default 4 periods of 5.3 ms (3 periods queued).
+/// It is a time, not a share of the buffer: a larger buffer buys fewer wake-ups, never a
+/// thinner margin (a slow copy, a loaded machine).
+const MARGIN_NS: u64 = 16_000_000;
+
+/// The starting watermark, in whole periods: the margin, within the buffer less a period.
+fn margin_frames(rate: u32, period: u64, buffer: u64) -> u64 {
+    let margin = ns_to_frames(MARGIN_NS, rate).div_ceil(period) * period;
+    margin.min(buffer.saturating_sub(period)).max(period)
+}
+
+/// What a filling-ahead slave holds when it (re)starts: the margin and a period. It is the
+/// slave's start threshold, since after a restart or a recovered xrun the lanes may hold
+/// less than a large buffer.
+pub fn start_frames(rate: u32, period: u64, buffer: u64) -> u64 {
+    margin_frames(rate, period, buffer) + period
+}
+
+impl Fill {
+    pub fn new(dev: &DeviceParams, now_ns: u64) -> Fill {
+        let (period, buffer) = (dev.period_frames as u64, dev.buffer_frames as u64);
+        let watermark = margin_frames(dev.rate, period, buffer);
+        Fill {
+            on: true,
+            watermark,
+            floor: (watermark / 2 / period).max(1) * period,
+            told: 0,
+            xruns: 0,
+            clean_since_ns: now_ns,
+        }
+    }
+
+    /// The avail_min that wakes the pump at the watermark; every period when filling ahead
+    /// is off.
+    pub fn avail_min(&self, dev: &DeviceParams) -> u64 {
+        let (period, buffer) = (dev.period_frames as u64, dev.buffer_frames as u64);
+        if self.on {
+            buffer.saturating_sub(self.watermark).max(period)
+        } else {
+            period
+        }
+    }
+
+    /// How soon the descriptors must have fired, with `room` free now: when avail_min is
+    /// reached, plus slack the device still covers. Filling ahead, half the watermark, so
+    /// that a device whose descriptors never fire is found out before it runs dry.
+    pub fn within_ns(&self, dev: &DeviceParams, room: u64) -> u64 {
+        let period = dev.period_frames as u64;
+        let slack = if self.on {
+            (self.watermark / 2).max(1)
+        } else {
+            MISS_PERIODS * period
+        };
+        frames_to_ns(self.avail_min(dev).saturating_sub(room) + slack, dev.rate)
+    }
+
+    /// Raises the watermark after a slave xrun, lowers it after a quiet while.
+    pub fn adapt(&mut self, dev: &DeviceParams, xruns: u32, now_ns: u64) {
+        let (period, buffer) = (dev.period_frames as u64, dev.buffer_frames as u64);
+        if xruns != self.xruns {
+            self.xruns = xruns;
+            self.watermark = (self.watermark + period).min(buffer.saturating_sub(period).max(period));
+            self.clean_since_ns = now_ns;
+        } else if now_ns.saturating_sub(self.clean_since_ns) > WATERMARK_QUIET_NS {
+            self.watermark = self.watermark.saturating_sub(period).max(self.floor);
+            self.clean_since_ns = now_ns;
+        }
+    }
+}
