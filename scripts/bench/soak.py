@@ -8,7 +8,9 @@ and the pump's slave xruns, wake-ups and CPU from its exit line. The target is n
 xrun (issue 21, goal 5). A benchmark, not a test: the random pacing is the workload.
 
 Usage: scripts/bench/soak.py [--seconds 600] [--clients 16] [--slave fake|PCM]
-                             [--build-dir target/release] [--seed N]
+                             [--build-dir target/release] [--seed N] [--no-fill-ahead]
+--no-fill-ahead sets slave.fill_ahead false (a 4-period buffer, a wake-up per period, no
+rewinds): the same soak as before issue 21, for comparison.
 --slave fake (the default) is rdmix's paced copy-only test device, on the host; in the VM,
 tests/vm/bench.py runs it with --slave hw:RdmixTest, the kernel test driver.
 """
@@ -30,6 +32,7 @@ def main():
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--slave", default="fake")
     ap.add_argument("--seed", type=int, default=21)
+    ap.add_argument("--no-fill-ahead", action="store_true")
     ap.add_argument("--build-dir", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "target", "release"))
     a = ap.parse_args()
     build = os.path.abspath(a.build_dir)
@@ -42,7 +45,8 @@ def main():
             f.write(f'pcm_type.rdmixfake {{ lib "{build}/libasound_module_pcm_rdmixfake.so" }}\n'
                     'pcm.card { type rdmixfake; file "/dev/null" }\n')
             slave = "card"
-        f.write(f'pcm.!default {{ type rdmix; ipc_key 24601; slave.pcm "{slave}" }}\n')
+        fill = "false" if a.no_fill_ahead else "true"
+        f.write(f'pcm.!default {{ type rdmix; ipc_key 24601; slave {{ pcm "{slave}"; fill_ahead {fill} }} }}\n')
     files = []
     for i, (seconds, rate) in enumerate([(1, 48000), (3, 48000), (6, 48000), (2, 44100), (5, 44100)]):
         path = os.path.join(d, f"t{i}.wav")
@@ -97,7 +101,7 @@ def main():
             exit_line = next((l for l in f if "exiting" in l), None)
         if exit_line is None:
             time.sleep(0.2)
-    print(f"soak: {a.seconds} s, {a.clients} clients at a time on {a.slave}: {done}")
+    print(f"soak: {a.seconds} s, {a.clients} clients at a time on {a.slave}, fill_ahead {fill}: {done}")
     for f in failures[:5]:
         print("  failed client:", f.strip())
     if exit_line is None:

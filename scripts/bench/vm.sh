@@ -3,7 +3,7 @@
 # all processes for N aplay clients (tests/vm/bench.py). Figures go in BENCHMARKS.md.
 #   bash scripts/bench/vm.sh            # N = 1, 4, 16, 8 s each
 #   RDMIX_BENCH_CLIENTS=1,4 RDMIX_BENCH_SECONDS=5 bash scripts/bench/vm.sh
-#   bash scripts/bench/vm.sh soak [SECONDS]   # scripts/bench/soak.py on the kernel test driver
+#   bash scripts/bench/vm.sh soak [SECONDS [--no-fill-ahead]]   # scripts/bench/soak.py on the kernel test driver
 #   bash scripts/bench/vm.sh latency          # only the change-latency table (goal 3)
 set -euo pipefail
 cd "$(dirname "$0")/../.."

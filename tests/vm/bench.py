@@ -139,12 +139,12 @@ def change_latency(runs=int(os.environ.get("RDMIX_BENCH_LATENCY_RUNS", "8"))):
         print(f"failed run: {f}", flush=True)
 
 
-def soak(seconds):
+def soak(seconds, extra=()):
     """scripts/bench/soak.py on the copy-only test driver: 16 clients joining and leaving
-    at random for `seconds`."""
+    at random for `seconds` (`extra`: more of its options, e.g. --no-fill-ahead)."""
     guest.load_testcard()
     p = subprocess.run([sys.executable, os.path.join(guest.REPO, "scripts", "bench", "soak.py"),
-                        "--slave", "hw:RdmixTest", "--seconds", str(seconds), "--build-dir", guest.REL],
+                        "--slave", "hw:RdmixTest", "--seconds", str(seconds), "--build-dir", guest.REL, *extra],
                        capture_output=True, text=True, timeout=seconds + 300)
     print(p.stdout + p.stderr, flush=True)
     return p.returncode
@@ -152,7 +152,7 @@ def soak(seconds):
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["soak"]:
-        sys.exit(soak(int(sys.argv[2]) if len(sys.argv) > 2 else 600))
+        sys.exit(soak(int(sys.argv[2]) if len(sys.argv) > 2 else 600, sys.argv[3:]))
     if sys.argv[1:2] == ["latency"]:
         guest.load_testcard()
         sys.exit(change_latency())
