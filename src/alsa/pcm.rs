@@ -11,6 +11,15 @@ fn check(r: libc::c_int) -> Result<()> {
     if r < 0 { Err(Error::errno(r)) } else { Ok(()) }
 }
 
+/// A frame count alsa-lib returns, or the negative errno in its place.
+fn counted(r: a::snd_pcm_sframes_t) -> Result<usize> {
+    if r < 0 {
+        Err(Error::errno(r as i32))
+    } else {
+        Ok(r as usize)
+    }
+}
+
 /// Channels `writen`/`readn` take at most (the pump's own limit is lower).
 const MAX_PLANES: usize = 64;
 
@@ -229,22 +238,14 @@ impl Pcm {
     pub fn writei(&self, buf: &[u8], frames: usize) -> Result<usize> {
         // SAFETY: buf holds at least `frames` frames (the caller sizes it from the negotiated format).
         let r = unsafe { a::snd_pcm_writei(self.pcm, buf.as_ptr() as *const libc::c_void, frames as _) };
-        if r < 0 {
-            Err(Error::errno(r as i32))
-        } else {
-            Ok(r as usize)
-        }
+        counted(r)
     }
 
     /// Reads up to `frames` whole frames into `buf`; `EAGAIN` when none are captured yet.
     pub fn readi(&self, buf: &mut [u8], frames: usize) -> Result<usize> {
         // SAFETY: buf has room for `frames` frames (the caller sizes it from the negotiated format).
         let r = unsafe { a::snd_pcm_readi(self.pcm, buf.as_mut_ptr() as *mut libc::c_void, frames as _) };
-        if r < 0 {
-            Err(Error::errno(r as i32))
-        } else {
-            Ok(r as usize)
-        }
+        counted(r)
     }
 
     /// Writes `frames` frames from one buffer per channel (`snd_pcm_writen`), for a slave
@@ -260,11 +261,7 @@ impl Pcm {
         // SAFETY: one pointer per channel, each to at least `frames` samples (checked above);
         // alsa-lib only reads through them for playback.
         let r = unsafe { a::snd_pcm_writen(self.pcm, ptrs.as_mut_ptr(), frames as _) };
-        if r < 0 {
-            Err(Error::errno(r as i32))
-        } else {
-            Ok(r as usize)
-        }
+        counted(r)
     }
 
     /// Reads up to `frames` frames into one buffer per channel (`snd_pcm_readn`).
@@ -278,11 +275,7 @@ impl Pcm {
         }
         // SAFETY: one pointer per channel, each with room for `frames` samples (checked above).
         let r = unsafe { a::snd_pcm_readn(self.pcm, ptrs.as_mut_ptr(), frames as _) };
-        if r < 0 {
-            Err(Error::errno(r as i32))
-        } else {
-            Ok(r as usize)
-        }
+        counted(r)
     }
 
     /// Whether the PCM is prepared and waits for a start (after a recover that prepared
@@ -301,11 +294,7 @@ impl Pcm {
     pub fn avail(&self) -> Result<usize> {
         // SAFETY: live pcm.
         let r = unsafe { a::snd_pcm_avail(self.pcm) };
-        if r < 0 {
-            Err(Error::errno(r as i32))
-        } else {
-            Ok(r as usize)
-        }
+        counted(r)
     }
 
     pub fn delay(&self) -> Result<i64> {
@@ -320,11 +309,7 @@ impl Pcm {
     pub fn rewindable(&self) -> Result<u64> {
         // SAFETY: live pcm.
         let r = unsafe { a::snd_pcm_rewindable(self.pcm) };
-        if r < 0 {
-            Err(Error::errno(r as i32))
-        } else {
-            Ok(r as u64)
-        }
+        counted(r).map(|n| n as u64)
     }
 
     /// Moves the application pointer back by up to `frames` (`snd_pcm_rewind`), so that they
@@ -332,11 +317,7 @@ impl Pcm {
     pub fn rewind(&self, frames: u64) -> Result<u64> {
         // SAFETY: live pcm.
         let r = unsafe { a::snd_pcm_rewind(self.pcm, frames as _) };
-        if r < 0 {
-            Err(Error::errno(r as i32))
-        } else {
-            Ok(r as u64)
-        }
+        counted(r).map(|n| n as u64)
     }
 
     pub fn recover(&self, err: &Error) -> Result<()> {

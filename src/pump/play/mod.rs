@@ -41,7 +41,9 @@ pub struct Player<S: Sink> {
     skip: u64,
     fill: Fill,
     rewinds: Rewinds,
-    /// A client kicked a busy pump: its lane started or left.
+    /// A client kicked a busy pump (its lane started or left), and the lanes have not been
+    /// looked at for a rewind since: only a kick (or a detach, which the loop turns into
+    /// one) changes what a rewind would do, so no other wake-up asks the slave for it.
     kicked: bool,
     /// Reads CLOCK_MONOTONIC when the clock is published, in the process; `None` in tests,
     /// where time stands still within a `service` at the instant it was given.
@@ -160,9 +162,15 @@ impl<S: Sink> Player<S> {
     /// A new lane's frame 0 goes where what it already holds carries the slave past the
     /// watermark, so that it is not mixed as silence ahead of its client.
     fn rewind(&mut self) -> Result<()> {
-        if !self.mixer.keeps() || self.unsent.is_some() || self.lead_in > 0 {
+        if !self.mixer.keeps() {
+            self.kicked = false;
             return Ok(());
         }
+        // A kick that must wait for the unsent rest of a period, or the lead-in, stays.
+        if self.unsent.is_some() || self.lead_in > 0 {
+            return Ok(());
+        }
+        self.kicked = false;
         let dev = self.mixer.device();
         let period = dev.period_frames as u64;
         let Ok(queued) = self.sink.delay() else { return Ok(()) };
@@ -444,8 +452,10 @@ impl<S: Sink> Side for Player<S> {
         self.fill.adapt(&dev, self.pace.stats.slave_xruns, now_ns);
         let period = dev.period_frames as u64;
         // A kick is work, not a spurious wake-up of the descriptors.
-        let mut mixed = std::mem::take(&mut self.kicked);
-        self.rewind()?;
+        let mut mixed = self.kicked;
+        if self.kicked {
+            self.rewind()?;
+        }
         loop {
             let flushed = self.flush_unsent()?;
             let queued = self.queued(now_ns)?;
