@@ -12,6 +12,8 @@ fn check(r: libc::c_int) -> Result<()> {
 }
 
 /// A frame count alsa-lib returns, or the negative errno in its place.
+// snd_pcm_sframes_t is 32 bits on 32-bit targets: the cast is no cast there.
+#[allow(clippy::unnecessary_cast)]
 fn counted(r: a::snd_pcm_sframes_t) -> Result<usize> {
     if r < 0 {
         Err(Error::errno(r as i32))
