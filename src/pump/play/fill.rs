@@ -71,6 +71,16 @@ impl Fill {
         }
     }
 
+    /// How low the fill may fall while the pump waits for a lane that lacks its next period
+    /// (see `Player::wait_for_lanes`): half the watermark, as a rewind keeps, but at least two
+    /// periods, and never above the watermark. At the watermark the slave still holds
+    /// plenty, and a client with a buffer of a few periods, woken when the pump last took
+    /// its frames, is given until here to write before it is mixed short.
+    pub fn last_call(&self, dev: &DeviceParams) -> u64 {
+        let period = dev.period_frames as u64;
+        (self.watermark / 2).max(2 * period).min(self.watermark)
+    }
+
     /// How soon the descriptors must have fired, with `room` free now: when avail_min is
     /// reached, plus slack the device still covers. Filling ahead, half the watermark, so
     /// that a device whose descriptors never fire is found out before it runs dry.

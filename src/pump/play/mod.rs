@@ -62,6 +62,16 @@ struct Rewinds {
     stats: RewindStats,
 }
 
+/// Whether the pump waits for a lane that lacks its next period (see `wait_for_lanes`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Wait {
+    No,
+    /// Until the fill falls to the watermark, as when the slave is full.
+    ForWatermark,
+    /// Until this instant, when the fill reaches the last call.
+    Until(u64),
+}
+
 /// What the rewinds did, for the log and the tests.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RewindStats {
@@ -262,13 +272,31 @@ impl<S: Sink> Player<S> {
         self.fill.told = want;
     }
 
-    /// Filling ahead, the device holds more than the watermark, and some running lane lacks
-    /// the next period: wait for its client (or for the watermark) rather than mix silence
-    /// for it. Above the watermark, not a period above it: woken a little below it (a card
-    /// fires at its period boundaries), the pump tops up one period, and a client with a
-    /// buffer of under two periods (10 ms at 256) must not be asked for two.
-    fn wait_for_lanes(&self, queued: u64) -> bool {
-        self.fill.on && self.lead_in == 0 && queued > self.fill.watermark && !self.mixer.lanes_hold_a_period()
+    /// Filling ahead, some running lane lacks the next period: wait for its client rather
+    /// than mix silence for it.
+    /// - Above the watermark (not a period above it: woken a little below it, as a card
+    ///   fires at its period boundaries, the pump tops up one period, and a client with a
+    ///   buffer of under two periods, 10 ms at 256, must not be asked for two), until the
+    ///   watermark.
+    /// - From there down to the last call, on a timer, since a client's write does not wake
+    ///   the pump. Filling ahead, the pump takes every frame a lane holds, so a small
+    ///   client's ring is left empty. Mixed short at the watermark, its client would have
+    ///   had only until the next wake-up to refill, a period at worst, where a card gives it
+    ///   its whole buffer: 8 clients of 256 frames on 64-frame periods underran about 75
+    ///   times a minute on a loaded machine so.
+    fn wait_for_lanes(&self, now_ns: u64, queued: u64) -> Wait {
+        if !self.fill.on || self.lead_in > 0 || self.mixer.lanes_hold_a_period() {
+            return Wait::No;
+        }
+        let dev = self.mixer.device();
+        let last = self.fill.last_call(&dev);
+        if queued > self.fill.watermark {
+            Wait::ForWatermark
+        } else if queued > last {
+            Wait::Until(now_ns + frames_to_ns(queued - last, dev.rate).max(self.pace.period_ns() / 8))
+        } else {
+            Wait::No
+        }
     }
 
     /// Frames the slave still holds at `now_ns`, by its own report or by the clock.
@@ -478,7 +506,12 @@ impl<S: Sink> Side for Player<S> {
                 return Ok(self.when_room(now_ns, room, mixed));
             }
             self.prove_rewinds(queued);
-            if self.wait_for_lanes(queued) || self.capped(queued) || self.only_silence(queued) {
+            let lacking = self.wait_for_lanes(now_ns, queued);
+            if let Wait::Until(t) = lacking {
+                self.publish(now_ns, queued);
+                return Ok(Next::At(t));
+            }
+            if lacking == Wait::ForWatermark || self.capped(queued) || self.only_silence(queued) {
                 self.publish(now_ns, queued);
                 return Ok(self.when_room(now_ns, room, mixed));
             }
