@@ -5,6 +5,7 @@
 #   RDMIX_BENCH_CLIENTS=1,4 RDMIX_BENCH_SECONDS=5 bash scripts/bench/vm.sh
 #   bash scripts/bench/vm.sh soak [SECONDS [--no-fill-ahead]]   # scripts/bench/soak.py on the kernel test driver
 #   bash scripts/bench/vm.sh latency          # only the change-latency table (goal 3)
+#   bash scripts/bench/vm.sh capture          # only the capture pump's wake-ups
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 cargo build --release --quiet -p rdmix

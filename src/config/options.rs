@@ -288,12 +288,13 @@ pub static OPTIONS: [Opt; 19] = [
         "slave.buffer_time",
         (200, 10_000_000),
         Doc {
-            default: Some("341334 us when filling ahead (playback)"),
+            default: Some("341334 us when filling ahead"),
             example: "341334",
             set_in_example: false,
             lines: &[
                 "device buffer in microseconds: filling ahead, as much as the device",
-                "offers up to this; the pump rewinds it so a new sound is not delayed",
+                "offers up to this; the pump rewinds it so a new sound is not delayed,",
+                "and reads a capture device whenever its most eager reader is due",
             ],
         },
         |d, v| {
@@ -313,7 +314,8 @@ pub static OPTIONS: [Opt; 19] = [
             set_in_example: false,
             lines: &[
                 "mix as far ahead as every playing client allows, wake at a 16 ms",
-                "watermark, rewind the slave when a stream starts or stops",
+                "watermark, rewind the slave when a stream starts or stops; capture:",
+                "read when the reader that asks soonest (its avail_min) is due",
                 "(false: a 4-period buffer, woken every period, no rewinds)",
             ],
         },

@@ -60,6 +60,19 @@ pub const MISS_PERIODS: u64 = 2;
 /// distrusted: they do not fire (some plugins' never do).
 const MISS_LIMIT: u32 = 4;
 
+/// The margin the pump keeps in the slave when it wakes, either way: playback's starting
+/// watermark (what it kept before it filled ahead, at rdmix's default 4 periods of 5.3 ms,
+/// 3 periods queued), and the room capture leaves free. It is a time, not a share of the
+/// buffer: a larger buffer buys fewer wake-ups, never a thinner margin (a slow copy, a
+/// loaded machine).
+const MARGIN_NS: u64 = 16_000_000;
+
+/// The margin in whole periods, within the buffer less a period.
+pub fn margin_frames(rate: u32, period: u64, buffer: u64) -> u64 {
+    let margin = ns_to_frames(MARGIN_NS, rate).div_ceil(period) * period;
+    margin.min(buffer.saturating_sub(period)).max(period)
+}
+
 /// Whether the slave's poll descriptors can be slept on, judged wait by wait. They are
 /// distrusted for good when they fire again and again with nothing to do (always ready),
 /// or when the deadline keeps finding work they never announced (never ready). Either way

@@ -653,7 +653,9 @@ fn start(args: &PumpArgs, cfg: &Config) -> Result<Running> {
     ));
     let seg = Arc::new(seg);
     let pump: Box<dyn Side> = if args.stream.is_capture() {
-        Box::new(Recorder::new(Splitter::new(seg, dev, chmap)?, slave, now_ns()))
+        let mut recorder = Recorder::new(Splitter::new(seg, dev, chmap)?, slave, now_ns());
+        recorder.fill_ahead(cfg.fill_ahead);
+        Box::new(recorder)
     } else {
         let mut player = Player::new(Mixer::new(seg, dev, chmap)?, slave, now_ns());
         player.stamp_with(now_ns);

@@ -73,6 +73,10 @@ pub trait Source: Device {
     fn start(&mut self) -> Result<()>;
     /// Stops capturing and drops what the device holds.
     fn stop(&mut self) -> Result<()>;
+    /// Makes the device's descriptors fire once `frames` are captured (its avail_min).
+    fn wake_at_data(&mut self, _frames: u64) -> Result<()> {
+        Ok(())
+    }
 }
 
 pub trait Side {

@@ -20,10 +20,11 @@ pub const DEFAULT_RATE: u32 = 48000;
 pub const DEFAULT_CHANNELS: u32 = 2;
 pub const DEFAULT_PERIOD_TIME_US: u32 = 5333;
 pub const DEFAULT_PERIODS: u32 = 4;
-/// The playback buffer while the pump fills ahead, if neither its size nor its time is
-/// given: about a third of a second (16384 frames at 48 kHz, snd-dummy's largest), so that
-/// the pump wakes a few times a second. The period stays the interrupt granularity, and
-/// rewinds keep a new sound from waiting behind it (see `play`).
+/// The device buffer while the pump fills ahead (`fill_ahead`), if neither its size nor its
+/// time is given: about a third of a second (16384 frames at 48 kHz, snd-dummy's largest),
+/// so that the pump wakes a few times a second. The period stays the interrupt granularity.
+/// Playback rewinds keep a new sound from waiting behind it (see `play`); capture reads it
+/// as soon as its most eager reader wants frames (see `record`).
 pub const DEFAULT_FILL_BUFFER_TIME_US: u32 = 341_334;
 
 /// The slave PCM as the pump drives it.
@@ -125,7 +126,7 @@ impl AlsaSlave {
         choose_format(&mut hw, req)?;
         choose_channels(&mut hw, req)?;
         choose_rate(&mut hw, req)?;
-        choose_sizes(&mut hw, req, fill_ahead && !stream.is_capture())?;
+        choose_sizes(&mut hw, req, fill_ahead)?;
         hw.apply()
             .map_err(|e| failed(name, "refuses the asked parameters", e))?;
         let got = pcm
@@ -348,6 +349,9 @@ impl Source for AlsaSlave {
     }
     fn stop(&mut self) -> Result<()> {
         self.pcm.drop_frames()
+    }
+    fn wake_at_data(&mut self, frames: u64) -> Result<()> {
+        self.pcm.set_avail_min(frames)
     }
 }
 

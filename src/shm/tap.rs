@@ -144,6 +144,13 @@ impl<'a> Writer<'a> {
         self.slot.stop_after.load(Ordering::Relaxed)
     }
 
+    /// Where the client asks to be woken, while it asks (Acquire: the position its arm
+    /// stored is the one read). A lie moves only its own wake-up, and the pump bounds it.
+    pub fn wake_target(&self) -> Option<u64> {
+        let s = self.slot;
+        (s.wake_armed.load(Ordering::Acquire) != 0).then(|| s.wake_at.load(Ordering::Relaxed))
+    }
+
     /// Whether the client asked to be woken at or before `captured`; disarms the request.
     pub fn take_wake(&self, captured: u64) -> bool {
         let s = self.slot;

@@ -81,6 +81,7 @@ def main():
     log = w.pumps_exited(20)
     print("rdmix slave xruns:", w.slave_xruns())
     pump_wakeups()
+    capture_wakeups()
     change_latency()
 
 
@@ -111,6 +112,48 @@ def pump_wakeups():
             got[fill] = (wakeups / seconds, periods / seconds, xruns)
         (on, per, x1), (off, _, x2) = got["true"], got["false"]
         print(f"| {buffer or 'default'} | {n} | {on:.0f} | {off:.0f} | {per:.0f} | {x1} and {x2} |", flush=True)
+
+
+def capture_wakeups():
+    """The capture pump's own wake-ups per second, waiting for its most eager reader and
+    reading every period: N arecord clients on the copy-only test driver's capture side,
+    period 256 at rdmix's default buffer, with arecord's default buffer (500 ms, woken every
+    125 ms) and beside them one of 20 ms (`--buffer-time 20000`, woken every 5 ms). Every
+    recording must be an exact run of the driver's counter."""
+    guest.load_testcard()
+    print()
+    print("| recorders | pump wake-ups/s, most eager reader | pump wake-ups/s, every period | periods/s | slave xruns |")
+    print("|---|---|---|---|---|")
+    for n, small in [(1, False), (4, False), (16, False), (2, True)]:
+        got = {}
+        for fill in ("true", "false"):
+            w = guest.World(f"cap{fill}{n}{small}", f'pcm.mix {{ type rdmix; ipc_key {0x5F10 + n * 4 + small * 2 + (fill == "true")}; '
+                            f'slave {{ pcm "hw:RdmixTest"; period_size 256; fill_ahead {fill} }} }}\n')
+            argv = ["arecord", "-q", "-D", "mix", "-f", "S16_LE", "-c", "2", "-r", "48000", "-d", str(int(SECONDS)), "-t", "raw"]
+            procs = [w.start(argv + [w.path(f"r{i}.raw")]) for i in range(n - small)]
+            if small:
+                procs.append(w.start(argv[:2] + ["--buffer-time=20000"] + argv[2:] + [w.path("small.raw")]))
+            for p in procs:
+                guest.ok(w.finish(p, SECONDS * 4 + 30), "arecord")
+            bad = []
+            for name in [f"r{i}" for i in range(n - small)] + (["small"] if small else []):
+                try:
+                    guest.counter_run(open(w.path(f"{name}.raw"), "rb").read(), name)
+                except guest.Fail as e:
+                    bad.append(str(e))
+            log = w.pumps_exited(30)
+            for b in bad:
+                print(f"fill_ahead {fill}, {n} recorders: NOT EXACT: {b}", flush=True)
+            if bad:
+                print(log[-2000:], flush=True)
+            line = [l for l in log.splitlines() if "exiting" in l][-1]
+            periods, xruns, wakeups = (int(x) for x in re.search(
+                r"after (\d+) periods, (\d+) slave xruns; .*?, (\d+) wake-ups", line).groups())
+            seconds = periods * 256 / guest.RATE
+            got[fill] = (wakeups / seconds, periods / seconds, xruns)
+        (on, per, x1), (off, _, x2) = got["true"], got["false"]
+        what = f"{n - 1} + one of 20 ms" if small else str(n)
+        print(f"| {what} | {on:.0f} | {off:.0f} | {per:.0f} | {x1} and {x2} |", flush=True)
 
 
 def change_latency(runs=int(os.environ.get("RDMIX_BENCH_LATENCY_RUNS", "8"))):
@@ -153,6 +196,8 @@ def soak(seconds, extra=()):
 if __name__ == "__main__":
     if sys.argv[1:2] == ["soak"]:
         sys.exit(soak(int(sys.argv[2]) if len(sys.argv) > 2 else 600, sys.argv[3:]))
+    if sys.argv[1:2] == ["capture"]:
+        sys.exit(capture_wakeups())
     if sys.argv[1:2] == ["latency"]:
         guest.load_testcard()
         sys.exit(change_latency())

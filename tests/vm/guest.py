@@ -559,7 +559,11 @@ def snd_dummy_copy_only_devices_refuse_dmix_and_take_rdmix():
         check(got == RATE, f"arecord on hw:Dummy,{dev} got {got} frames")
         w.pumps_exited()
         check(w.slave_xruns() == 0, f"hw:Dummy,{dev}: {w.slave_xruns()} slave xruns: {w.pump_log()[-1000:]}")
-        check(took < 2 + 1.5, f"hw:Dummy,{dev}: 2 s of audio took {took:.2f} s")
+        # A pump too slow for the device shows as slave xruns (checked above: snd-dummy keeps
+        # real time by its own timer). This catches a hang, or a drain that waits out a
+        # timeout; it allows TCG's start-up of three programs (about 1 s) and the drain of a
+        # third of a second, on a 2-core host that may be busy (3.2-3.5 s seen).
+        check(took < 2 + 2.5, f"hw:Dummy,{dev}: 2 s of audio took {took:.2f} s")
         notes.append(f"hw:Dummy,{dev} {took:.2f} s")
     return "three players, 0 slave xruns: " + ", ".join(notes)
 

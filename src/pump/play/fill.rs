@@ -1,8 +1,8 @@
 //! Filling the slave ahead: how much margin the pump keeps when it sleeps (the
 //! watermark), how it adapts, and what the slave is told. `Player` decides what to mix.
 
-use crate::pump::pace::MISS_PERIODS;
-use crate::shm::clock::{frames_to_ns, ns_to_frames};
+use crate::pump::pace::{MISS_PERIODS, margin_frames};
+use crate::shm::clock::frames_to_ns;
 use crate::shm::segment::DeviceParams;
 
 /// Filling the slave ahead (see `Player::service`): the pump mixes as far ahead as every
@@ -26,18 +26,6 @@ pub(super) struct Fill {
 /// it by a period (up to all of the buffer but a period), as PulseAudio's timer scheduling
 /// does.
 const WATERMARK_QUIET_NS: u64 = 10_000_000_000;
-
-/// The margin the pump keeps in the slave when it wakes, to start with: what it kept
-/// before it filled ahead, at rdmix's default 4 periods of 5.3 ms (3 periods queued).
-/// It is a time, not a share of the buffer: a larger buffer buys fewer wake-ups, never a
-/// thinner margin (a slow copy, a loaded machine).
-const MARGIN_NS: u64 = 16_000_000;
-
-/// The starting watermark, in whole periods: the margin, within the buffer less a period.
-fn margin_frames(rate: u32, period: u64, buffer: u64) -> u64 {
-    let margin = ns_to_frames(MARGIN_NS, rate).div_ceil(period) * period;
-    margin.min(buffer.saturating_sub(period)).max(period)
-}
 
 /// What a filling-ahead slave holds when it (re)starts: the margin and a period. It is the
 /// slave's start threshold, since after a restart or a recovered xrun the lanes may hold

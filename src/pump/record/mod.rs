@@ -1,5 +1,11 @@
-//! Capture: the splitter plus pacing, reading the slave in whole periods as soon as each
-//! is captured, and never faster than real time.
+//! Capture: the splitter plus pacing, reading the slave in whole periods, never faster
+//! than real time, and only as often as the most eager reader needs.
+//!
+//! Filling ahead (`fill_ahead`, on by default), the device's buffer is large and the pump
+//! lets it gather frames until the reader that asks soonest (its avail_min) is due, or
+//! until all of the buffer but the margin is full; then it reads all the device holds at
+//! once. A reader that starts while the device holds frames records from its start, not
+//! from the oldest frame held. Without filling ahead, the pump reads every period.
 //!
 //! `Recorder::service` (through `Side`) is a non-blocking step like `Player::service`: it
 //! reads every period that is ready at the time it is given and says when to call it
@@ -13,7 +19,7 @@ pub mod splitter;
 
 use self::splitter::Splitter;
 use super::lanes::LaneTable;
-use super::pace::{MISS_PERIODS, Next, Pace};
+use super::pace::{MISS_PERIODS, Next, Pace, margin_frames};
 use super::side::{Device, Side, Source};
 use crate::config::Bindings;
 use crate::dsp::format::Format;
@@ -33,6 +39,10 @@ pub struct Recorder<S: Source> {
     /// One device period, filled by as many reads as it takes.
     period: Vec<u8>,
     have: usize,
+    /// Whether the pump waits for the most eager reader (`fill_ahead`), not every period.
+    eager: bool,
+    /// The avail_min the slave was last given (0: none yet).
+    told: u64,
 }
 
 impl<S: Source> Recorder<S> {
@@ -47,7 +57,51 @@ impl<S: Source> Recorder<S> {
             since_start: 0,
             period: vec![0; bytes],
             have: 0,
+            eager: false,
+            told: 0,
         }
+    }
+
+    /// Whether the pump waits for its most eager reader (the `fill_ahead` option), or reads
+    /// every period.
+    pub fn fill_ahead(&mut self, on: bool) {
+        self.eager = on;
+    }
+
+    /// The device's capture position now: what the pump has read, and what the device holds.
+    fn capture_pos(&mut self, now_ns: u64) -> Result<u64> {
+        if !self.pace.realtime {
+            return Ok(self.pace.due(now_ns).max(self.split.cap_pos() + self.have as u64));
+        }
+        // No card holds more than its buffer: a source that says so (a file) is not one.
+        let held = self.held()?.min(self.split.device().buffer_frames as u64);
+        Ok(self.split.cap_pos() + self.have as u64 + held)
+    }
+
+    /// Device frames to capture past what has been handed out before the next read: as
+    /// the readers want them, in whole periods, leaving the margin free; a period without
+    /// filling ahead.
+    fn target(&mut self) -> u64 {
+        let dev = self.split.device();
+        let (period, buffer) = (dev.period_frames as u64, dev.buffer_frames as u64);
+        if !self.eager {
+            return period;
+        }
+        let most = buffer.saturating_sub(margin_frames(dev.rate, period, buffer)) / period * period;
+        let want = self.split.frames_wanted().unwrap_or(period);
+        (want.div_ceil(period) * period).clamp(period, most.max(period))
+    }
+
+    /// Tells a device-paced slave to wake the pump once it holds `frames`. A slave that
+    /// refuses is read every period, as before.
+    fn tell_slave(&mut self, frames: u64) {
+        if !self.pace.realtime || frames == self.told {
+            return;
+        }
+        if self.source.wake_at_data(frames).is_err() {
+            self.eager = false;
+        }
+        self.told = frames;
     }
 
     /// Reads into the period being filled; whether it is now whole. `None` when the source
@@ -117,6 +171,8 @@ impl<S: Source> Side for Recorder<S> {
         self.started_ns = now_ns;
         self.since_start = 0;
         self.pace.start(now_ns, self.split.cap_pos());
+        // Everything the device captures from now on is theirs.
+        self.split.admit(self.split.cap_pos());
         Ok(())
     }
 
@@ -131,12 +187,25 @@ impl<S: Source> Side for Recorder<S> {
             self.pace.publish(now_ns, self.split.cap_pos(), 0);
             return Ok(Next::Idle);
         }
+        self.split.note_wakes();
+        if self.split.has_newcomers() {
+            let at = self.capture_pos(now_ns)?;
+            self.split.admit(at);
+        }
         let dev = self.split.device();
         let period = dev.period_frames as u64;
         let mut read_any = false;
+        // Woken before the most eager reader is due (a device whose descriptors fire every
+        // period, whatever its avail_min): nothing is read, and the wake-up counts against
+        // the descriptors, so that such a device is soon paced by the clock instead.
+        let held_before = self.held()?;
+        let due = !self.pace.realtime || held_before + self.have as u64 >= self.target();
         // At most a buffer per step, so that a source that never runs dry cannot hold the
         // loop (and the clients' sockets) for good.
         for _ in 0..(dev.buffer_frames / dev.period_frames).max(1) + 1 {
+            if !due {
+                break;
+            }
             if !self.pace.realtime && self.split.cap_pos() + period > self.pace.due(now_ns) {
                 break;
             }
@@ -148,16 +217,19 @@ impl<S: Source> Side for Recorder<S> {
             self.hand_out(now_ns, wake);
             read_any = true;
         }
-        let held = self.held()?;
+        let held = if due { self.held()? } else { held_before };
         self.pace.publish(now_ns, self.split.cap_pos(), held);
+        let target = self.target();
         if !self.pace.realtime {
-            let next = self.pace.due_at(self.split.cap_pos() + period);
+            let next = self.pace.due_at(self.split.cap_pos() + target);
             return Ok(Next::At(next.max(now_ns + 1)));
         }
         if self.pace.stalled(now_ns) {
             return Err(Error::errno(libc::EIO));
         }
-        let missing = period.saturating_sub(held.max(self.have as u64));
+        let have = self.have as u64;
+        self.tell_slave(target.saturating_sub(have).max(period));
+        let missing = target.saturating_sub(held + have);
         let within = frames_to_ns(missing, dev.rate) + MISS_PERIODS * self.pace.period_ns();
         if let Some(next) = self.pace.device_wait(now_ns, read_any, within) {
             return Ok(next);
@@ -199,7 +271,7 @@ mod tests {
     use crate::dsp::format::Format;
     use crate::shm::lane::LaneMem;
     use crate::shm::ring::{Ctl, State, pos_add};
-    use crate::shm::segment::{SegmentWriter, test_device};
+    use crate::shm::segment::{DeviceParams, SegmentWriter, test_device};
     use crate::shm::tap::{self, Reader};
     use std::sync::Arc;
 
@@ -213,6 +285,8 @@ mod tests {
         total: u64,
         starts: u32,
         stops: u32,
+        /// The avail_min the pump last gave it.
+        told: u64,
     }
 
     impl FakeSource {
@@ -259,6 +333,10 @@ mod tests {
             self.stops += 1;
             Ok(())
         }
+        fn wake_at_data(&mut self, frames: u64) -> Result<()> {
+            self.told = frames;
+            Ok(())
+        }
     }
 
     struct Rig {
@@ -270,7 +348,13 @@ mod tests {
     /// A recorder over the test device (S16 stereo, 48 kHz, periods of 256 in 1024) with
     /// `n` matching S16 stereo lanes of 1024-frame buffers, all prepared in epoch 1.
     fn rig(n: usize, endless: bool) -> Rig {
-        let dev = test_device();
+        rig_of(test_device(), &vec![1024; n], endless)
+    }
+
+    /// The same over `dev`, with S16 stereo lanes of the given buffers (their stop point a
+    /// buffer past it, as the plugin sets it).
+    fn rig_of(dev: DeviceParams, buffers: &[u64], endless: bool) -> Rig {
+        let n = buffers.len();
         let now = Arc::new(std::sync::atomic::AtomicU64::new(1_000_000_000));
         let seg = Arc::new(SegmentWriter::in_memory(&dev));
         let mut split = Splitter::new(seg, dev, vec![3, 4]).unwrap();
@@ -278,9 +362,9 @@ mod tests {
         let lanes: Vec<Arc<LaneMem>> = (0..n).map(|_| Arc::new(LaneMem::in_memory())).collect();
         for (i, l) in lanes.iter().enumerate() {
             split.lanes.attach(i, l.clone());
-            split.setup(i, s16, 2, 48000, 1024, &Bindings::default()).unwrap();
+            split.setup(i, s16, 2, 48000, buffers[i], &Bindings::default()).unwrap();
             let r = Reader::new(l);
-            r.set_stop_after(2048);
+            r.set_stop_after(2 * buffers[i]);
             r.publish(Ctl {
                 epoch: 1,
                 state: State::Prepared,
@@ -295,6 +379,7 @@ mod tests {
             total: 0,
             starts: 0,
             stops: 0,
+            told: 0,
         };
         let t = now.load(std::sync::atomic::Ordering::Relaxed);
         Rig {
@@ -401,5 +486,210 @@ mod tests {
         assert!(got <= 4800 + 1024 + 256 + 256, "{got} frames in 100 ms");
         assert!(got >= 4800 - 256, "{got} frames in 100 ms");
         assert!(matches!(r.step(), Next::At(_)), "a clock-paced source sets a deadline");
+    }
+
+    /// snd-dummy's shape, as a filling-ahead pump opens it: periods of 256 in 16384.
+    fn big_device() -> DeviceParams {
+        DeviceParams {
+            buffer_frames: 16384,
+            ..test_device()
+        }
+    }
+
+    /// A program that polls: once woken it reads all it has, and asks to be woken again
+    /// `avail_min` frames on, as the plugin does.
+    struct Poller {
+        avail_min: u64,
+        appl: u64,
+        got: Vec<u16>,
+        /// The least and the most it found to read when woken.
+        least: u64,
+        most: u64,
+    }
+
+    impl Poller {
+        fn new(avail_min: u64) -> Poller {
+            Poller {
+                avail_min,
+                appl: 0,
+                got: Vec::new(),
+                least: u64::MAX,
+                most: 0,
+            }
+        }
+    }
+
+    impl Rig {
+        /// Starts lane `i` and asks for its first wake-up, as a program's start and poll do.
+        fn start(&mut self, i: usize, p: &Poller) {
+            self.set(i, State::Running, p.appl);
+            Reader::new(&self.lanes[i]).arm_wake(p.appl + p.avail_min);
+            self.rec.kick(self.at()).unwrap();
+        }
+
+        /// Runs the pump as its loop does until `until`: each step at the instant it asked
+        /// for, a wait on the device ending when the device holds the avail_min it was
+        /// told (or at the deadline). Wakes the pollers it names; returns the steps taken.
+        fn run(&mut self, until: u64, readers: &mut [Option<&mut Poller>]) -> u32 {
+            let mut steps = 0;
+            let mut next = Next::At(self.at());
+            loop {
+                let t = match next {
+                    Next::At(t) => t,
+                    Next::Device { by } => {
+                        let src = &self.rec.source;
+                        let t0 = src.started.expect("a device wait on a stopped device");
+                        let fire = t0 + frames_to_ns(src.read + src.told, 48000) + 1_000;
+                        fire.min(by)
+                    }
+                    Next::Idle => break,
+                };
+                if t > until {
+                    break;
+                }
+                self.now.store(t.max(self.at()), std::sync::atomic::Ordering::Relaxed);
+                let mut wake = Vec::new();
+                next = self.rec.service(self.at(), &mut wake).unwrap();
+                steps += 1;
+                for i in wake {
+                    let Some(p) = readers[i].as_deref_mut() else { continue };
+                    let got = self.drain_lane(i, &mut p.appl);
+                    p.least = p.least.min(got.len() as u64);
+                    p.most = p.most.max(got.len() as u64);
+                    p.got.extend(got);
+                    Reader::new(&self.lanes[i]).arm_wake(p.appl + p.avail_min);
+                }
+            }
+            self.now
+                .store(until.max(self.at()), std::sync::atomic::Ordering::Relaxed);
+            steps
+        }
+    }
+
+    fn exact_from(got: &[u16], first: u16) -> bool {
+        got.iter().enumerate().all(|(i, v)| *v == first.wrapping_add(i as u16))
+    }
+
+    /// Filling ahead, the device gathers frames until the reader that asks soonest is due:
+    /// a reader of avail_min 1024 beside one of 4096 has the pump read every 1024 frames,
+    /// not every 256-frame period, and alone the other has it read every 4096. Each is
+    /// woken with at least what it asked for and at most a period more, every frame exact.
+    #[test]
+    fn the_device_is_read_as_often_as_the_most_eager_reader_asks() {
+        let mut r = rig_of(big_device(), &[8192, 4096], false);
+        r.rec.fill_ahead(true);
+        let (mut slow, mut eager) = (Poller::new(4096), Poller::new(1024));
+        r.start(0, &slow);
+        r.start(1, &eager);
+        let t0 = r.at();
+        let steps = r.run(t0 + 2_000_000_000, &mut [Some(&mut slow), Some(&mut eager)]);
+        // 96000 frames in 2 s: 93 reads of 1024, and the device's start.
+        assert!(
+            (88..=100).contains(&steps),
+            "{steps} reads in 2 s with a reader of avail_min 1024"
+        );
+        for (p, name) in [(&slow, "avail_min 4096"), (&eager, "avail_min 1024")] {
+            assert!(
+                p.least >= p.avail_min && p.most <= p.avail_min + 256,
+                "the reader of {name} was woken with {}..{} frames",
+                p.least,
+                p.most
+            );
+            assert!(exact_from(&p.got, 0), "the reader of {name} got every frame in order");
+        }
+        assert!(
+            eager.got.len() >= 96000 - 1024 - 256,
+            "{} frames in 2 s",
+            eager.got.len()
+        );
+        // The eager one pauses: the other alone sets the pace.
+        r.set(1, State::Paused, eager.appl);
+        let t1 = r.at();
+        let steps = r.run(t1 + 2_000_000_000, &mut [Some(&mut slow), None]);
+        assert!(
+            (20..=28).contains(&steps),
+            "{steps} reads in 2 s with a reader of avail_min 4096"
+        );
+        assert!(
+            exact_from(&slow.got, 0),
+            "every frame, in order, across the other's pause"
+        );
+        assert_eq!(Reader::new(&r.lanes[0]).overruns(), 0);
+        assert_eq!(Reader::new(&r.lanes[1]).overruns(), 0);
+    }
+
+    /// Without filling ahead, the pump reads every period, as it always did.
+    #[test]
+    fn without_filling_ahead_every_period_is_read() {
+        let mut r = rig_of(big_device(), &[8192], false);
+        let mut slow = Poller::new(4096);
+        r.start(0, &slow);
+        let t0 = r.at();
+        let steps = r.run(t0 + 1_000_000_000, &mut [Some(&mut slow)]);
+        assert!((180..=190).contains(&steps), "{steps} reads in 1 s, 187.5 periods");
+        assert!(exact_from(&slow.got, 0));
+    }
+
+    /// A reader that starts while the device holds frames gathered for another records
+    /// from its own start, as it would on a card of its own: not from the oldest frame the
+    /// device holds.
+    #[test]
+    fn a_reader_that_starts_while_the_device_gathers_records_from_its_start() {
+        let mut r = rig_of(big_device(), &[8192, 4096], false);
+        r.rec.fill_ahead(true);
+        let (mut slow, mut late) = (Poller::new(8192), Poller::new(1024));
+        r.start(0, &slow);
+        let t0 = r.at();
+        r.run(t0 + 150_000_000, &mut [Some(&mut slow), None]);
+        assert!(slow.got.is_empty(), "nothing read yet for a reader of avail_min 8192");
+        // 150 ms in, the device holds 7200 frames.
+        let held = ns_to_frames(r.at() - t0, 48000);
+        r.start(1, &late);
+        r.run(t0 + 400_000_000, &mut [Some(&mut slow), Some(&mut late)]);
+        let first = *late.got.first().expect("the late reader got frames");
+        assert!(
+            (held.saturating_sub(256)..=held).contains(&(first as u64)),
+            "the late reader's first frame is {first}; it started at {held}"
+        );
+        assert!(exact_from(&late.got, first), "and every frame from there, in order");
+        assert!(exact_from(&slow.got, 0), "the first reader lost nothing");
+        assert!(
+            slow.got.len() >= 16384,
+            "{} frames for the first reader",
+            slow.got.len()
+        );
+    }
+
+    /// Readers whose wake-ups fall close together share one: eight of avail_min 4096 that
+    /// started 5 ms apart have the pump read about once per 4096 frames, not once for each
+    /// of them, and none is woken later than half its avail_min past it.
+    #[test]
+    fn readers_due_close_together_share_a_wake_up() {
+        let mut r = rig_of(big_device(), &[16384; 8], false);
+        r.rec.fill_ahead(true);
+        let mut ps: Vec<Poller> = (0..8).map(|_| Poller::new(4096)).collect();
+        let t0 = r.at();
+        for i in 0..8 {
+            r.run(
+                t0 + i as u64 * 5_000_000,
+                &mut ps.iter_mut().map(Some).collect::<Vec<_>>(),
+            );
+            r.start(i, &ps[i]);
+        }
+        let t1 = r.at();
+        let steps = r.run(t1 + 2_000_000_000, &mut ps.iter_mut().map(Some).collect::<Vec<_>>());
+        // 96000 frames in 2 s: 23 cycles of 4096; one wake-up each for all eight.
+        assert!(steps <= 30, "{steps} reads in 2 s for eight readers of avail_min 4096");
+        for (i, p) in ps.iter().enumerate() {
+            assert!(
+                p.least >= 4096 && p.most <= 4096 + 2048 + 256,
+                "reader {i} was woken with {}..{} frames",
+                p.least,
+                p.most
+            );
+            let first = p.got[0];
+            assert!(exact_from(&p.got, first), "reader {i} got every frame in order");
+            assert_eq!(Reader::new(&r.lanes[i]).overruns(), 0);
+        }
     }
 }

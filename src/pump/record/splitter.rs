@@ -18,15 +18,43 @@ use crate::pump::lanes::{Lane, LaneSetup, Lanes, Part, check_client, refuse};
 use crate::shm::clock::rescale;
 use crate::shm::lane::LaneMem;
 use crate::shm::ring::{Ctl, Mixed, State, pos_add, pos_diff};
-use crate::shm::segment::{DeviceParams, SegmentWriter};
+use crate::shm::segment::{DeviceParams, MAX_LANES, SegmentWriter};
 use crate::shm::tap::{self, Writer};
+
+/// When a reader is due, in device frames past the capture position: from `earliest` (it
+/// has what it asked for) to `latest`.
+#[derive(Clone, Copy, Debug)]
+struct Due {
+    earliest: u64,
+    latest: u64,
+}
 
 /// Capture's part of a lane.
 #[derive(Default)]
 pub struct Recording {
     tap: Option<Tap>,
+    /// The client's buffer, in its frames, as the pump accepted it.
+    buffer: u64,
     /// Overran in this epoch: nothing more is written until the client prepares again.
     stopped: bool,
+    /// The device position from which this lane records, fixed when the pump first saw it
+    /// running (a start or a resume): what the device captured before it is not its own,
+    /// however much of that the device still holds.
+    joins_at: Option<u64>,
+    /// The wake-up the client last asked for, and how far past the lane position it lay
+    /// when the pump first saw it: the client's avail_min, near enough, for the while it
+    /// has been woken and not yet asked again.
+    seen_wake: Option<u64>,
+    asked: Option<u64>,
+}
+
+impl Recording {
+    fn note_wake(&mut self, at: u64, pos: u64) {
+        if self.seen_wake != Some(at) {
+            self.seen_wake = Some(at);
+            self.asked = Some(pos_diff(at, pos).max(0) as u64);
+        }
+    }
 }
 
 impl Part for Recording {
@@ -35,6 +63,9 @@ impl Part for Recording {
             t.reset();
         }
         self.stopped = false;
+        self.joins_at = None;
+        self.seen_wake = None;
+        self.asked = None;
     }
     fn ctl(mem: &LaneMem) -> Option<Ctl> {
         Writer::new(mem).ctl()
@@ -52,6 +83,8 @@ pub struct Splitter {
     pub lanes: Lanes<Recording>,
     /// Device frames captured since the pump started.
     cap_pos: u64,
+    /// The readers' windows, kept to be reused (see `frames_wanted`).
+    windows: Vec<Due>,
 }
 
 impl Splitter {
@@ -59,6 +92,7 @@ impl Splitter {
         Ok(Splitter {
             lanes: Lanes::new(seg, dev, chmap)?,
             cap_pos: 0,
+            windows: Vec::with_capacity(MAX_LANES),
         })
     }
 
@@ -137,7 +171,8 @@ impl Splitter {
             setup,
             Recording {
                 tap: Some(tap),
-                stopped: false,
+                buffer: buffer_frames,
+                ..Recording::default()
             },
         );
         Ok(())
@@ -149,6 +184,91 @@ impl Splitter {
         self.lanes
             .declared()
             .any(|(lane, c)| c.state == State::Running && !(c.epoch == lane.epoch && lane.part.stopped))
+    }
+
+    /// Whether a lane runs that the pump has not yet given a start position (`admit`).
+    pub fn has_newcomers(&self) -> bool {
+        self.lanes
+            .declared()
+            .any(|(lane, c)| c.state == State::Running && (c.epoch != lane.epoch || lane.part.joins_at.is_none()))
+    }
+
+    /// Gives each lane that has started or resumed since the last look the device position
+    /// `at`, the device's capture position now: it records from there. A lane that does
+    /// not run forgets its position, so a resume starts afresh.
+    pub fn admit(&mut self, at: u64) {
+        for (_, lane, mem) in self.lanes.each() {
+            let Some(ctl) = Writer::new(mem).ctl() else { continue };
+            if lane.setup.is_none() {
+                continue;
+            }
+            lane.follow(&ctl, mem);
+            if ctl.state != State::Running {
+                lane.part.joins_at = None;
+            } else if lane.part.joins_at.is_none() {
+                lane.part.joins_at = Some(at);
+            }
+        }
+    }
+
+    /// Notes each new wake-up a client has asked for, and how far past the lane position it
+    /// lies, before the lane is fed again: the client's avail_min, near enough, for the
+    /// while after it is woken and before it asks again.
+    pub fn note_wakes(&mut self) {
+        for (_, lane, mem) in self.lanes.each() {
+            if let Some(at) = Writer::new(mem).wake_target() {
+                lane.part.note_wake(at, lane.pos);
+            }
+        }
+    }
+
+    /// How many device frames past the capture position the pump may let the device gather
+    /// before it reads for its readers. Each running client is due where it asked to be
+    /// woken (its avail_min past what it has read), or, while it has not asked again since
+    /// its last wake-up, as far as it asked then, or half its buffer; a lie only moves its
+    /// own wake-up, never past its buffer. It may be woken later than that by half of its
+    /// avail_min or of the room its buffer has beyond it, whichever is less. The pump reads
+    /// at the last moment a reader is due before any reader's window closes: alone, a
+    /// reader is woken as soon as it is due; readers due close together share a wake-up.
+    /// `None` when no lane records.
+    pub fn frames_wanted(&mut self) -> Option<u64> {
+        let dev = self.lanes.dev;
+        let cap_pos = self.cap_pos;
+        let windows = &mut self.windows;
+        windows.clear();
+        for (_, lane, mem) in self.lanes.each() {
+            let (Some(setup), Some(delay)) = (lane.setup, lane.part.tap.as_ref().map(Tap::delay_frames)) else {
+                continue;
+            };
+            let end = Writer::new(mem);
+            if end
+                .ctl()
+                .is_none_or(|c| c.state != State::Running || c.epoch != lane.epoch)
+                || lane.part.stopped
+            {
+                continue;
+            }
+            let part = &mut lane.part;
+            let ahead = match end.wake_target() {
+                Some(at) => {
+                    part.note_wake(at, lane.pos);
+                    pos_diff(at, lane.pos).max(0) as u64
+                }
+                None => part.asked.unwrap_or(part.buffer / 2),
+            }
+            .min(part.buffer);
+            let ask = part.asked.unwrap_or(ahead).min(part.buffer);
+            let slack = ask.min(part.buffer - ask) / 2;
+            let device = |client: u64| (client as u128 * dev.rate as u128).div_ceil(setup.rate.max(1) as u128) as u64;
+            let late = part.joins_at.map_or(0, |j| j.saturating_sub(cap_pos));
+            let earliest = device(ahead + delay as u64).saturating_add(late);
+            windows.push(Due {
+                earliest,
+                latest: earliest.saturating_add(device(slack)),
+            });
+        }
+        let closes = windows.iter().map(|w| w.latest).min()?;
+        windows.iter().map(|w| w.earliest).filter(|&e| e <= closes).max()
     }
 
     /// Hands one captured device period (`period_frames` frames of the device's format) to
@@ -177,6 +297,11 @@ fn feed(lane: &mut Lane<Recording>, mem: &LaneMem, period: &[u8], first: u64, de
     // Paused, drained, stopped or not yet started: nothing is captured for it, as a card
     // captures nothing for a stream that is not running.
     if ctl.state != State::Running || lane.part.stopped {
+        return false;
+    }
+    // Captured before the lane started (or before the pump saw it start, when it has not
+    // been admitted yet): the device still held it, but it is not this client's.
+    if lane.part.joins_at.is_none_or(|j| first + period_frames <= j) {
         return false;
     }
     let Some(tap) = lane.part.tap.as_mut() else {
