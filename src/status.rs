@@ -9,10 +9,11 @@
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
+use crate::dsp::gain::{self, Volume};
 use crate::sys;
 use crate::sys::socket::Addr;
 use crate::wire::status::PumpStatus;
-use crate::wire::{self, Incoming, Msg, PROTO_VERSION, STATUS};
+use crate::wire::{self, Incoming, MASTER, Msg, PROTO_VERSION, STATUS, VOLUME};
 
 /// How long one pump has to answer: it answers from its loop within a period.
 const ANSWER: Duration = Duration::from_millis(500);
@@ -22,6 +23,7 @@ struct Seen {
     pid: i32,
     uid: u32,
     status: PumpStatus,
+    addr: Option<Addr>,
 }
 
 fn ask(addr: &Addr) -> Option<Seen> {
@@ -35,6 +37,7 @@ fn ask(addr: &Addr) -> Option<Seen> {
             pid,
             uid,
             status: PumpStatus::decode(r.payload()),
+            addr: Some(addr.clone()),
         }),
         _ => None,
     }
@@ -42,6 +45,85 @@ fn ask(addr: &Addr) -> Option<Seen> {
 
 fn survey() -> Vec<Seen> {
     wire::visible_pumps().iter().filter_map(|(_, a)| ask(a)).collect()
+}
+
+/// A level as the command line gives it: `-6dB` (nearest 0.25 dB, at most 0), `mute` or
+/// `unmute` (the level as it is).
+enum Level {
+    Db(i32),
+    Switch(bool),
+}
+
+fn parse_level(s: &str) -> Option<Level> {
+    match s {
+        "mute" | "off" => return Some(Level::Switch(false)),
+        "unmute" | "on" => return Some(Level::Switch(true)),
+        _ => {}
+    }
+    let db: f64 = s.strip_suffix("dB").or_else(|| s.strip_suffix("db"))?.parse().ok()?;
+    (db.is_finite() && db <= 0.0).then(|| Level::Db((db * 100.0).round().max(gain::MIN_CDB as f64) as i32))
+}
+
+/// `rdmix-status --volume PID|master LEVEL`: sets one program's volume on whichever pump it
+/// plays through, or the master of the one playback pump the caller can see.
+fn set_volume(target: &str, level: &str) -> Result<String, String> {
+    let level = parse_level(level)
+        .ok_or_else(|| format!("rdmix-status: volume: {level:?} is not a level (-6dB, 0dB, mute, unmute)"))?;
+    let seen = survey();
+    let playback = |p: &&Seen| p.status.stream != "capture";
+    let (pump, lane, pid, now) = if target == "master" {
+        let mut pumps = seen.iter().filter(playback);
+        let (Some(p), None) = (pumps.next(), pumps.next()) else {
+            return Err("rdmix-status: volume: the master needs exactly one playback pump you can see".into());
+        };
+        (p, MASTER, 0, p.status.master)
+    } else {
+        let pid: i32 = target
+            .parse()
+            .map_err(|_| format!("rdmix-status: volume: {target:?} is neither a pid nor master"))?;
+        seen.iter()
+            .filter(playback)
+            .find_map(|p| {
+                p.status
+                    .clients
+                    .iter()
+                    .find(|c| c.pid == pid)
+                    .map(|c| (p, c.lane as u64, pid as u64, c.volume))
+            })
+            .ok_or_else(|| format!("rdmix-status: volume: no program of pid {pid} plays through a pump you can see"))?
+    };
+    let (step, on) = now.unwrap_or((gain::STEPS, true));
+    let v = match level {
+        Level::Db(cdb) => Volume::from_cdb(cdb, on),
+        Level::Switch(on) => Volume { step, on },
+    };
+    let addr = pump
+        .addr
+        .as_ref()
+        .ok_or("rdmix-status: volume: the pump has no address")?;
+    let sock = sys::socket::connect(addr).map_err(|e| format!("rdmix-status: volume: cannot reach the pump: {e}"))?;
+    let mut m = Msg::new(VOLUME);
+    m.args = [lane, pid, v.step as u64, v.on as u64];
+    wire::send(&sock, &m, &[]).map_err(|e| format!("rdmix-status: volume: {e}"))?;
+    match wire::recv_until(&sock, Instant::now() + ANSWER) {
+        Ok(Incoming::Msg(r, _)) if r.kind == VOLUME => match r.refusal() {
+            None => Ok(format!("{target}: {}\n", volume_text(Some((v.step, v.on))))),
+            Some(e) => Err(e.line().to_string()),
+        },
+        _ => Err("rdmix-status: volume: the pump did not answer".into()),
+    }
+}
+
+/// A volume as the table shows it: `0.0 dB`, `-6.0 dB`, `-inf dB`, `muted`, or `-` for none.
+fn volume_text(v: Option<(u32, bool)>) -> String {
+    match v {
+        None => "-".into(),
+        Some((_, false)) => "muted".into(),
+        Some((step, true)) => match (Volume { step, on: true }).cdb() {
+            Some(cdb) => format!("{:.1} dB", cdb as f64 / 100.0),
+            None => "-inf dB".into(),
+        },
+    }
 }
 
 fn user(uid: u32) -> String {
@@ -85,8 +167,19 @@ fn pump_lines(o: &mut String, p: &Seen) {
     }
     let _ = writeln!(
         o,
-        "  slave \"{}\" ({})  {} {} Hz {} ch  period {} / buffer {}  periods {}  slave xruns {}  device {}",
-        s.slave, s.slave_type, s.format, s.rate, s.channels, s.period, s.buffer, s.periods, s.slave_xruns, s.device
+        "  slave \"{}\" ({})  {} {} Hz {} ch  period {} / buffer {}  periods {}  slave xruns {}  device {}{}",
+        s.slave,
+        s.slave_type,
+        s.format,
+        s.rate,
+        s.channels,
+        s.period,
+        s.buffer,
+        s.periods,
+        s.slave_xruns,
+        s.device,
+        s.master
+            .map_or(String::new(), |m| format!("  master {}", volume_text(Some(m))))
     );
 }
 
@@ -98,7 +191,7 @@ fn client_table(o: &mut String, s: &PumpStatus) {
     }
     let _ = writeln!(
         o,
-        "  {:>7} {:<15} {:<10} {:<10} {:>6} {:>2} {:<9} {:>7} {:>10} {:>9}",
+        "  {:>7} {:<15} {:<10} {:<10} {:>6} {:>2} {:<9} {:>7} {:>10} {:>9} {:>8}",
         "PID",
         "PROGRAM",
         "USER",
@@ -109,12 +202,13 @@ fn client_table(o: &mut String, s: &PumpStatus) {
         "BUFFER",
         "LATENCY",
         // A capture stream's xruns are overruns.
-        if s.stream == "capture" { "OVERRUNS" } else { "UNDERRUNS" }
+        if s.stream == "capture" { "OVERRUNS" } else { "UNDERRUNS" },
+        "VOLUME"
     );
     for c in &s.clients {
         let _ = writeln!(
             o,
-            "  {:>7} {:<15} {:<10} {:<10} {:>6} {:>2} {:<9} {:>7} {:>7.1} ms {:>9}",
+            "  {:>7} {:<15} {:<10} {:<10} {:>6} {:>2} {:<9} {:>7} {:>7.1} ms {:>9} {:>8}",
             c.pid,
             c.program,
             user(c.uid),
@@ -124,7 +218,8 @@ fn client_table(o: &mut String, s: &PumpStatus) {
             c.state,
             c.buffer,
             c.latency_us as f64 / 1000.0,
-            c.underruns
+            c.underruns,
+            volume_text(c.volume)
         );
     }
 }
@@ -146,6 +241,16 @@ fn js(s: &str) -> String {
     o
 }
 
+/// A volume in the document: its level in dB (`null` at silence) and its switch, or `null`
+/// for none.
+fn volume_json(v: Option<(u32, bool)>) -> String {
+    let Some((step, on)) = v else { return "null".into() };
+    let db = (Volume { step, on: true })
+        .cdb()
+        .map_or("null".to_string(), |c| format!("{:.2}", c as f64 / 100.0));
+    format!("{{\"db\":{db},\"muted\":{}}}", !on)
+}
+
 fn json(seen: &[Seen]) -> String {
     let pumps: Vec<String> = seen
         .iter()
@@ -157,7 +262,8 @@ fn json(seen: &[Seen]) -> String {
                 .map(|c| {
                     format!(
                         "{{\"pid\":{},\"uid\":{},\"user\":{},\"program\":{},\"lane\":{},\"format\":{},\"rate\":{},\
-                         \"channels\":{},\"state\":{},\"buffer\":{},\"latency_ms\":{:.3},\"underruns\":{}}}",
+                         \"channels\":{},\"state\":{},\"buffer\":{},\"latency_ms\":{:.3},\"underruns\":{},\
+                         \"volume\":{}}}",
                         c.pid,
                         c.uid,
                         js(&user(c.uid)),
@@ -169,14 +275,16 @@ fn json(seen: &[Seen]) -> String {
                         js(&c.state),
                         c.buffer,
                         c.latency_us as f64 / 1000.0,
-                        c.underruns
+                        c.underruns,
+                        volume_json(c.volume)
                     )
                 })
                 .collect();
             format!(
                 "{{\"key\":{},\"pid\":{},\"uid\":{},\"user\":{},\"shared\":{},\"slave\":{},\"slave_type\":{},\
                  \"format\":{},\"rate\":{},\"channels\":{},\"period\":{},\"buffer\":{},\"uptime_s\":{:.3},\
-                 \"periods\":{},\"slave_xruns\":{},\"device\":{},\"stream\":{},\"cpu_s\":{:.6},\"clients\":[{}]}}",
+                 \"periods\":{},\"slave_xruns\":{},\"device\":{},\"stream\":{},\"cpu_s\":{:.6},\"master\":{},\
+                 \"clients\":[{}]}}",
                 s.key,
                 p.pid,
                 p.uid,
@@ -195,6 +303,7 @@ fn json(seen: &[Seen]) -> String {
                 js(&s.device),
                 js(&s.stream),
                 s.cpu_us as f64 / 1e6,
+                volume_json(s.master),
                 clients.join(",")
             )
         })
@@ -202,10 +311,11 @@ fn json(seen: &[Seen]) -> String {
     format!("{{\"pumps\":[{}]}}\n", pumps.join(","))
 }
 
-const USAGE: &str = "usage: rdmix-status [--json | --watch]\n\
+const USAGE: &str = "usage: rdmix-status [--json | --watch | --volume PID|master LEVEL]\n\
     Lists the rdmix pumps you can see, the device each holds, and every program playing through it.\n\
-    --json   one machine-readable document\n\
-    --watch  refresh every second, like top (Ctrl-C ends it)\n";
+    --json    one machine-readable document\n\
+    --watch   refresh every second, like top (Ctrl-C ends it)\n\
+    --volume  sets a program's volume, or the master's: LEVEL is -6dB, 0dB, mute or unmute\n";
 
 /// Entry point of `rdmix-status`. Returns the process exit code.
 pub fn main(args: &[String]) -> i32 {
@@ -228,6 +338,16 @@ pub fn main(args: &[String]) -> i32 {
                 return 0;
             }
             let _ = sys::fd::poll(&mut [], 1000);
+        },
+        [a, target, level] if a == "--volume" => match set_volume(target, level) {
+            Ok(line) => {
+                let _ = out.write_all(line.as_bytes());
+                0
+            }
+            Err(line) => {
+                eprintln!("{line}");
+                1
+            }
         },
         [a] if a == "-h" || a == "--help" => {
             let _ = out.write_all(USAGE.as_bytes());
@@ -255,6 +375,7 @@ mod tests {
         let seen = [Seen {
             pid: 7,
             uid: 0,
+            addr: None,
             status: PumpStatus {
                 key: 0xabc,
                 slave: "hw:0,0".into(),

@@ -10,6 +10,7 @@
 //! Saturation happens once, at the end, so a sum that overshoots and comes back is not clipped.
 
 use super::format::{Format, Kind};
+use super::gain::Ramp;
 
 const S32_SCALE: f64 = 2147483648.0;
 
@@ -280,6 +281,23 @@ fn add_mapped<A: Acc>(frames: &[f32], in_ch: usize, matrix: &[f32], acc: &mut [A
     }
 }
 
+/// `f(acc, sample, gain)` for each sample of `src`, the gain that of its frame.
+#[inline(always)]
+fn scaled<A: Copy, B: Copy>(acc: &mut [A], src: &[B], ramp: Ramp, ch: usize, f: impl Fn(&mut A, B, f64)) {
+    for (i, (a, b)) in acc.chunks_exact_mut(ch).zip(src.chunks_exact(ch)).enumerate() {
+        let g = ramp.frame(i);
+        a.iter_mut().zip(b).for_each(|(x, y)| f(x, *y, g));
+    }
+}
+
+#[inline(always)]
+fn scale_in_place<A>(acc: &mut [A], ramp: Ramp, ch: usize, f: impl Fn(&mut A, f64)) {
+    for (i, a) in acc.chunks_exact_mut(ch).enumerate() {
+        let g = ramp.frame(i);
+        a.iter_mut().for_each(|x| f(x, g));
+    }
+}
+
 enum Sums {
     Narrow(Vec<i32>),
     Wide(Vec<i64>),
@@ -373,6 +391,43 @@ impl Mixer {
             (Sums::Float(a), Sums::Float(b)) => a[..len].iter_mut().zip(&b[..len]).for_each(|(x, y)| *x += *y),
             // Mixers of one pump share its slave format: no other pairing is ever made.
             _ => {}
+        }
+    }
+
+    /// Adds another mix, as `add_mix` does, at a gain ramped over its frames of `channels`
+    /// samples (`gain::Ramp`). A gain of at most 1 cannot wrap an integer sum; it rounds to
+    /// the nearest step of the sum's scale.
+    pub fn add_mix_gain(&mut self, other: &Mixer, ramp: Ramp, channels: usize) {
+        if ramp.is_unity() {
+            return self.add_mix(other);
+        }
+        let len = self.len.min(other.len);
+        let ch = channels.max(1);
+        match (&mut self.sums, &other.sums) {
+            (Sums::Narrow(a), Sums::Narrow(b)) => scaled(&mut a[..len], &b[..len], ramp, ch, |x, y, g| {
+                *x = x.saturating_add(round(y as f64 * g) as i32)
+            }),
+            (Sums::Wide(a), Sums::Wide(b)) => scaled(&mut a[..len], &b[..len], ramp, ch, |x, y, g| {
+                *x = x.saturating_add(round(y as f64 * g) as i64)
+            }),
+            (Sums::Float(a), Sums::Float(b)) => scaled(&mut a[..len], &b[..len], ramp, ch, |x, y, g| *x += y * g),
+            _ => {}
+        }
+    }
+
+    /// Scales the whole mix by a gain ramped over its frames of `channels` samples: the
+    /// master, applied to the sum once, before its one saturation, so a sum past full
+    /// scale that the master brings back is not clipped.
+    pub fn scale(&mut self, ramp: Ramp, channels: usize) {
+        if ramp.is_unity() {
+            return;
+        }
+        let len = self.len;
+        let ch = channels.max(1);
+        match &mut self.sums {
+            Sums::Narrow(v) => scale_in_place(&mut v[..len], ramp, ch, |x, g| *x = round(*x as f64 * g) as i32),
+            Sums::Wide(v) => scale_in_place(&mut v[..len], ramp, ch, |x, g| *x = round(*x as f64 * g) as i64),
+            Sums::Float(v) => scale_in_place(&mut v[..len], ramp, ch, |x, g| *x *= g),
         }
     }
 
@@ -551,5 +606,95 @@ mod tests {
         let s = f(a::SND_PCM_FORMAT_S16_LE);
         let lanes: Vec<_> = (0..64).map(|_| (s, s16(&[-32768]))).collect();
         assert_eq!(mix(s, &lanes, 1), s16(&[-32768]));
+    }
+
+    fn lane(out: Format, fmt: Format, b: &[u8]) -> Mixer {
+        let n = b.len() / fmt.sample_bytes();
+        let mut m = Mixer::new(out, n);
+        m.clear(n);
+        m.add(fmt, b);
+        m
+    }
+
+    fn stored(m: &Mixer) -> Vec<u8> {
+        let mut o = vec![0u8; m.len() * m.format().sample_bytes()];
+        m.finish(&mut o);
+        o
+    }
+
+    /// At unity a lane's share is added as it is, in every format: the bit-exact path.
+    #[test]
+    fn a_lane_at_unity_is_untouched_in_every_format() {
+        for fmt in FORMATS.iter() {
+            let n = 64;
+            let src: Vec<u8> = (0..n * fmt.sample_bytes()).map(|i| (i * 37 + 11) as u8).collect();
+            let share = lane(*fmt, *fmt, &src);
+            let mut sum = Mixer::new(*fmt, n);
+            sum.clear(n);
+            sum.add_mix_gain(&share, Ramp::UNITY, 2);
+            sum.scale(Ramp::UNITY, 2);
+            assert_eq!(stored(&sum), stored(&share), "{}", fmt.name());
+        }
+    }
+
+    /// A steady gain scales every sample, in each kind of sum, to within a step of its scale.
+    #[test]
+    fn a_steady_gain_scales_each_kind_of_sum() {
+        let g = 0.5011872336272722; // -6 dB
+        for id in [
+            a::SND_PCM_FORMAT_S16_LE,
+            a::SND_PCM_FORMAT_S32_LE,
+            a::SND_PCM_FORMAT_FLOAT_LE,
+        ] {
+            let fmt = f(id);
+            let share = lane(fmt, f(a::SND_PCM_FORMAT_S16_LE), &s16(&[20000, -20000, 1000, -7]));
+            let mut sum = Mixer::new(fmt, 4);
+            sum.clear(4);
+            sum.add_mix_gain(&share, Ramp::at(g), 2);
+            let mut back = vec![0f32; 4];
+            decode_f32(fmt, &stored(&sum), &mut back);
+            for (got, x) in back.iter().zip([20000.0f64, -20000.0, 1000.0, -7.0]) {
+                let want = x * g / 32768.0;
+                assert!(
+                    (*got as f64 - want).abs() <= 0.5 / 32768.0 + 1e-9,
+                    "{}: {got} for {want}",
+                    fmt.name()
+                );
+            }
+        }
+    }
+
+    /// The master scales the sum before its one saturation: two lanes that together pass
+    /// full scale, halved, come back unclipped.
+    #[test]
+    fn the_master_is_applied_before_the_saturation() {
+        let s = f(a::SND_PCM_FORMAT_S16_LE);
+        let mut sum = Mixer::new(s, 2);
+        sum.clear(2);
+        sum.add(s, &s16(&[30000, -30000]));
+        sum.add(s, &s16(&[30000, -30000]));
+        sum.scale(Ramp::at(0.5), 2);
+        assert_eq!(stored(&sum), s16(&[30000, -30000]));
+    }
+
+    /// A ramp moves each frame a little, both channels alike, and lands on its target.
+    #[test]
+    fn a_ramp_moves_by_frames_and_lands_on_its_target() {
+        let s = f(a::SND_PCM_FORMAT_S16_LE);
+        let share = lane(s, s, &s16(&[16384; 512]));
+        let mut sum = Mixer::new(s, 512);
+        sum.clear(512);
+        sum.add_mix_gain(&share, Ramp::over(1.0, 0.5, 256), 2);
+        let out: Vec<i16> = stored(&sum)
+            .chunks_exact(2)
+            .map(|b| i16::from_le_bytes([b[0], b[1]]))
+            .collect();
+        assert_eq!(out[510..], [8192, 8192], "the last frame at the target");
+        assert!(out.chunks_exact(2).all(|f| f[0] == f[1]), "both channels alike");
+        let steps: Vec<i16> = out.chunks_exact(2).map(|f| f[0]).collect();
+        assert!(
+            steps.windows(2).all(|w| (0..=33).contains(&(w[0] - w[1]))),
+            "no step larger than the ramp's"
+        );
     }
 }

@@ -4,4 +4,5 @@
 pub mod chmap;
 pub mod convert;
 pub mod format;
+pub mod gain;
 pub mod mix;

@@ -37,6 +37,7 @@ use super::slave::AlsaSlave;
 use crate::alsa::strerror;
 use crate::config::{Bindings, Config};
 use crate::dsp::format::Format;
+use crate::dsp::gain::{self, Volume};
 use crate::error::{Error, Result};
 use crate::shm::clock::frames_to_ns;
 use crate::shm::lane::LaneMem;
@@ -47,7 +48,8 @@ use crate::sys::socket::Addr;
 use crate::sys::time::now_ns;
 use crate::wire::status::{ClientStatus, PumpStatus};
 use crate::wire::{
-    self, HELLO, Incoming, KICK, Msg, PROTO_VERSION, PumpArgs, REPLY, Rendezvous, SETUP, STATUS, WELCOME,
+    self, HELLO, Incoming, KICK, MASTER, Msg, PROTO_VERSION, PumpArgs, REPLY, Rendezvous, SETUP, STATUS, VOLUME,
+    WELCOME,
 };
 
 /// How long a pump with no clients keeps the device open, so that programs that close and
@@ -453,6 +455,13 @@ impl Server {
                     false
                 }
             },
+            (VOLUME, None) => {
+                let reply = match self.set_volume(i, &m) {
+                    Ok(()) => Msg::new(VOLUME),
+                    Err(e) => Msg::error(VOLUME, &e),
+                };
+                wire::send(&self.peers[i].sock, &reply, &[]).is_ok()
+            }
             // Wakes an idle pump; the lane's state itself is read from its slot, as always.
             (KICK, Some(_)) => {
                 self.kicked = true;
@@ -468,6 +477,62 @@ impl Server {
             // Anything else is a protocol violation: drop the peer, keep everyone else.
             _ => false,
         }
+    }
+
+    /// A mixer's VOLUME: checked against who asks (the kernel's word for it) and against
+    /// the pump's own record of each lane's owner, never against anything the asker says
+    /// of itself.
+    fn set_volume(&mut self, i: usize, m: &Msg) -> Result<()> {
+        let [target, pid, step, on] = m.args;
+        let asker = self.peers[i].cred.uid;
+        let refuse = |why: String| {
+            Error::new(
+                libc::EPERM,
+                format!("rdmix: ipc_key {:#x}: volume: {why}", self.args.key),
+            )
+        };
+        let lane = if target == MASTER {
+            if asker != sys::user::euid() {
+                return Err(refuse(format!(
+                    "only {} sets the master; {} may set their own programs'",
+                    sys::user::describe(sys::user::euid()),
+                    sys::user::describe(asker)
+                )));
+            }
+            None
+        } else {
+            let owner = self.peers.iter().find(|p| p.slot.is_some_and(|s| s as u64 == target));
+            match owner {
+                Some(p) if p.cred.pid as u64 == pid && p.cred.uid == asker => p.slot,
+                Some(p) if p.cred.pid as u64 == pid => {
+                    return Err(refuse(format!(
+                        "pid {pid} belongs to {}, not {}",
+                        sys::user::describe(p.cred.uid),
+                        sys::user::describe(asker)
+                    )));
+                }
+                _ => {
+                    return Err(Error::new(
+                        libc::ENOENT,
+                        format!(
+                            "rdmix: ipc_key {:#x}: volume: no program of pid {pid} plays on lane {target}",
+                            self.args.key
+                        ),
+                    ));
+                }
+            }
+        };
+        let Some(r) = self.running.as_mut() else {
+            return Err(Error::new(libc::ENODEV, "rdmix: volume: the pump has no device open"));
+        };
+        let v = Volume {
+            step: step.min(gain::STEPS as u64) as u32,
+            on: on != 0,
+        };
+        r.pump.set_volume(lane, v)?;
+        // Looked at at once: what the slave holds was mixed at the old volume.
+        self.kicked = true;
+        Ok(())
     }
 
     /// Reads a client's configuration, checks it against the pump's, and opens the slave if
@@ -574,6 +639,7 @@ impl Server {
         s.slave_xruns = r.pump.pace().stats.slave_xruns;
         s.device = if r.pump.pace().is_idle() { "idle" } else { "running" }.to_string();
         s.stream = self.args.stream.name().to_string();
+        s.master = r.pump.volume(None).map(|v| (v.step, v.on));
         let dev_us = frames_to_ns(dev.buffer_frames as u64, dev.rate) / 1000;
         for p in &self.peers {
             let Some(lane) = p.slot else { continue };
@@ -590,6 +656,7 @@ impl Server {
                 latency_us: dev_us,
                 ..ClientStatus::default()
             };
+            c.volume = r.pump.volume(Some(lane)).map(|v| (v.step, v.on));
             if let Some(l) = setup {
                 c.format = l.format.name();
                 (c.rate, c.channels) = (l.rate, l.channels);

@@ -8,6 +8,7 @@ use super::lanes::LaneTable;
 use super::pace::{Next, Pace};
 use crate::config::Bindings;
 use crate::dsp::format::Format;
+use crate::dsp::gain::Volume;
 use crate::error::{Error, Result};
 
 /// What the loop watches of the slave itself. A fake has no descriptors and no name.
@@ -87,6 +88,11 @@ pub trait Side {
     fn service(&mut self, now_ns: u64, wake: &mut Vec<usize>) -> Result<Next>;
     /// Accepts or refuses a client's hw_params on lane `idx`.
     fn setup(&mut self, idx: usize, f: Format, channels: u32, rate: u32, buffer: u64, b: &Bindings) -> Result<()>;
+    /// Sets lane `idx`'s volume, or the master's (`None`); the next `service` may rewind so
+    /// that it is heard sooner (the caller kicks).
+    fn set_volume(&mut self, idx: Option<usize>, v: Volume) -> Result<()>;
+    /// Lane `idx`'s volume, or the master's; `None` where this direction has none.
+    fn volume(&self, idx: Option<usize>) -> Option<Volume>;
     fn pace(&self) -> &Pace;
     fn pace_mut(&mut self) -> &mut Pace;
     fn lanes(&self) -> &dyn LaneTable;

@@ -21,6 +21,12 @@
 //!   one looks at the lanes at once, since a rewind may let the change be heard sooner. It
 //!   is sent without waiting: a full queue already holds a message that wakes the pump.
 //!
+//! - VOLUME (a mixer, instead of HELLO): sets a volume. `args[0]` the lane, or [`MASTER`];
+//!   `args[1]` the pid the lane must belong to (a lane given to another program since the
+//!   mixer looked is refused, not changed); `args[2]` the level (`dsp::gain::Volume`'s
+//!   step); `args[3]` 1 for on, 0 for muted. The pump answers VOLUME. A user may set only
+//!   the lanes of their own programs, and only the pump's own user the master.
+//!
 //! Any answer may instead be an error: `status` 1 and the payload an `Error::encode`.
 //!
 //! # Where a pump listens ([`rendezvous`])
@@ -62,6 +68,9 @@ pub const SETUP: u32 = 3;
 pub const REPLY: u32 = 4;
 pub const STATUS: u32 = 5;
 pub const KICK: u32 = 6;
+pub const VOLUME: u32 = 7;
+/// VOLUME's `args[0]` for the master.
+pub const MASTER: u64 = u64::MAX;
 
 const STATUS_OK: u32 = 0;
 const STATUS_ERROR: u32 = 1;

@@ -30,6 +30,8 @@ pub struct PumpStatus {
     pub stream: String,
     /// User plus system CPU over the pump's life.
     pub cpu_us: u64,
+    /// The master volume's level and switch (`dsp::gain::Volume`), when the pump has one.
+    pub master: Option<(u32, bool)>,
     pub clients: Vec<ClientStatus>,
 }
 
@@ -54,6 +56,8 @@ pub struct ClientStatus {
     pub latency_us: u64,
     /// Dry spells the pump counted itself.
     pub underruns: u32,
+    /// Its volume's level and switch, when the pump has one for it.
+    pub volume: Option<(u32, bool)>,
 }
 
 fn field(out: &mut Vec<u8>, key: &str, value: &dyn std::fmt::Display) {
@@ -79,6 +83,10 @@ impl PumpStatus {
         field(&mut o, "device", &self.device);
         field(&mut o, "stream", &self.stream);
         field(&mut o, "cpu_us", &self.cpu_us);
+        if let Some((step, on)) = self.master {
+            field(&mut o, "master", &step);
+            field(&mut o, "master_on", &(on as u8));
+        }
         for c in &self.clients {
             field(&mut o, "client", &c.pid);
             field(&mut o, "uid", &c.uid);
@@ -91,6 +99,10 @@ impl PumpStatus {
             field(&mut o, "buffer", &c.buffer);
             field(&mut o, "latency_us", &c.latency_us);
             field(&mut o, "underruns", &c.underruns);
+            if let Some((step, on)) = c.volume {
+                field(&mut o, "volume", &step);
+                field(&mut o, "volume_on", &(on as u8));
+            }
         }
         o
     }
@@ -132,6 +144,8 @@ impl PumpStatus {
                     "device" => p.device = text(),
                     "stream" => p.stream = text(),
                     "cpu_us" => p.cpu_us = n(),
+                    "master" => p.master = Some((n32(), p.master.is_none_or(|m| m.1))),
+                    "master_on" => p.master = p.master.map(|(s, _)| (s, v == "1")),
                     _ => {}
                 },
                 Some(c) => match k {
@@ -145,6 +159,8 @@ impl PumpStatus {
                     "buffer" => c.buffer = n(),
                     "latency_us" => c.latency_us = n(),
                     "underruns" => c.underruns = n32(),
+                    "volume" => c.volume = Some((n32(), c.volume.is_none_or(|m| m.1))),
+                    "volume_on" => c.volume = c.volume.map(|(s, _)| (s, v == "1")),
                     _ => {}
                 },
             }
@@ -174,6 +190,7 @@ mod tests {
             device: "running".into(),
             stream: "capture".into(),
             cpu_us: 12_345,
+            master: Some((200, true)),
             clients: vec![
                 ClientStatus {
                     pid: 42,
@@ -187,6 +204,7 @@ mod tests {
                     buffer: 22050,
                     latency_us: 521_333,
                     underruns: 2,
+                    volume: Some((216, false)),
                 },
                 ClientStatus {
                     pid: 43,

@@ -48,10 +48,11 @@ fn status_lists_three_programs_field_by_field() {
     let me = String::from_utf8_lossy(&std::process::Command::new("id").arg("-un").output().unwrap().stdout)
         .trim()
         .to_string();
-    // PID PROGRAM USER FORMAT RATE CH STATE BUFFER LATENCY ms UNDERRUNS
+    // PID PROGRAM USER FORMAT RATE CH STATE BUFFER LATENCY ms UNDERRUNS VOLUME dB
     for ((f, r, c), pid) in plays.iter().zip(&pids) {
         let cols = row(&t, *pid).unwrap();
-        assert_eq!(cols.len(), 11, "{cols:?}");
+        assert_eq!(cols.len(), 13, "{cols:?}");
+        assert_eq!(cols[11..], ["0.0", "dB"], "a new program plays at full volume");
         assert_eq!(cols[1], "aplay");
         assert_eq!(cols[2], me);
         assert_eq!(cols[3], *f, "format of pid {pid}");
@@ -89,7 +90,10 @@ fn status_lists_three_programs_field_by_field() {
             )),
             "{rec}"
         );
+        assert!(rec.contains("\"volume\":{\"db\":0.00,\"muted\":false}"), "{rec}");
     }
+    assert!(doc.contains("\"master\":{\"db\":0.00,\"muted\":false}"), "{doc}");
+    assert!(t.contains("master 0.0 dB"), "{t}");
     for k in &mut kids {
         let _ = k.kill();
         let _ = k.wait();

@@ -882,7 +882,7 @@ fn pump_of_period(
 }
 
 /// What happens to the clients at each millisecond (see `run`).
-type Script<'a> = &'a mut dyn FnMut(u64, &mut [Client], &Player<FakeSlave>) -> bool;
+type Script<'a> = &'a mut dyn FnMut(u64, &mut [Client], &mut Player<FakeSlave>) -> bool;
 
 /// Runs `pump` for `ms` milliseconds of virtual time from `from_ms`, as the process loop
 /// would: each running client tops up its ring every millisecond, `script(ms, clients)`
@@ -1242,6 +1242,98 @@ fn eight_clients_of_64_frame_periods_scheduled_late_never_underrun() {
         );
         assert!(c.appl > 48000 * 5 / 2, "client {} played on: {} frames", c.idx, c.appl);
         assert_eq!(underruns, 0, "client {} never underran", c.idx);
+    }
+    assert_eq!(pump.pace.stats.slave_xruns, 0);
+}
+
+/// Two clients of constant levels, 8000 and 4000, play with a third of a second queued in
+/// the slave. Lane 0 is turned down by 6 dB, then the master by 6 dB, then lane 0 is muted,
+/// then both go back to 0 dB. Each change is heard within the rewind's margin and a period
+/// of being made (the slave is rewound for it), ramps over one period with no step larger
+/// than the ramp's, and settles exactly where the gains put it; back at 0 dB the sum is
+/// exact again, and lane 1, never touched, is in every sum at its full level.
+#[test]
+fn a_volume_change_is_heard_at_once_ramped_and_lands_exactly() {
+    use rdmix::dsp::gain::Volume;
+    let (mut pump, mut clients, now) = rewinding_pump(true, &[24000, 24000]);
+    clients[0].constant = Some(8000);
+    clients[1].constant = Some(4000);
+    let minus_6 = Volume::from_cdb(-600, true);
+    let g = minus_6.gain();
+    let steps: [(u64, Option<usize>, Volume); 5] = [
+        (300, Some(0), minus_6),
+        (500, None, minus_6),
+        (700, Some(0), Volume { on: false, ..minus_6 }),
+        (900, Some(0), Volume::default()),
+        (1100, None, Volume::default()),
+    ];
+    let mut made = Vec::new();
+    run(&mut pump, &mut clients, &now, 0..1400, &mut |ms, c, pump| {
+        if ms == 0 {
+            start(&mut c[0]);
+            return start(&mut c[1]);
+        }
+        match steps.iter().find(|s| s.0 == ms) {
+            Some(&(_, lane, v)) => {
+                made.push(pump.sink.played());
+                pump.set_volume(lane, v).unwrap();
+                true
+            }
+            None => false,
+        }
+    });
+    assert!(pump.rewinding(), "the slave's rewinds were proven");
+    let rec = played_frames(&pump);
+    let round = |x: f64| x.round() as i32;
+    // What each stretch settles at: lane 0 at its gain, the master over the sum.
+    let levels = [
+        12000,
+        round(8000.0 * g) + 4000,
+        round((round(8000.0 * g) + 4000) as f64 * g),
+        round(4000.0 * g),
+        round(12000.0 * g),
+        12000,
+    ];
+    let start = Producer::new(&clients[0].mem)
+        .start_mix()
+        .max(Producer::new(&clients[1].mem).start_mix());
+    let mut at = start as usize;
+    for (k, &level) in levels.iter().enumerate() {
+        // Settled at the level before the change, up to where it is heard.
+        let from = at;
+        while at < rec.len() && rec[at] as i32 == level {
+            at += 1;
+        }
+        assert!(
+            at > from + 256,
+            "stretch {k} at {level}: only {} frames from {from}",
+            at - from
+        );
+        let Some(&when) = made.get(k) else {
+            assert_eq!(at, rec.len(), "the last stretch holds its level to the end");
+            break;
+        };
+        let heard = at as u64 - when;
+        eprintln!("MEASURE volume change {k} heard {heard} frames after it was made");
+        assert!(
+            heard <= 384 + 2 * 256,
+            "change {k} heard {heard} frames after it was made"
+        );
+        // The ramp: one period to the next level, each step no larger than the ramp's.
+        let next = levels[k + 1];
+        let ramp_end = (at..rec.len())
+            .find(|&i| rec[i] as i32 == next)
+            .expect("the next level is reached");
+        assert!(ramp_end - at < 256, "change {k} ramps over {} frames", ramp_end - at);
+        let most = (level - next).abs() / 256 + 2;
+        for i in at.saturating_sub(1)..ramp_end {
+            let step = (rec[i + 1] as i32 - rec[i] as i32).abs();
+            assert!(
+                step <= most,
+                "change {k}: a step of {step} at frame {i} (at most {most})"
+            );
+        }
+        at = ramp_end;
     }
     assert_eq!(pump.pace.stats.slave_xruns, 0);
 }

@@ -17,13 +17,14 @@ use crate::config::Bindings;
 use crate::dsp::chmap;
 use crate::dsp::convert::Converter;
 use crate::dsp::format::Format;
+use crate::dsp::gain::{Glide, Ramp, Volume};
 use crate::dsp::mix;
 use crate::error::Result;
 use crate::pump::lanes::{Lane, LaneSetup, LaneTable, Lanes, Part, check_client, refuse};
 use crate::shm::clock::rescale;
 use crate::shm::lane::LaneMem;
 use crate::shm::ring::{Consumer, Ctl, Geometry, Mixed, State, pos_add, pos_diff};
-use crate::shm::segment::{DeviceParams, SegmentWriter};
+use crate::shm::segment::{DeviceParams, MAX_LANES, SegmentWriter};
 
 /// What the pump has made of a lane in the current epoch.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -60,11 +61,17 @@ pub struct Playing {
     /// Set by a rewind for a lane yet to join: device frames of silence before its frame 0,
     /// in place of the join period.
     lead: Option<u64>,
+    /// Where its gain is and is heading (`at` is `None` before the first period of the
+    /// epoch, which starts at the lane's volume, not ramping to it).
+    glide: Glide,
 }
 
-/// One lane's part of the period mixed at `at`, in the slave's sum type.
+/// One lane's part of the period mixed at `at`, in the slave's sum type, before its volume:
+/// mixed again after a rewind, it is heard at the volume of the moment. `gain` is the one
+/// its period started at.
 struct Share {
     at: u64,
+    gain: f64,
     mix: mix::Mixer,
 }
 
@@ -80,6 +87,7 @@ impl Part for Playing {
         self.pending.clear();
         self.mixed_until = 0;
         self.lead = None;
+        self.glide = Glide::default();
     }
     fn ctl(mem: &LaneMem) -> Option<Ctl> {
         Consumer::new(mem).ctl()
@@ -132,10 +140,15 @@ struct Period<'a> {
     mix_pos: u64,
     frames: u64,
     device_rate: u32,
+    channels: usize,
+    /// Frames of this period the slave kept from before a rewind: no ramp begins before.
+    ramp_start: usize,
     sum: &'a mut mix::Mixer,
     scratch: &'a mut Vec<u8>,
     /// Spare shares, when lanes' shares are kept (see `Mixer::keep`).
     pool: Option<&'a mut Vec<mix::Mixer>>,
+    /// A lane's part, to be added at its volume, when shares are not kept.
+    spare: &'a mut mix::Mixer,
 }
 
 impl Period<'_> {
@@ -153,6 +166,21 @@ impl Period<'_> {
 /// Sums lanes into device periods.
 pub struct Mixer {
     pub lanes: Lanes<Playing>,
+    /// Each lane's volume, as the pump was told it (kept apart from the lane, which a
+    /// client's hw_params starts over).
+    volumes: Vec<Volume>,
+    master: Volume,
+    /// Where the master's gain is and is heading, and the gain each recent period started
+    /// at, for a rewind to go back to.
+    master_glide: Glide,
+    master_history: VecDeque<(u64, f64)>,
+    /// A volume changed since the last rewind was looked for: what the slave holds was
+    /// mixed at the old one.
+    volume_changed: bool,
+    /// After a rewind into the middle of a period: that period, and the frames of it the
+    /// slave kept, before which no ramp begins.
+    ramp_after: Option<(u64, usize)>,
+    spare: mix::Mixer,
     sum: mix::Mixer,
     scratch: Vec<u8>,
     out: Vec<u8>,
@@ -172,6 +200,13 @@ impl Mixer {
         let lanes = Lanes::new(seg, dev, chmap)?;
         let samples = dev.period_frames as usize * dev.channels as usize;
         Ok(Mixer {
+            volumes: vec![Volume::default(); MAX_LANES],
+            master: Volume::default(),
+            master_glide: Glide::default(),
+            master_history: VecDeque::new(),
+            volume_changed: false,
+            ramp_after: None,
+            spare: mix::Mixer::new(lanes.format, samples),
             sum: mix::Mixer::new(lanes.format, samples),
             out: vec![0; samples * lanes.format.sample_bytes()],
             lanes,
@@ -182,6 +217,33 @@ impl Mixer {
             pool: Vec::new(),
             gone_until: 0,
         })
+    }
+
+    /// Lane `idx`'s volume, heard from the next period mixed (ramped over it), or sooner
+    /// by a rewind.
+    pub fn set_volume(&mut self, idx: usize, v: Volume) {
+        if let Some(slot) = self.volumes.get_mut(idx)
+            && *slot != v
+        {
+            *slot = v;
+            self.volume_changed = true;
+        }
+    }
+
+    pub fn volume(&self, idx: usize) -> Option<Volume> {
+        self.volumes.get(idx).copied()
+    }
+
+    /// The master volume, applied to the sum at its one saturation.
+    pub fn set_master(&mut self, v: Volume) {
+        if self.master != v {
+            self.master = v;
+            self.volume_changed = true;
+        }
+    }
+
+    pub fn master(&self) -> Volume {
+        self.master
     }
 
     /// Keeps each lane's share of each period from now on, for rewinds (or stops keeping).
@@ -217,7 +279,8 @@ impl Mixer {
     pub fn changed(&self, beyond: u64, queued: u64) -> bool {
         let dev = self.lanes.dev;
         let period = dev.period_frames as u64;
-        self.gone_until > beyond
+        (self.volume_changed && self.mix_pos > beyond)
+            || self.gone_until > beyond
             || self.lanes.declared().any(|(lane, ctl)| {
                 let same = ctl.epoch == lane.epoch;
                 let latency = lane
@@ -251,6 +314,10 @@ impl Mixer {
             };
             lane.follow(&ctl, mem);
             if ctl.state.is_mixed() {
+                // Mixed again from `to`, it ramps from the gain it was heard at there.
+                if let Some(c) = lane.part.held.iter().find(|c| c.at == to) {
+                    lane.part.glide.at = Some(c.gain);
+                }
                 if rewound && !lane.part.joined && lane.part.lead.is_none() {
                     let held = rescale(lane.queued(&ctl, &setup) as i64, setup.rate, dev.rate) as u64;
                     lane.part.lead = Some(lead(held));
@@ -274,8 +341,30 @@ impl Mixer {
             pool.extend(part.held.drain(..).map(|c| c.mix));
             part.mixed_until = part.mixed_until.min(to);
         }
+        if let Some(at) = self.master_history.iter().position(|&(at, _)| at >= to) {
+            if self.master_history[at].0 == to {
+                self.master_glide.at = Some(self.master_history[at].1);
+            }
+            self.master_history.truncate(at);
+        }
         self.mix_pos = to;
         self.gone_until = 0;
+        self.volume_changed = false;
+        self.ramp_after = (skip > 0).then_some((to, skip as usize));
+    }
+
+    /// The master's ramp for the period at `mix_pos`, remembered for a rewind.
+    fn master_ramp(&mut self, start: usize) -> Ramp {
+        let frames = self.lanes.dev.period_frames as usize;
+        let ramp = self.master_glide.next(self.master.gain(), frames, start);
+        if self.kept_since.is_some() {
+            let oldest = self.mix_pos.saturating_sub(self.lanes.dev.buffer_frames as u64);
+            while self.master_history.front().is_some_and(|&(at, _)| at < oldest) {
+                self.master_history.pop_front();
+            }
+            self.master_history.push_back((self.mix_pos, ramp.from));
+        }
+        ramp
     }
 
     /// Frames every lane that wants mixing lets the slave hold: the smallest buffer among
@@ -450,15 +539,23 @@ impl Mixer {
         self.sum.clear(frames as usize * dev.channels as usize);
         let oldest = self.mix_pos.saturating_sub(dev.buffer_frames as u64);
         let keep = self.kept_since.is_some();
+        let ramp_start = match self.ramp_after.take() {
+            Some((at, skip)) if at == self.mix_pos => skip,
+            _ => 0,
+        };
         let mut p = Period {
             mix_pos: self.mix_pos,
             frames,
             device_rate: dev.rate,
+            channels: dev.channels as usize,
+            ramp_start,
             sum: &mut self.sum,
             scratch: &mut self.scratch,
             pool: keep.then_some(&mut self.pool),
+            spare: &mut self.spare,
         };
         let mut any = false;
+        let volumes = &self.volumes;
         for (idx, lane, mem) in self.lanes.each() {
             // Shares the slave can no longer give back are spare.
             while lane.part.held.front().is_some_and(|c| c.at < oldest) {
@@ -466,7 +563,7 @@ impl Mixer {
                     pool.push(c.mix);
                 }
             }
-            match mix_lane(lane, mem, &mut p) {
+            match mix_lane(lane, mem, volumes[idx], &mut p) {
                 Some(true) => {
                     any = true;
                     wake.push(idx);
@@ -476,6 +573,8 @@ impl Mixer {
             }
         }
         self.mixed_any = any;
+        let master = self.master_ramp(ramp_start);
+        self.sum.scale(master, dev.channels as usize);
         self.sum.finish(&mut self.out);
         self.mix_pos += frames;
         &self.out
@@ -486,6 +585,10 @@ impl Mixer {
 /// hold its shares calls for a rewind, as a stop does.
 impl LaneTable for Mixer {
     fn attach(&mut self, idx: usize, mem: Arc<LaneMem>) {
+        // A new client starts at full volume until told otherwise (its saved level).
+        if let Some(v) = self.volumes.get_mut(idx) {
+            *v = Volume::default();
+        }
         self.lanes.attach(idx, mem)
     }
 
@@ -504,15 +607,21 @@ impl LaneTable for Mixer {
 
 /// One lane's part of a period: `None` if it was not mixed, else whether its client should
 /// be woken.
-fn mix_lane(lane: &mut Lane<Playing>, mem: &LaneMem, p: &mut Period) -> Option<bool> {
+fn mix_lane(lane: &mut Lane<Playing>, mem: &LaneMem, volume: Volume, p: &mut Period) -> Option<bool> {
     let setup = lane.setup?;
     let end = Consumer::new(mem);
     // A slot with an impossible state tag is treated as stopped: it hurts only its owner.
     let ctl = end.ctl()?;
+    // A lane that is not mixed this period keeps its glide where it was.
+    let mut glide = lane.part.glide;
+    let ramp = glide.next(volume.gain(), p.frames as usize, p.ramp_start);
     if lane.replaying(&ctl, p.mix_pos) {
-        // Given back by a rewind: played again as it was, and the lane is not touched.
-        let share = lane.part.held.iter().find(|c| c.at == p.mix_pos)?;
-        p.sum.add_mix(&share.mix);
+        // Given back by a rewind: played again as it was, at the volume of the moment, and
+        // the lane is not touched.
+        let share = lane.part.held.iter_mut().find(|c| c.at == p.mix_pos)?;
+        p.sum.add_mix_gain(&share.mix, ramp, p.channels);
+        share.gain = ramp.from;
+        lane.part.glide = glide;
         return Some(false);
     }
     lane.follow(&ctl, mem);
@@ -550,10 +659,11 @@ fn mix_lane(lane: &mut Lane<Playing>, mem: &LaneMem, p: &mut Period) -> Option<b
     end.set_start_mix(origin);
     if let Some(share) = lane.part.pending.pop_front() {
         // Taken back from the slave when the lane paused: it plays first, as it was.
-        p.sum.add_mix(&share.mix);
+        p.sum.add_mix_gain(&share.mix, ramp, p.channels);
+        lane.part.glide = glide;
         lane.device_frames = lane.device_frames.wrapping_add(p.frames);
         lane.part.mixed_until = p.mix_pos + p.frames;
-        hold(lane, p, share.mix);
+        hold(lane, p, share.mix, ramp.from);
         end.publish(Mixed {
             epoch: lane.epoch,
             running: true,
@@ -568,14 +678,21 @@ fn mix_lane(lane: &mut Lane<Playing>, mem: &LaneMem, p: &mut Period) -> Option<b
     // Never trust the client's position: clamp it to what its ring can hold.
     let queued = lane.queued(&ctl, &setup);
     let took = queued.min(need);
+    // At its full volume a lane is added straight to the sum: bit-exact alone.
     match p.share() {
         Some(mut share) => {
             add_frames(lane, &setup, &end, silent, took, p.scratch, &mut share);
-            p.sum.add_mix(&share);
-            hold(lane, p, share);
+            p.sum.add_mix_gain(&share, ramp, p.channels);
+            hold(lane, p, share, ramp.from);
         }
-        None => add_frames(lane, &setup, &end, silent, took, p.scratch, p.sum),
+        None if ramp.is_unity() => add_frames(lane, &setup, &end, silent, took, p.scratch, p.sum),
+        None => {
+            p.spare.clear(p.sum.len());
+            add_frames(lane, &setup, &end, silent, took, p.scratch, p.spare);
+            p.sum.add_mix_gain(p.spare, ramp, p.channels);
+        }
     }
+    lane.part.glide = glide;
     lane.part.mixed_until = p.mix_pos + p.frames;
     lane.device_frames = lane.device_frames.wrapping_add(p.frames);
     let mixed = if ctl.state == State::Draining && queued <= need {
@@ -604,9 +721,13 @@ fn join(lane: &Lane<Playing>, end: &Consumer, first: u64) -> bool {
 }
 
 /// Keeps the lane's share of this period, for a rewind.
-fn hold(lane: &mut Lane<Playing>, p: &Period, mix: mix::Mixer) {
+fn hold(lane: &mut Lane<Playing>, p: &Period, mix: mix::Mixer, gain: f64) {
     if p.pool.is_some() {
-        lane.part.held.push_back(Share { at: p.mix_pos, mix });
+        lane.part.held.push_back(Share {
+            at: p.mix_pos,
+            gain,
+            mix,
+        });
     }
 }
 

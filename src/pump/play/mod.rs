@@ -19,6 +19,7 @@ use super::pace::{Next, Pace};
 use super::side::{Device, Side, Sink};
 use crate::config::Bindings;
 use crate::dsp::format::Format;
+use crate::dsp::gain::Volume;
 use crate::error::{Error, Result};
 use crate::shm::clock::{frames_to_ns, ns_to_frames};
 use crate::shm::segment::SegmentWriter;
@@ -529,6 +530,21 @@ impl<S: Sink> Side for Player<S> {
 
     fn setup(&mut self, idx: usize, f: Format, channels: u32, rate: u32, buffer: u64, b: &Bindings) -> Result<()> {
         self.mixer.setup(idx, f, channels, rate, buffer, b)
+    }
+
+    fn set_volume(&mut self, idx: Option<usize>, v: Volume) -> Result<()> {
+        match idx {
+            Some(i) => self.mixer.set_volume(i, v),
+            None => self.mixer.set_master(v),
+        }
+        Ok(())
+    }
+
+    fn volume(&self, idx: Option<usize>) -> Option<Volume> {
+        match idx {
+            Some(i) => self.mixer.volume(i),
+            None => Some(self.mixer.master()),
+        }
     }
 
     fn pace(&self) -> &Pace {

@@ -23,6 +23,7 @@ use super::pace::{MISS_PERIODS, Next, Pace, margin_frames};
 use super::side::{Device, Side, Source};
 use crate::config::Bindings;
 use crate::dsp::format::Format;
+use crate::dsp::gain::Volume;
 use crate::error::{Error, Result};
 use crate::shm::clock::{frames_to_ns, ns_to_frames};
 
@@ -241,6 +242,18 @@ impl<S: Source> Side for Recorder<S> {
 
     fn setup(&mut self, idx: usize, f: Format, channels: u32, rate: u32, buffer: u64, b: &Bindings) -> Result<()> {
         self.split.setup(idx, f, channels, rate, buffer, b)
+    }
+
+    /// Capture has no volumes yet: refused by name, never silently ignored.
+    fn set_volume(&mut self, _: Option<usize>, _: Volume) -> Result<()> {
+        Err(Error::new(
+            libc::EOPNOTSUPP,
+            "rdmix: volume: a capture pump has no volume controls yet",
+        ))
+    }
+
+    fn volume(&self, _: Option<usize>) -> Option<Volume> {
+        None
     }
 
     fn pace(&self) -> &Pace {
