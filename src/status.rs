@@ -71,18 +71,39 @@ fn set_volume(target: &str, level: &str) -> Result<String, String> {
         .ok_or_else(|| format!("rdmix-status: volume: {level:?} is not a level (-6dB, 0dB, mute, unmute)"))?;
     let seen = survey();
     let playback = |p: &&Seen| p.status.stream != "capture";
-    let (pump, lane, pid, now) = if target == "master" {
-        let mut pumps = seen.iter().filter(playback);
+    let (pump, lane, pid, now) = if let Some(key) = target.strip_prefix("master") {
+        // `master:KEY` names the pump by its ipc_key (hex with 0x, or decimal).
+        let key = match key.strip_prefix(':') {
+            None if key.is_empty() => None,
+            Some(k) => Some(
+                k.strip_prefix("0x")
+                    .map_or_else(|| k.parse::<u32>(), |h| u32::from_str_radix(h, 16))
+                    .map_err(|_| format!("rdmix-status: volume: {k:?} is not an ipc_key"))?,
+            ),
+            None => return Err(format!("rdmix-status: volume: {target:?} is neither a pid nor master")),
+        };
+        let mut pumps = seen
+            .iter()
+            .filter(playback)
+            .filter(|p| key.is_none_or(|k| p.status.key == k));
         let (Some(p), None) = (pumps.next(), pumps.next()) else {
-            return Err("rdmix-status: volume: the master needs exactly one playback pump you can see".into());
+            return Err(match key {
+                Some(k) => format!("rdmix-status: volume: no playback pump of ipc_key {k:#x} that you can see"),
+                None => "rdmix-status: volume: the master needs exactly one playback pump you can see; \
+                         name it: master:KEY"
+                    .into(),
+            });
         };
         (p, MASTER, 0, p.status.master)
     } else {
         let pid: i32 = target
             .parse()
             .map_err(|_| format!("rdmix-status: volume: {target:?} is neither a pid nor master"))?;
+        // A program that both plays and records is turned down where it plays.
+        let capture = |p: &&Seen| !playback(p);
         seen.iter()
             .filter(playback)
+            .chain(seen.iter().filter(capture))
             .find_map(|p| {
                 p.status
                     .clients
@@ -90,7 +111,9 @@ fn set_volume(target: &str, level: &str) -> Result<String, String> {
                     .find(|c| c.pid == pid)
                     .map(|c| (p, c.lane as u64, pid as u64, c.volume))
             })
-            .ok_or_else(|| format!("rdmix-status: volume: no program of pid {pid} plays through a pump you can see"))?
+            .ok_or_else(|| {
+                format!("rdmix-status: volume: no program of pid {pid} plays or records through a pump you can see")
+            })?
     };
     let (step, on) = now.unwrap_or((gain::STEPS, true));
     let v = match level {
@@ -311,7 +334,7 @@ fn json(seen: &[Seen]) -> String {
     format!("{{\"pumps\":[{}]}}\n", pumps.join(","))
 }
 
-const USAGE: &str = "usage: rdmix-status [--json | --watch | --volume PID|master LEVEL]\n\
+const USAGE: &str = "usage: rdmix-status [--json | --watch | --volume PID|master[:KEY] LEVEL]\n\
     Lists the rdmix pumps you can see, the device each holds, and every program playing through it.\n\
     --json    one machine-readable document\n\
     --watch   refresh every second, like top (Ctrl-C ends it)\n\

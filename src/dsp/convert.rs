@@ -15,6 +15,7 @@ use audioadapter_buffers::direct::InterleavedSlice;
 use rubato::{Fft, FixedSync, Resampler, WindowFunction};
 
 use super::format::Format;
+use super::gain::Glide;
 use super::mix::{Mixer, decode_f32};
 use crate::error::{Error, Result};
 
@@ -261,12 +262,19 @@ impl Tap {
     }
 
     /// Converts one device period (`period` frames of the device's format) into the client's
-    /// frames.
+    /// frames, at full volume.
     pub fn process(&mut self, src: &[u8]) -> &[u8] {
+        self.process_at(src, &mut Glide::default(), 1.0)
+    }
+
+    /// The same at a volume: `glide` moves toward `target` over the period's client frames.
+    /// At 1 the samples pass untouched (the plain path stays bit-exact).
+    pub fn process_at(&mut self, src: &[u8], glide: &mut Glide, target: f64) -> &[u8] {
         let Some(matrix) = &self.matrix else {
             let samples = self.period * self.client_ch;
             self.mix.clear(samples);
             self.mix.add(self.device, src);
+            self.mix.scale(glide.next(target, self.period, 0), self.client_ch);
             self.mix.finish(&mut self.out[..samples * self.client_bytes]);
             return &self.out[..samples * self.client_bytes];
         };
@@ -294,6 +302,7 @@ impl Tap {
         let samples = n * self.client_ch;
         self.mix.clear(samples);
         self.mix.add_mapped(frames, self.dev_ch, matrix);
+        self.mix.scale(glide.next(target, n, 0), self.client_ch);
         self.mix.finish(&mut self.out[..samples * self.client_bytes]);
         &self.out[..samples * self.client_bytes]
     }

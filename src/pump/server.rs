@@ -442,7 +442,7 @@ impl Server {
             // A status request takes no lane; the peer hangs up (or times out) after it.
             (STATUS, None) => {
                 let reply = if m.args[0] == PROTO_VERSION {
-                    Msg::new(STATUS).with_payload(self.status().encode())
+                    Msg::new(STATUS).with_payload(self.status(self.peers[i].cred.uid).encode())
                 } else {
                     None
                 };
@@ -605,6 +605,11 @@ impl Server {
         w.slot = slot as u32;
         // The lane is the engine's before the client can see it.
         r.pump.lanes_mut().attach(slot, Arc::new(mem));
+        // A new program starts at full volume, whatever the lane's last one was set to.
+        if let Err(e) = r.pump.set_volume(Some(slot), Volume::default()) {
+            r.pump.lanes_mut().detach(slot);
+            return Err(e);
+        }
         if let Err(e) = wire::send(&peer.sock, &w, &[r.seg_fd.as_fd(), lane_fd.as_fd(), theirs.as_fd()]) {
             r.pump.lanes_mut().detach(slot);
             return Err(Error::io("rdmix: the client left during its HELLO", e));
@@ -621,7 +626,9 @@ impl Server {
 
     /// What `rdmix-status` shows: the pump's own records, never the clients' say-so (but for
     /// the state each client declares).
-    fn status(&self) -> PumpStatus {
+    /// What `asker` may read: everything for the pump's own user, and on a shared pump
+    /// only their own programs for anyone else (a member learns nothing of another's).
+    fn status(&self, asker: u32) -> PumpStatus {
         let mut s = PumpStatus {
             key: self.args.key,
             shared: self.args.shared(),
@@ -641,7 +648,8 @@ impl Server {
         s.stream = self.args.stream.name().to_string();
         s.master = r.pump.volume(None).map(|v| (v.step, v.on));
         let dev_us = frames_to_ns(dev.buffer_frames as u64, dev.rate) / 1000;
-        for p in &self.peers {
+        let everything = asker == sys::user::euid();
+        for p in self.peers.iter().filter(|p| everything || p.cred.uid == asker) {
             let Some(lane) = p.slot else { continue };
             let Some((setup, state, underruns)) = r.pump.lanes().status(lane) else {
                 continue;

@@ -112,8 +112,9 @@ fn rdmix_status_sets_a_programs_volume_and_the_master() {
             .any(|l| l.trim_start().starts_with(&tone_pid) && l.ends_with("-6.0 dB")),
         "{table}"
     );
-    set(&["master", "-6dB"]);
-    set(&["master", "0dB"]);
+    let master = format!("master:{:#x}", w.key);
+    set(&[&master, "-6dB"]);
+    set(&[&master, "0dB"]);
     set(&[&tone_pid, "mute"]);
     let mark = frames();
     wait_until(

@@ -7,7 +7,9 @@
 //! - thousands of silent connections, from an outsider and from a member, cost the owner
 //!   nothing: the owner's open still succeeds at once and the pump's CPU stays low;
 //! - a client can write only its own lane (read from `/proc/self/maps`);
-//! - a `slave.pcm` name of 1000 bytes reaches the pump whole; a longer one is refused.
+//! - a `slave.pcm` name of 1000 bytes reaches the pump whole; a longer one is refused;
+//! - on a shared pump, a member can neither list another's programs nor change their
+//!   volume, by `rdmix-status` or by a VOLUME of its own making.
 //!
 //! (Impostor pumps that hand over truncatable memory, or stall, are `faults::fault6`.)
 
@@ -337,4 +339,109 @@ pcm.toolong {{ type rdmix; ipc_key {{key}}; slave.pcm \"{too_long}\" }}"
         err.contains("rdmix: slave.pcm: a name of 1025 bytes is longer than"),
         "{err}"
     );
+}
+
+#[test]
+fn a_member_can_neither_see_nor_turn_down_anothers_program() {
+    if !users() {
+        return;
+    }
+    let w = open_world(&format!(
+        "pcm.group {{ type rdmix; ipc_key {{key}}; ipc_perm 0660; ipc_gid \"{GROUP}\"; slave.pcm \"rdmixsys_{{key}}\" }}"
+    ));
+    let _sys = SystemConf::card(&format!("rdmixsys_{}", w.key), &w.path("sys.wav"));
+    write_wav_s16(&w.path("long.wav"), 48000, &vec![[0, 0]; 8 * 48_000]);
+    let status = build_dir().join("rdmix-status");
+    let status = status.to_str().unwrap();
+    // A first, so that A's program starts the pump and A owns it.
+    let a = w
+        .as_user(MEMBER_A, &["aplay", "-q", "-D", "group", "long.wav"])
+        .spawn()
+        .unwrap();
+    wait_until(
+        Duration::from_secs(10),
+        || logs(&w).contains("took lane"),
+        || format!("A never attached: {}", logs(&w)),
+    );
+    let b = w
+        .as_user(MEMBER_B, &["aplay", "-q", "-D", "group", "long.wav"])
+        .spawn()
+        .unwrap();
+    wait_until(
+        Duration::from_secs(10),
+        || logs(&w).matches("took lane").count() >= 2,
+        || format!("both members never attached: {}", logs(&w)),
+    );
+    // Each program's pid and lane, from the pump's log (runuser stands between the test
+    // and the program).
+    let of = |user: &str| {
+        let mark = format!("(uid {}) took lane ", uid_of(user));
+        logs(&w)
+            .lines()
+            .find_map(|l| {
+                let (head, lane) = l.split_once(&mark)?;
+                let pid = head.rsplit_once("client pid ")?.1.trim().to_string();
+                Some((pid, lane.trim().parse::<u64>().ok()?))
+            })
+            .unwrap_or_else(|| panic!("{user}'s program in the log: {}", logs(&w)))
+    };
+    let ((a_pid, lane), (b_pid, _)) = (of(MEMBER_A), of(MEMBER_B));
+    let run = |user: &str, args: &[&str]| {
+        let mut all = vec![status];
+        all.extend_from_slice(args);
+        let o = w.as_user(user, &all).output().unwrap();
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
+        )
+    };
+    // The pump's owner is whoever started it: the first member. The other sees only
+    // their own program.
+    let (_, seen_by_b) = run(MEMBER_B, &["--json"]);
+    assert!(
+        seen_by_b.contains(&format!("\"pid\":{b_pid},")),
+        "B sees their own: {seen_by_b}"
+    );
+    assert!(
+        !seen_by_b.contains(&format!("\"pid\":{a_pid},")),
+        "B must not see A's program: {seen_by_b}"
+    );
+    let (ok, said) = run(MEMBER_B, &["--volume", &a_pid, "-20dB"]);
+    assert!(
+        !ok && said.contains(&format!("no program of pid {a_pid} plays")),
+        "{said}"
+    );
+    // Nor by a VOLUME of B's own making, naming A's lane and pid.
+    let hostile = build_dir().join("rdmix-hostile");
+    let name = format!("rdmix-{:08x}", w.key);
+    let o = w
+        .as_user(
+            MEMBER_B,
+            &[hostile.to_str().unwrap(), "volume", &name, &lane.to_string(), &a_pid],
+        )
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&o.stdout);
+    eprintln!("MEASURE isolation: a member muting another's program: {}", said.trim());
+    assert!(
+        said.contains("refused") && said.contains(&format!("pid {a_pid} belongs to")),
+        "{said}"
+    );
+    // B may set their own, and the master is the owner's alone.
+    let (ok, said) = run(MEMBER_B, &["--volume", &b_pid, "-6dB"]);
+    assert!(ok, "{said}");
+    let (ok, said) = run(MEMBER_B, &["--volume", &format!("master:{:#x}", w.key), "-6dB"]);
+    assert!(!ok && said.contains("sets the master"), "{said}");
+    let (_, seen_by_a) = run(MEMBER_A, &["--json"]);
+    assert!(
+        seen_by_a.contains(&format!("\"pid\":{a_pid},")) && seen_by_a.contains(&format!("\"pid\":{b_pid},")),
+        "the owner sees both: {seen_by_a}"
+    );
+    assert!(
+        seen_by_a.contains("\"volume\":{\"db\":-6.00,\"muted\":false}"),
+        "B's own change took: {seen_by_a}"
+    );
+    for c in [a, b] {
+        let _ = wait_child(c, Duration::from_secs(30), "aplay");
+    }
 }

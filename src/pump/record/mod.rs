@@ -244,16 +244,23 @@ impl<S: Source> Side for Recorder<S> {
         self.split.setup(idx, f, channels, rate, buffer, b)
     }
 
-    /// Capture has no volumes yet: refused by name, never silently ignored.
-    fn set_volume(&mut self, _: Option<usize>, _: Volume) -> Result<()> {
-        Err(Error::new(
-            libc::EOPNOTSUPP,
-            "rdmix: volume: a capture pump has no volume controls yet",
-        ))
+    /// Each recorder's volume applies to what it receives. There is no capture master: a
+    /// microphone's level is the card's own mixer's.
+    fn set_volume(&mut self, idx: Option<usize>, v: Volume) -> Result<()> {
+        match idx {
+            Some(i) => {
+                self.split.set_volume(i, v);
+                Ok(())
+            }
+            None => Err(Error::new(
+                libc::EINVAL,
+                "rdmix: volume: a capture pump has no master; set each recorder's",
+            )),
+        }
     }
 
-    fn volume(&self, _: Option<usize>) -> Option<Volume> {
-        None
+    fn volume(&self, idx: Option<usize>) -> Option<Volume> {
+        self.split.volume(idx?)
     }
 
     fn pace(&self) -> &Pace {
@@ -704,5 +711,50 @@ mod tests {
             assert!(exact_from(&p.got, first), "reader {i} got every frame in order");
             assert_eq!(Reader::new(&r.lanes[i]).overruns(), 0);
         }
+    }
+
+    /// A recorder's volume applies to what it receives, ramped over a period: before the
+    /// change every frame is the device's own, after the ramp each is the device's at the
+    /// gain, and another recorder of the same device is untouched.
+    #[test]
+    fn a_recorders_volume_scales_what_it_receives_and_no_one_elses() {
+        use crate::dsp::gain::Volume;
+        let mut r = rig(2, false);
+        r.set(0, State::Running, 0);
+        r.set(1, State::Running, 0);
+        r.rec.kick(r.at()).unwrap();
+        let (mut a0, mut a1) = (0, 0);
+        let (mut got0, mut got1) = (Vec::new(), Vec::new());
+        for _ in 0..20 {
+            r.advance(1_000_000);
+            r.step();
+            got0.extend(r.drain_lane(0, &mut a0));
+            got1.extend(r.drain_lane(1, &mut a1));
+        }
+        let before = got0.len();
+        let v = Volume::from_cdb(-600, true);
+        r.rec.set_volume(Some(0), v).unwrap();
+        assert!(r.rec.set_volume(None, v).is_err(), "a capture pump has no master");
+        for _ in 0..40 {
+            r.advance(1_000_000);
+            r.step();
+            got0.extend(r.drain_lane(0, &mut a0));
+            got1.extend(r.drain_lane(1, &mut a1));
+        }
+        let dev = |k: usize| k as u16 as i16;
+        assert!(
+            got0[..before].iter().enumerate().all(|(k, v)| *v == k as u16),
+            "exact before the change"
+        );
+        let g = v.gain();
+        for (k, v) in got0.iter().enumerate().skip(before + 256) {
+            assert_eq!(*v as i16, (dev(k) as f64 * g).round() as i16, "frame {k} at -6 dB");
+        }
+        assert!(got0.len() > before + 1024);
+        assert!(
+            got1.iter().enumerate().all(|(k, v)| *v == k as u16),
+            "the other recorder is exact"
+        );
+        assert_eq!(r.rec.volume(Some(0)), Some(v));
     }
 }

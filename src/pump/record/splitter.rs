@@ -13,6 +13,7 @@ use crate::config::Bindings;
 use crate::dsp::chmap;
 use crate::dsp::convert::{Layout, Tap};
 use crate::dsp::format::Format;
+use crate::dsp::gain::{Glide, Volume};
 use crate::error::Result;
 use crate::pump::lanes::{Lane, LaneSetup, Lanes, Part, check_client, refuse};
 use crate::shm::clock::rescale;
@@ -46,6 +47,8 @@ pub struct Recording {
     /// has been woken and not yet asked again.
     seen_wake: Option<u64>,
     asked: Option<u64>,
+    /// Where its volume's gain is and is heading.
+    glide: Glide,
 }
 
 impl Recording {
@@ -66,6 +69,7 @@ impl Part for Recording {
         self.joins_at = None;
         self.seen_wake = None;
         self.asked = None;
+        self.glide = Glide::default();
     }
     fn ctl(mem: &LaneMem) -> Option<Ctl> {
         Writer::new(mem).ctl()
@@ -85,6 +89,9 @@ pub struct Splitter {
     cap_pos: u64,
     /// The readers' windows, kept to be reused (see `frames_wanted`).
     windows: Vec<Due>,
+    /// Each lane's volume, as the pump was told it (kept apart from the lane, which a
+    /// client's hw_params starts over).
+    volumes: Vec<Volume>,
 }
 
 impl Splitter {
@@ -93,6 +100,7 @@ impl Splitter {
             lanes: Lanes::new(seg, dev, chmap)?,
             cap_pos: 0,
             windows: Vec::with_capacity(MAX_LANES),
+            volumes: vec![Volume::default(); MAX_LANES],
         })
     }
 
@@ -184,6 +192,17 @@ impl Splitter {
         self.lanes
             .declared()
             .any(|(lane, c)| c.state == State::Running && !(c.epoch == lane.epoch && lane.part.stopped))
+    }
+
+    /// Lane `idx`'s volume: what its reader receives from the next period on, ramped.
+    pub fn set_volume(&mut self, idx: usize, v: Volume) {
+        if let Some(slot) = self.volumes.get_mut(idx) {
+            *slot = v;
+        }
+    }
+
+    pub fn volume(&self, idx: usize) -> Option<Volume> {
+        self.volumes.get(idx).copied()
     }
 
     /// Whether a lane runs that the pump has not yet given a start position (`admit`).
@@ -278,8 +297,9 @@ impl Splitter {
         let first = self.cap_pos;
         let dev = self.lanes.dev;
         self.cap_pos += dev.period_frames as u64;
+        let volumes = &self.volumes;
         for (idx, lane, mem) in self.lanes.each() {
-            if feed(lane, mem, period, first, &dev) {
+            if feed(lane, mem, period, first, &dev, volumes[idx]) {
                 wake.push(idx);
             }
         }
@@ -287,7 +307,14 @@ impl Splitter {
 }
 
 /// One lane's part of a period; whether its client should be woken.
-fn feed(lane: &mut Lane<Recording>, mem: &LaneMem, period: &[u8], first: u64, dev: &DeviceParams) -> bool {
+fn feed(
+    lane: &mut Lane<Recording>,
+    mem: &LaneMem,
+    period: &[u8],
+    first: u64,
+    dev: &DeviceParams,
+    volume: Volume,
+) -> bool {
     let (period_frames, dev_rate) = (dev.period_frames as u64, dev.rate);
     let Some(setup) = lane.setup else { return false };
     let end = Writer::new(mem);
@@ -304,13 +331,14 @@ fn feed(lane: &mut Lane<Recording>, mem: &LaneMem, period: &[u8], first: u64, de
     if lane.part.joins_at.is_none_or(|j| first + period_frames <= j) {
         return false;
     }
-    let Some(tap) = lane.part.tap.as_mut() else {
+    let part = &mut lane.part;
+    let Some(tap) = part.tap.as_mut() else {
         return false;
     };
     // Where the lane's frame 0 sits in the device stream: a pause moves it on.
     let delay = rescale(tap.delay_frames() as i64, setup.rate, dev_rate) as u64;
     end.set_start_mix(first.wrapping_sub(lane.device_frames).wrapping_sub(delay));
-    let frames = tap.process(period);
+    let frames = tap.process_at(period, &mut part.glide, volume.gain());
     let n = frames.len() / setup.geometry.frame_bytes;
     end.write(&setup.geometry, lane.pos, frames);
     lane.pos = pos_add(lane.pos, n as i64);

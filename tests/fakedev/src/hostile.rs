@@ -163,14 +163,32 @@ fn flood(name: &str, count: usize) {
     let _ = std::io::stdin().read(&mut [0u8; 1]);
 }
 
+/// Asks the pump at NAME to mute lane LANE as if it were pid PID's, as whoever runs this;
+/// prints the answer.
+fn volume(name: &str, lane: u64, pid: u64) {
+    use asound_module_pcm_rdmix::wire::{self, Incoming, Msg, VOLUME};
+    let sock = sys::socket::connect(&Addr::Abstract(name.to_string())).expect("connect");
+    let mut m = Msg::new(VOLUME);
+    m.args = [lane, pid, 0, 0];
+    wire::send(&sock, &m, &[]).expect("send");
+    match wire::recv_until(&sock, Instant::now() + Duration::from_secs(2)) {
+        Ok(Incoming::Msg(r, _)) => match r.refusal() {
+            None => println!("volume: ALLOWED"),
+            Some(e) => println!("volume: refused: {}", e.line()),
+        },
+        _ => println!("volume: no answer"),
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let argv: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
     match argv.as_slice() {
         [_, "scribble", pcm, n, seed] => scribble(pcm, n.parse().unwrap(), seed.parse().unwrap()),
         [_, "flood", name, n] => flood(name, n.parse().unwrap()),
+        [_, "volume", name, lane, pid] => volume(name, lane.parse().unwrap(), pid.parse().unwrap()),
         _ => {
-            eprintln!("usage: rdmix-hostile scribble PCM WRITES SEED | flood NAME COUNT");
+            eprintln!("usage: rdmix-hostile scribble PCM WRITES SEED | flood NAME COUNT | volume NAME LANE PID");
             std::process::exit(2);
         }
     }
