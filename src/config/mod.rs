@@ -16,7 +16,7 @@ use crate::shm::segment::{MAX_CHMAP, MAX_LANES};
 use crate::wire;
 use options::{Join, OPTIONS};
 
-pub use options::example_block;
+pub use options::{example_block, manual_page};
 
 /// Longest `slave.pcm` name: it must fit HELLO whole, with the rest of the configuration.
 pub const MAX_PCM_NAME: usize = 1024;
@@ -400,6 +400,30 @@ mod tests {
         let b = default_key("hw:1");
         assert_ne!(a, b);
         assert!(a > 0 && a <= i32::MAX as u32);
+    }
+
+    /// rdmix(7) is the table's: every option, its range, its default. `RDMIX_BLESS=1`
+    /// rewrites it from the table.
+    #[test]
+    fn the_manual_page_shows_every_option_as_the_table_says() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/doc/rdmix.7");
+        let want = manual_page();
+        if std::env::var_os("RDMIX_BLESS").is_some() {
+            std::fs::write(path, &want).unwrap();
+            return;
+        }
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        assert_eq!(
+            text, want,
+            "doc/rdmix.7 drifted from the option table (RDMIX_BLESS=1 rewrites it)"
+        );
+        for o in &OPTIONS {
+            assert!(
+                want.contains(&format!(".TP\n\\fB{}\\fR ", o.name.replace('-', "\\-"))),
+                "{} is not shown",
+                o.name
+            );
+        }
     }
 
     /// The option block of `asoundrc.example` is the table's: every option, its range of

@@ -599,6 +599,72 @@ pub fn check_pcm(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Text for roff: a backslash is `\e`, a hyphen `\-` (not a line-breaking dash), and a
+/// line that would start with a control character is guarded.
+fn roff(text: &str) -> String {
+    let t = text.replace('\\', "\\e").replace('-', "\\-");
+    if t.starts_with('.') || t.starts_with('\'') {
+        format!("\\&{t}")
+    } else {
+        t
+    }
+}
+
+/// rdmix(7): the PCM definition and every option, its range and its default, written from
+/// this table, so that the manual cannot say what the code does not do.
+/// `config::tests` checks `doc/rdmix.7` against it.
+pub fn manual_page() -> String {
+    let mut o = String::new();
+    o.push_str(".TH RDMIX 7 \"\" \"rdmix\" \"rdmix\"\n");
+    o.push_str(".SH NAME\nrdmix \\- many ALSA programs, one copy\\-only sound device\n");
+    o.push_str(
+        ".SH SYNOPSIS\n.nf\npcm.NAME {\n    type rdmix\n    slave.pcm \"DEVICE\"\n    OPTION VALUE ...\n}\n.fi\n",
+    );
+    o.push_str(".PP\nor, with the package's definition, \\fBrdmix:CARD=\\fR\\fIn\\fR or \\fBrdmix:SLAVE=\\fR\\fIname\\fR as the device name.\n");
+    o.push_str(
+        ".SH DESCRIPTION\n\
+         An ALSA PCM plugin that lets any number of programs share one device whose driver \
+         supports only read/write transfers, where \\fBdmix\\fR(7)'s mmap cannot reach. Each \
+         program writes into a lane of its own in shared memory; a pump process, \
+         \\fBrdmix\\-pump\\fR(8), started on demand, mixes the lanes and feeds the device with \
+         \\fBsnd_pcm_writei\\fR(3). Capture is shared the same way. The device can be any ALSA \
+         PCM: a copy\\-only card, a plugin chain, a file.\n\
+         .PP\n\
+         The definitions that name one \\fBipc_key\\fR share one pump, and their options must \
+         agree where the pump depends on them; the first program's open decides.\n",
+    );
+    o.push_str(".SH OPTIONS\n");
+    for opt in OPTIONS.iter() {
+        let doc = &opt.doc;
+        o.push_str(&format!(
+            ".TP\n\\fB{}\\fR \\fI{}\\fR\n",
+            roff(opt.name),
+            roff(doc.example)
+        ));
+        o.push_str(&roff(&doc.lines.join(" ")));
+        o.push('\n');
+        let said: Vec<String> = opt
+            .range()
+            .map(|r| format!("Range: {r}."))
+            .into_iter()
+            .chain(doc.default.map(|d| format!("Default: {d}.")))
+            .collect();
+        if !said.is_empty() {
+            o.push_str(&format!(".br\n{}\n", roff(&said.join(" "))));
+        }
+    }
+    o.push_str(
+        ".SH FILES\n\
+         .TP\n/usr/share/alsa/alsa.conf.d/50\\-rdmix.conf\n\
+         Registers the plugin and defines \\fBrdmix\\fR with its \\fBCARD\\fR, \\fBDEV\\fR and \\fBSLAVE\\fR arguments.\n\
+         .TP\n/usr/share/doc/rdmix/asoundrc.example\n\
+         Every option above in a definition, as this table writes it.\n\
+         .SH SEE ALSO\n\
+         \\fBrdmix\\-status\\fR(1), \\fBrdmix\\-pump\\fR(8), \\fBaplay\\fR(1), \\fBasoundrc\\fR(5)\n",
+    );
+    o
+}
+
 /// The option block of `asoundrc.example`'s first definition, as the table says.
 pub fn example_block() -> String {
     let mut o = String::from("pcm.!default {\n    type rdmix\n    slave {\n");

@@ -12,7 +12,10 @@ pub(super) struct Fill {
     pub on: bool,
     /// Device frames the slave must still hold when the pump wakes to refill it.
     pub watermark: u64,
-    /// The lowest quiet whiles take it: half where it started.
+    /// The lowest quiet whiles take it: where it started. Below the margin a rewind keeps
+    /// half of it, and on a 2-vCPU VM under load that xran (27 slave xruns in the VM soak
+    /// with a floor at half, down to 5.3 ms; see BENCHMARKS.md), while the wake-ups it saves
+    /// at a third of a second's buffer are a few percent.
     floor: u64,
     /// The avail_min the slave was last given (0: none yet).
     pub told: u64,
@@ -21,10 +24,9 @@ pub(super) struct Fill {
     clean_since_ns: u64,
 }
 
-/// A watermark this long without a slave xrun is lowered by a period (down to half where
-/// it started): fewer wake-ups once the machine proves it keeps up. Each slave xrun raises
-/// it by a period (up to all of the buffer but a period), as PulseAudio's timer scheduling
-/// does.
+/// Each slave xrun raises the watermark by a period (up to all of the buffer but a
+/// period), as PulseAudio's timer scheduling does; a while this long without one lowers it
+/// by a period again, down to where it started.
 const WATERMARK_QUIET_NS: u64 = 10_000_000_000;
 
 /// What a filling-ahead slave holds when it (re)starts: the margin and a period. It is the
@@ -41,7 +43,7 @@ impl Fill {
         Fill {
             on: true,
             watermark,
-            floor: (watermark / 2 / period).max(1) * period,
+            floor: watermark,
             told: 0,
             xruns: 0,
             clean_since_ns: now_ns,
