@@ -9,11 +9,12 @@
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
+use crate::config::saved;
 use crate::dsp::gain::{self, Volume};
 use crate::sys;
 use crate::sys::socket::Addr;
 use crate::wire::status::PumpStatus;
-use crate::wire::{self, Incoming, MASTER, Msg, PROTO_VERSION, STATUS, VOLUME};
+use crate::wire::{self, Incoming, MASTER, Msg, PROTO_VERSION, STATUS, Stream, VOLUME};
 
 /// How long one pump has to answer: it answers from its loop within a period.
 const ANSWER: Duration = Duration::from_millis(500);
@@ -71,7 +72,7 @@ fn set_volume(target: &str, level: &str) -> Result<String, String> {
         .ok_or_else(|| format!("rdmix-status: volume: {level:?} is not a level (-6dB, 0dB, mute, unmute)"))?;
     let seen = survey();
     let playback = |p: &&Seen| p.status.stream != "capture";
-    let (pump, lane, pid, now) = if let Some(key) = target.strip_prefix("master") {
+    let (pump, lane, pid, now, program) = if let Some(key) = target.strip_prefix("master") {
         // `master:KEY` names the pump by its ipc_key (hex with 0x, or decimal).
         let key = match key.strip_prefix(':') {
             None if key.is_empty() => None,
@@ -94,7 +95,7 @@ fn set_volume(target: &str, level: &str) -> Result<String, String> {
                     .into(),
             });
         };
-        (p, MASTER, 0, p.status.master)
+        (p, MASTER, 0, p.status.master, None)
     } else {
         let pid: i32 = target
             .parse()
@@ -109,7 +110,7 @@ fn set_volume(target: &str, level: &str) -> Result<String, String> {
                     .clients
                     .iter()
                     .find(|c| c.pid == pid)
-                    .map(|c| (p, c.lane as u64, pid as u64, c.volume))
+                    .map(|c| (p, c.lane as u64, pid as u64, c.volume, Some(c.program.clone())))
             })
             .ok_or_else(|| {
                 format!("rdmix-status: volume: no program of pid {pid} plays or records through a pump you can see")
@@ -130,7 +131,20 @@ fn set_volume(target: &str, level: &str) -> Result<String, String> {
     wire::send(&sock, &m, &[]).map_err(|e| format!("rdmix-status: volume: {e}"))?;
     match wire::recv_until(&sock, Instant::now() + ANSWER) {
         Ok(Incoming::Msg(r, _)) if r.kind == VOLUME => match r.refusal() {
-            None => Ok(format!("{target}: {}\n", volume_text(Some((v.step, v.on))))),
+            None => {
+                // Remembered for the program's next run, in this user's own state.
+                if let Some(program) = program {
+                    let stream = if pump.status.stream == "capture" {
+                        Stream::Capture
+                    } else {
+                        Stream::Playback
+                    };
+                    if let Err(e) = saved::remember(stream, &program, v) {
+                        eprintln!("rdmix-status: volume: set, but not remembered for {program}: {e}");
+                    }
+                }
+                Ok(format!("{target}: {}\n", volume_text(Some((v.step, v.on)))))
+            }
             Some(e) => Err(e.line().to_string()),
         },
         _ => Err("rdmix-status: volume: the pump did not answer".into()),

@@ -6,6 +6,7 @@
 //! would refuse is refused by the pump too, whoever sent it.
 
 mod options;
+pub mod saved;
 
 use std::path::PathBuf;
 

@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::config::Config;
+use crate::config::{Config, saved};
 use crate::error::{Error, Result};
 use crate::shm::lane::LaneMem;
 use crate::shm::ring::Producer;
@@ -76,6 +76,13 @@ pub fn attach(cfg: &Config, stream: Stream) -> Result<Attachment> {
         .with_payload(cfg.encode())
         .ok_or_else(|| Error::config("slave.pcm", "the configuration is too large to hand to a pump"))?;
     hello.args[0] = PROTO_VERSION;
+    // The volume this user last gave this program, read here, in the program's own
+    // process: the pump never reads a user's files.
+    let program = sys::process::program_of(std::process::id() as i32).unwrap_or_default();
+    if let Some(v) = saved::recall(stream, &program) {
+        hello.args[1] = v.step as u64 + 1;
+        hello.args[2] = v.on as u64;
+    }
     let deadline = Instant::now() + ATTACH_TIMEOUT;
     let (mut spawns, mut hangups) = (0, 0);
     loop {

@@ -605,8 +605,17 @@ impl Server {
         w.slot = slot as u32;
         // The lane is the engine's before the client can see it.
         r.pump.lanes_mut().attach(slot, Arc::new(mem));
-        // A new program starts at full volume, whatever the lane's last one was set to.
-        if let Err(e) = r.pump.set_volume(Some(slot), Volume::default()) {
+        // A new program starts at the volume its user last gave it (HELLO `args[1]`, the
+        // step plus one, and `args[2]`, the switch), else at full volume, whatever the
+        // lane's last one was. It is the client's word, but only for its own lane.
+        let start = match m.args[1] {
+            0 => Volume::default(),
+            n => Volume {
+                step: (n - 1).min(gain::STEPS as u64) as u32,
+                on: m.args[2] != 0,
+            },
+        };
+        if let Err(e) = r.pump.set_volume(Some(slot), start) {
             r.pump.lanes_mut().detach(slot);
             return Err(e);
         }

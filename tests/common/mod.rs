@@ -143,6 +143,8 @@ pcm.!default {{ type rdmix; ipc_key {{key}}; slave.pcm "card" }}
         c.env("HOME", &self.dir)
             .env("RDMIX_PUMP_LOG", self.dir.join("pump.log"))
             .env_remove("ALSA_CONFIG_PATH")
+            // Saved volumes stay in this world's HOME (~/.local/state/rdmix).
+            .env_remove("XDG_STATE_HOME")
             .current_dir(&self.dir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -181,3 +181,57 @@ fn rdmix_status_sets_a_programs_volume_and_the_master() {
         assert_eq!(f[0], hiss[from + i - start], "frame {} of the muted stretch", from + i);
     }
 }
+
+/// A program turned down starts turned down next time, as PulseAudio's stream-restore
+/// does: `rdmix-status --volume` remembers the level by program name in the user's state
+/// directory, and the program's next open asks its pump for it. Back at 0 dB it is
+/// forgotten, and the next run plays at full level again.
+#[test]
+fn a_programs_volume_is_restored_on_its_next_run() {
+    assert!(have("aplay"), "aplay is required");
+    let w = World::new("");
+    let status = format!("{}/rdmix-status", build_dir().display());
+    let hiss = noise(RATE as usize * 30);
+    write_wav_s16(
+        &w.path("noise.wav"),
+        RATE,
+        &hiss.iter().map(|&v| [v, v]).collect::<Vec<_>>(),
+    );
+    let table = || String::from_utf8_lossy(&w.run(&status, &[]).stdout).into_owned();
+    let row_of = |pid: &str| {
+        table()
+            .lines()
+            .find(|l| l.trim_start().starts_with(pid))
+            .map(str::to_string)
+    };
+    let mut runs = Vec::new();
+    for (run, set) in [(0, Some("-6dB")), (1, Some("0dB")), (2, None)] {
+        let mut kid = w.spawn("aplay", &["-q", "noise.wav"]);
+        let pid = kid.id().to_string();
+        wait_until(
+            Duration::from_secs(10),
+            || row_of(&pid).is_some_and(|r| r.contains("running")),
+            || format!("run {run}: aplay never ran: {}", table()),
+        );
+        runs.push(row_of(&pid).unwrap());
+        if let Some(level) = set {
+            let o = w.run(&status, &["--volume", &pid, level]);
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        }
+        let _ = kid.kill();
+        let _ = kid.wait();
+    }
+    assert!(runs[0].ends_with("0.0 dB"), "the first run at full volume: {}", runs[0]);
+    assert!(
+        runs[1].ends_with("-6.0 dB"),
+        "the second run starts turned down: {}",
+        runs[1]
+    );
+    assert!(
+        runs[2].ends_with("0.0 dB"),
+        "back at 0 dB, it is forgotten: {}",
+        runs[2]
+    );
+    let saved = std::fs::read_to_string(w.path(".local/state/rdmix/volumes")).unwrap_or_default();
+    assert!(!saved.contains("aplay"), "nothing left to remember: {saved:?}");
+}
