@@ -52,6 +52,9 @@ use crate::wire::{
     WELCOME,
 };
 
+/// The least time between two rewinds for volume changes (see `Server::set_volume`).
+const VOLUME_REWIND_NS: u64 = 20_000_000;
+
 /// How long a pump with no clients keeps the device open, so that programs that close and
 /// reopen (a player between tracks) do not pay for a new pump each time.
 const LINGER_NS: u64 = 500_000_000;
@@ -125,6 +128,8 @@ pub struct Server {
     slave_ready: bool,
     /// A client asked an idle pump to start the device.
     kicked: bool,
+    /// When a volume change last asked for a rewind (see `set_volume`).
+    volume_kick_ns: u64,
     /// epoll wake-ups, for the exit log.
     wakeups: u64,
 }
@@ -152,6 +157,7 @@ impl Server {
             said_paced: false,
             slave_ready: false,
             kicked: false,
+            volume_kick_ns: 0,
             wakeups: 0,
         })
     }
@@ -530,8 +536,16 @@ impl Server {
             on: on != 0,
         };
         r.pump.set_volume(lane, v)?;
-        // Looked at at once: what the slave holds was mixed at the old volume.
-        self.kicked = true;
+        // Looked at at once: what the slave holds was mixed at the old volume. A rewind
+        // mixes again all that the slave gives back, so a stream of changes asks for one at
+        // most every VOLUME_REWIND_NS: a slider's dozens a second are all heard at once, and
+        // a member who floods VOLUME cannot make the pump remix without end (what it set is
+        // still mixed from the next period on).
+        let now = now_ns();
+        if now.saturating_sub(self.volume_kick_ns) >= VOLUME_REWIND_NS {
+            self.volume_kick_ns = now;
+            self.kicked = true;
+        }
         Ok(())
     }
 
