@@ -2,6 +2,7 @@
 //! Reported as lane samples per second (N * 512 samples per iteration).
 
 use asound_module_pcm_rdmix::dsp::format::Format;
+use asound_module_pcm_rdmix::dsp::gain::Ramp;
 use asound_module_pcm_rdmix::dsp::mix::Mixer;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
@@ -71,5 +72,34 @@ fn bench(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench);
+/// The same, each lane at a volume other than 0 dB (a lane on its own sum, added at a
+/// gain ramped over the period, as a change is), and the master scaled over the sum: what
+/// volumes cost beside the plain path above.
+fn bench_volume(c: &mut Criterion) {
+    let s16 = Format::lookup(alsa_sys::SND_PCM_FORMAT_S16_LE).unwrap();
+    let mut g = c.benchmark_group("S16_LE into S16_LE, every lane and the master ramping");
+    for n in [2usize, 8, 32] {
+        let data = lanes(s16, n);
+        let mut m = Mixer::new(s16, FRAMES * CH);
+        let mut lane = Mixer::new(s16, FRAMES * CH);
+        let mut out = vec![0u8; FRAMES * CH * s16.sample_bytes()];
+        g.throughput(Throughput::Elements((n * FRAMES * CH) as u64));
+        g.bench_with_input(BenchmarkId::new("lanes", n), &n, |b, _| {
+            b.iter(|| {
+                m.clear(FRAMES * CH);
+                for l in &data {
+                    lane.clear(FRAMES * CH);
+                    lane.add(s16, l);
+                    m.add_mix_gain(&lane, Ramp::over(1.0, 0.5, FRAMES), CH);
+                }
+                m.scale(Ramp::over(0.5, 0.25, FRAMES), CH);
+                m.finish(&mut out);
+                std::hint::black_box(&out);
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench, bench_volume);
 criterion_main!(benches);
