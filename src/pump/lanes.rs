@@ -1,5 +1,6 @@
 //! The lane table, once for both directions: who holds which lane, what the pump accepted
-//! of each client's hw_params, the epoch each lane is in, and the pump's own counts.
+//! of each client's hw_params, the epoch each lane is in, its volume, and the pump's own
+//! counts.
 //!
 //! A direction adds its own part to each lane (`Part`): playback a converter and its dry
 //! spells, capture a tap and its overrun. The words and the memory are shared; which end
@@ -10,6 +11,7 @@ use std::sync::Arc;
 use crate::config::Bindings;
 use crate::dsp::convert;
 use crate::dsp::format::Format;
+use crate::dsp::gain::Volume;
 use crate::error::{Error, Result};
 use crate::shm::lane::LaneMem;
 use crate::shm::ring::{Ctl, Geometry, Mixed, State};
@@ -49,6 +51,9 @@ pub struct Lane<X> {
     /// Underruns or overruns, counted here: the slot's counter is the client's to read
     /// (and scribble).
     pub xruns: u32,
+    /// The volume the pump was told for this lane's program: kept through its hw_params,
+    /// reset for a new program.
+    pub volume: Volume,
     pub part: X,
 }
 
@@ -125,9 +130,24 @@ impl<X: Part> Lanes<X> {
     pub fn accept(&mut self, idx: usize, setup: LaneSetup, part: X) {
         self.lanes[idx] = Lane {
             setup: Some(setup),
+            volume: self.lanes[idx].volume,
             part,
             ..Lane::default()
         };
+    }
+
+    /// Sets lane `idx`'s volume; whether it changed.
+    pub fn set_volume(&mut self, idx: usize, v: Volume) -> bool {
+        let Some(lane) = self.lanes.get_mut(idx) else {
+            return false;
+        };
+        let changed = lane.volume != v;
+        lane.volume = v;
+        changed
+    }
+
+    pub fn volume(&self, idx: usize) -> Option<Volume> {
+        self.lanes.get(idx).map(|l| l.volume)
     }
 
     /// Each attached lane with its memory, by index.

@@ -24,7 +24,7 @@ use crate::pump::lanes::{Lane, LaneSetup, LaneTable, Lanes, Part, check_client, 
 use crate::shm::clock::rescale;
 use crate::shm::lane::LaneMem;
 use crate::shm::ring::{Consumer, Ctl, Geometry, Mixed, State, pos_add, pos_diff};
-use crate::shm::segment::{DeviceParams, MAX_LANES, SegmentWriter};
+use crate::shm::segment::{DeviceParams, SegmentWriter};
 
 /// What the pump has made of a lane in the current epoch.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -166,9 +166,6 @@ impl Period<'_> {
 /// Sums lanes into device periods.
 pub struct Mixer {
     pub lanes: Lanes<Playing>,
-    /// Each lane's volume, as the pump was told it (kept apart from the lane, which a
-    /// client's hw_params starts over).
-    volumes: Vec<Volume>,
     master: Volume,
     /// Where the master's gain is and is heading, and the gain each recent period started
     /// at, for a rewind to go back to.
@@ -200,7 +197,6 @@ impl Mixer {
         let lanes = Lanes::new(seg, dev, chmap)?;
         let samples = dev.period_frames as usize * dev.channels as usize;
         Ok(Mixer {
-            volumes: vec![Volume::default(); MAX_LANES],
             master: Volume::default(),
             master_glide: Glide::default(),
             master_history: VecDeque::new(),
@@ -222,16 +218,13 @@ impl Mixer {
     /// Lane `idx`'s volume, heard from the next period mixed (ramped over it), or sooner
     /// by a rewind.
     pub fn set_volume(&mut self, idx: usize, v: Volume) {
-        if let Some(slot) = self.volumes.get_mut(idx)
-            && *slot != v
-        {
-            *slot = v;
+        if self.lanes.set_volume(idx, v) {
             self.volume_changed = true;
         }
     }
 
     pub fn volume(&self, idx: usize) -> Option<Volume> {
-        self.volumes.get(idx).copied()
+        self.lanes.volume(idx)
     }
 
     /// The master volume, applied to the sum at its one saturation.
@@ -555,7 +548,6 @@ impl Mixer {
             spare: &mut self.spare,
         };
         let mut any = false;
-        let volumes = &self.volumes;
         for (idx, lane, mem) in self.lanes.each() {
             // Shares the slave can no longer give back are spare.
             while lane.part.held.front().is_some_and(|c| c.at < oldest) {
@@ -563,7 +555,7 @@ impl Mixer {
                     pool.push(c.mix);
                 }
             }
-            match mix_lane(lane, mem, volumes[idx], &mut p) {
+            match mix_lane(lane, mem, &mut p) {
                 Some(true) => {
                     any = true;
                     wake.push(idx);
@@ -585,10 +577,6 @@ impl Mixer {
 /// hold its shares calls for a rewind, as a stop does.
 impl LaneTable for Mixer {
     fn attach(&mut self, idx: usize, mem: Arc<LaneMem>) {
-        // A new client starts at full volume until told otherwise (its saved level).
-        if let Some(v) = self.volumes.get_mut(idx) {
-            *v = Volume::default();
-        }
         self.lanes.attach(idx, mem)
     }
 
@@ -607,14 +595,14 @@ impl LaneTable for Mixer {
 
 /// One lane's part of a period: `None` if it was not mixed, else whether its client should
 /// be woken.
-fn mix_lane(lane: &mut Lane<Playing>, mem: &LaneMem, volume: Volume, p: &mut Period) -> Option<bool> {
+fn mix_lane(lane: &mut Lane<Playing>, mem: &LaneMem, p: &mut Period) -> Option<bool> {
     let setup = lane.setup?;
     let end = Consumer::new(mem);
     // A slot with an impossible state tag is treated as stopped: it hurts only its owner.
     let ctl = end.ctl()?;
     // A lane that is not mixed this period keeps its glide where it was.
     let mut glide = lane.part.glide;
-    let ramp = glide.next(volume.gain(), p.frames as usize, p.ramp_start);
+    let ramp = glide.next(lane.volume.gain(), p.frames as usize, p.ramp_start);
     if lane.replaying(&ctl, p.mix_pos) {
         // Given back by a rewind: played again as it was, at the volume of the moment, and
         // the lane is not touched.

@@ -89,9 +89,6 @@ pub struct Splitter {
     cap_pos: u64,
     /// The readers' windows, kept to be reused (see `frames_wanted`).
     windows: Vec<Due>,
-    /// Each lane's volume, as the pump was told it (kept apart from the lane, which a
-    /// client's hw_params starts over).
-    volumes: Vec<Volume>,
 }
 
 impl Splitter {
@@ -100,7 +97,6 @@ impl Splitter {
             lanes: Lanes::new(seg, dev, chmap)?,
             cap_pos: 0,
             windows: Vec::with_capacity(MAX_LANES),
-            volumes: vec![Volume::default(); MAX_LANES],
         })
     }
 
@@ -196,13 +192,11 @@ impl Splitter {
 
     /// Lane `idx`'s volume: what its reader receives from the next period on, ramped.
     pub fn set_volume(&mut self, idx: usize, v: Volume) {
-        if let Some(slot) = self.volumes.get_mut(idx) {
-            *slot = v;
-        }
+        self.lanes.set_volume(idx, v);
     }
 
     pub fn volume(&self, idx: usize) -> Option<Volume> {
-        self.volumes.get(idx).copied()
+        self.lanes.volume(idx)
     }
 
     /// Whether a lane runs that the pump has not yet given a start position (`admit`).
@@ -297,9 +291,8 @@ impl Splitter {
         let first = self.cap_pos;
         let dev = self.lanes.dev;
         self.cap_pos += dev.period_frames as u64;
-        let volumes = &self.volumes;
         for (idx, lane, mem) in self.lanes.each() {
-            if feed(lane, mem, period, first, &dev, volumes[idx]) {
+            if feed(lane, mem, period, first, &dev) {
                 wake.push(idx);
             }
         }
@@ -307,14 +300,7 @@ impl Splitter {
 }
 
 /// One lane's part of a period; whether its client should be woken.
-fn feed(
-    lane: &mut Lane<Recording>,
-    mem: &LaneMem,
-    period: &[u8],
-    first: u64,
-    dev: &DeviceParams,
-    volume: Volume,
-) -> bool {
+fn feed(lane: &mut Lane<Recording>, mem: &LaneMem, period: &[u8], first: u64, dev: &DeviceParams) -> bool {
     let (period_frames, dev_rate) = (dev.period_frames as u64, dev.rate);
     let Some(setup) = lane.setup else { return false };
     let end = Writer::new(mem);
@@ -331,6 +317,7 @@ fn feed(
     if lane.part.joins_at.is_none_or(|j| first + period_frames <= j) {
         return false;
     }
+    let volume = lane.volume;
     let part = &mut lane.part;
     let Some(tap) = part.tap.as_mut() else {
         return false;
