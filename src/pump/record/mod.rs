@@ -69,14 +69,15 @@ impl<S: Source> Recorder<S> {
         self.eager = on;
     }
 
-    /// The device's capture position now: what the pump has read, and what the device holds.
-    fn capture_pos(&mut self, now_ns: u64) -> Result<u64> {
+    /// The device's capture position now: what the pump has read, and the `held` frames the
+    /// device holds.
+    fn capture_pos(&self, now_ns: u64, held: u64) -> u64 {
         if !self.pace.realtime {
-            return Ok(self.pace.due(now_ns).max(self.split.cap_pos() + self.have as u64));
+            return self.pace.due(now_ns).max(self.split.cap_pos() + self.have as u64);
         }
         // No card holds more than its buffer: a source that says so (a file) is not one.
-        let held = self.held()?.min(self.split.device().buffer_frames as u64);
-        Ok(self.split.cap_pos() + self.have as u64 + held)
+        let held = held.min(self.split.device().buffer_frames as u64);
+        self.split.cap_pos() + self.have as u64 + held
     }
 
     /// Device frames to capture past what has been handed out before the next read: as
@@ -189,8 +190,11 @@ impl<S: Source> Side for Recorder<S> {
             return Ok(Next::Idle);
         }
         self.split.note_wakes();
+        // One look at what the device holds serves both a newcomer's start and whether a
+        // reader is due.
+        let held_before = self.held()?;
         if self.split.has_newcomers() {
-            let at = self.capture_pos(now_ns)?;
+            let at = self.capture_pos(now_ns, held_before);
             self.split.admit(at);
         }
         let dev = self.split.device();
@@ -199,7 +203,6 @@ impl<S: Source> Side for Recorder<S> {
         // Woken before the most eager reader is due (a device whose descriptors fire every
         // period, whatever its avail_min): nothing is read, and the wake-up counts against
         // the descriptors, so that such a device is soon paced by the clock instead.
-        let held_before = self.held()?;
         let due = !self.pace.realtime || held_before + self.have as u64 >= self.target();
         // At most a buffer per step, so that a source that never runs dry cannot hold the
         // loop (and the clients' sockets) for good.
