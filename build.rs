@@ -1,4 +1,4 @@
-//! Generates bindings for alsa-lib's ioplug API, which `asoundlib.h` (and so alsa-sys) leaves out.
+//! Generates bindings for alsa-lib's ioplug and ctl_ext APIs, which `asoundlib.h` (and so alsa-sys) leaves out.
 //! Everything the ioplug items refer to comes from alsa-sys, so the two never define a type twice.
 
 use std::{env, path::PathBuf};
@@ -12,6 +12,10 @@ fn main() {
         .allowlist_type("snd_pcm_ioplug(_callback)?(_t)?")
         .allowlist_function("snd_pcm_ioplug_.*")
         .allowlist_var("SND_PCM_IOPLUG_.*")
+        .allowlist_type("snd_ctl_ext(_callback|_key|_tlv_rw|_access)?(_t)?")
+        .allowlist_type("snd_ctl_ext__bindgen_ty_1")
+        .allowlist_function("snd_ctl_ext_(create|delete)")
+        .allowlist_var("SND_CTL_EXT_VERSION.*")
         .allowlist_var("snd_lib_error")
         .raw_line("use alsa_sys::*;")
         .raw_line("use libc::pollfd;")

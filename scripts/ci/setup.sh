@@ -4,7 +4,7 @@
 set -euo pipefail
 
 RDMIX_DEBS=(libasound2-dev libclang-dev clang pkg-config alsa-utils sox libsox-fmt-alsa valgrind util-linux passwd
-    lintian dpkg-dev liblzma-dev)
+    lintian dpkg-dev liblzma-dev tmux)
 
 rdmix_setup() {
     local missing=()

@@ -94,6 +94,8 @@ pub struct Config {
     pub ipc_gid: Option<u32>,
     /// On a shared key, how many lanes one user other than the pump's owner may hold.
     pub ipc_user_lanes: u32,
+    /// On a shared key, users other than the pump's owner may set the master volume.
+    pub ipc_member_master: bool,
     /// The pump executable, if not the one beside the plugin (the client's own business:
     /// it is not sent to the pump).
     pub pump: Option<PathBuf>,
@@ -135,6 +137,7 @@ impl Draft {
                 ipc_perm: 0o600,
                 ipc_gid: None,
                 ipc_user_lanes: DEFAULT_USER_LANES,
+                ipc_member_master: false,
                 pump: None,
                 bindings: Bindings::default(),
                 fill_ahead: true,
@@ -310,6 +313,7 @@ mod tests {
             ipc_perm: 0o660,
             ipc_gid: Some(29),
             ipc_user_lanes: 5,
+            ipc_member_master: true,
             pump: None,
             bindings: Bindings::new(vec![(0, 1), (1, 0)]).unwrap(),
             fill_ahead: false,

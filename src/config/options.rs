@@ -116,7 +116,7 @@ fn some<T: ToString>(v: Option<T>) -> Option<String> {
 }
 
 /// Every option, in the order the documentation lists them.
-pub static OPTIONS: [Opt; 19] = [
+pub static OPTIONS: [Opt; 20] = [
     Opt {
         name: "slave.pcm",
         wire: Some("pcm"),
@@ -415,6 +415,26 @@ pub static OPTIONS: [Opt; 19] = [
         get: |c| Some(c.ipc_user_lanes.to_string()),
     },
     Opt {
+        name: "ipc_member_master",
+        wire: Some("ipc_member_master"),
+        kind: Kind::Bool,
+        join: Join::Match,
+        doc: Doc {
+            default: Some("false"),
+            example: "false",
+            set_in_example: false,
+            lines: &[
+                "on a shared key, whether users other than the owner may set the",
+                "master volume (each may always set their own programs')",
+            ],
+        },
+        set: |d, v| {
+            d.cfg.ipc_member_master = matches!(v, Val::Bool(true));
+            Ok(())
+        },
+        get: |c| Some(if c.ipc_member_master { "1" } else { "0" }.to_string()),
+    },
+    Opt {
         name: "bindings",
         wire: Some("bindings"),
         kind: Kind::Bindings,
@@ -610,7 +630,7 @@ fn roff(text: &str) -> String {
     }
 }
 
-/// rdmix(7): the PCM definition and every option, its range and its default, written from
+/// rdmix(7): the PCM and control definitions and every option, its range and its default, written from
 /// this table, so that the manual cannot say what the code does not do.
 /// `config::tests` checks `doc/rdmix.7` against it.
 pub fn manual_page() -> String {
@@ -618,9 +638,10 @@ pub fn manual_page() -> String {
     o.push_str(".TH RDMIX 7 \"\" \"rdmix\" \"rdmix\"\n");
     o.push_str(".SH NAME\nrdmix \\- many ALSA programs, one copy\\-only sound device\n");
     o.push_str(
-        ".SH SYNOPSIS\n.nf\npcm.NAME {\n    type rdmix\n    slave.pcm \"DEVICE\"\n    OPTION VALUE ...\n}\n.fi\n",
+        ".SH SYNOPSIS\n.nf\npcm.NAME {\n    type rdmix\n    slave.pcm \"DEVICE\"\n    OPTION VALUE ...\n}\n\
+         ctl.NAME {\n    type rdmix\n    slave.pcm \"DEVICE\"\n    OPTION VALUE ...\n}\n.fi\n",
     );
-    o.push_str(".PP\nor, with the package's definition, \\fBrdmix:CARD=\\fR\\fIn\\fR or \\fBrdmix:SLAVE=\\fR\\fIname\\fR as the device name.\n");
+    o.push_str(".PP\nor, with the package's definitions, \\fBrdmix:CARD=\\fR\\fIn\\fR or \\fBrdmix:SLAVE=\\fR\\fIname\\fR as the device or control name (\\fBaplay \\-D\\fR, \\fBamixer \\-D\\fR, \\fBalsamixer \\-D\\fR).\n");
     o.push_str(
         ".SH DESCRIPTION\n\
          An ALSA PCM plugin that lets any number of programs share one device whose driver \
@@ -632,6 +653,33 @@ pub fn manual_page() -> String {
          .PP\n\
          The definitions that name one \\fBipc_key\\fR share one pump, and their options must \
          agree where the pump depends on them; the first program's open decides.\n",
+    );
+    o.push_str(
+        ".SH CONTROLS\n\
+         A \\fBctl\\fR definition of \\fBtype rdmix\\fR takes the same options as the PCM \
+         definition it goes with (only \\fBslave\\fR and the \\fBipc_\\fR options matter: \
+         they name the pumps) and shows, in \\fBalsamixer\\fR(1) and \\fBamixer\\fR(1):\n\
+         .TP\n\\fBMaster Playback Volume\\fR, \\fBMaster Playback Switch\\fR\n\
+         The mix as a whole, applied once, where it is saturated to the device's format.\n\
+         .TP\n\\fIprogram pid\\fR \\fBPlayback Volume\\fR, \\fBPlayback Switch\\fR\n\
+         One pair per program that plays, named by its program name and pid \
+         (\\fBaplay 4242\\fR), there from its open to its close. A program with two streams \
+         has a second pair, of index 1.\n\
+         .TP\n\\fIprogram pid\\fR \\fBCapture Volume\\fR, \\fBCapture Switch\\fR\n\
+         The same for each program that records, applied to what it receives.\n\
+         .PP\n\
+         Every volume runs from 0 (silence) to 240 (0 dB) in steps of 0.25 dB, and says so \
+         in its dB scale, so mixers show dB: \\fBamixer sset 'aplay 4242' \\-\\- \\-6dB\\fR. \
+         There is no boost: at 0 dB and on, a program is mixed bit for bit as before. A \
+         change is heard within the pump's rewind margin (8 ms), ramped over a device \
+         period. Mixers hear of programs that come or go, and of each other's changes, from \
+         the pump at once.\n\
+         .PP\n\
+         A user sees and sets only their own programs; the pump's own user sees everyone's. \
+         Only the pump's user sets the master, unless \\fBipc_member_master\\fR lets the \
+         members of a shared key. A program's volume is remembered by program name in \
+         \\fI$XDG_STATE_HOME/rdmix/volumes\\fR, and a program that was turned down starts \
+         turned down next time.\n",
     );
     o.push_str(".SH OPTIONS\n");
     for opt in OPTIONS.iter() {
@@ -656,11 +704,13 @@ pub fn manual_page() -> String {
     o.push_str(
         ".SH FILES\n\
          .TP\n/usr/share/alsa/alsa.conf.d/50\\-rdmix.conf\n\
-         Registers the plugin and defines \\fBrdmix\\fR with its \\fBCARD\\fR, \\fBDEV\\fR and \\fBSLAVE\\fR arguments.\n\
+         Defines the PCM and the control \\fBrdmix\\fR with their \\fBCARD\\fR, \\fBDEV\\fR and \\fBSLAVE\\fR arguments.\n\
+         .TP\n$XDG_STATE_HOME/rdmix/volumes\n\
+         The volumes this user gave programs, by name (else \\fI~/.local/state/rdmix/volumes\\fR).\n\
          .TP\n/usr/share/doc/rdmix/asoundrc.example\n\
          Every option above in a definition, as this table writes it.\n\
          .SH SEE ALSO\n\
-         \\fBrdmix\\-status\\fR(1), \\fBrdmix\\-pump\\fR(8), \\fBaplay\\fR(1), \\fBasoundrc\\fR(5)\n",
+         \\fBrdmix\\-status\\fR(1), \\fBrdmix\\-pump\\fR(8), \\fBaplay\\fR(1), \\fBalsamixer\\fR(1), \\fBamixer\\fR(1), \\fBasoundrc\\fR(5)\n",
     );
     o
 }

@@ -25,7 +25,7 @@ use crate::shm::ring::Producer;
 use crate::shm::segment::{MAX_LANES, Segment};
 use crate::shm::tap::Reader;
 use crate::sys;
-use crate::wire::{self, HELLO, Incoming, Msg, PROTO_VERSION, PumpArgs, Rendezvous, Stream, WELCOME};
+use crate::wire::{self, HELLO, Incoming, Msg, PROTO_VERSION, PumpArgs, Rendezvous, Stream, WATCH, WELCOME};
 
 /// How long an open may take to reach a working pump, spawning included.
 const ATTACH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -59,19 +59,17 @@ impl Attachment {
     }
 }
 
-/// What one HELLO got.
-enum Greeting {
-    Welcomed(Attachment),
+/// What one greeting got.
+enum Greeting<T> {
+    Welcomed(T),
     /// The listener closed without answering.
     HungUp,
-    /// HELLO could not even be sent: the pump was exiting.
+    /// The greeting could not even be sent: the pump was exiting.
     Gone,
 }
 
 /// Connects to the pump for `cfg` and `stream` (spawning it if nobody listens), and attaches.
 pub fn attach(cfg: &Config, stream: Stream) -> Result<Attachment> {
-    let key = cfg.ipc_key;
-    let rv = wire::rendezvous(key, cfg.shared(), stream)?;
     let mut hello = Msg::new(HELLO)
         .with_payload(cfg.encode())
         .ok_or_else(|| Error::config("slave.pcm", "the configuration is too large to hand to a pump"))?;
@@ -83,6 +81,57 @@ pub fn attach(cfg: &Config, stream: Stream) -> Result<Attachment> {
         hello.args[1] = v.step as u64 + 1;
         hello.args[2] = v.on as u64;
     }
+    let (mut a, pump_pid) = reach(cfg, stream, |sock, deadline| {
+        greet(cfg.ipc_key, stream, sock, &hello, deadline)
+    })?;
+    a.pump_pid = pump_pid;
+    Ok(a)
+}
+
+/// Connects a mixer to the pump for `cfg` and `stream` (spawning it if nobody listens: it
+/// opens no device until a program comes) and says WATCH. The socket then carries
+/// STATUS, VOLUME and the pump's CHANGED.
+pub fn watch(cfg: &Config, stream: Stream) -> Result<OwnedFd> {
+    let key = cfg.ipc_key;
+    let mut m = Msg::new(WATCH);
+    m.args[0] = PROTO_VERSION;
+    let (sock, _) = reach(cfg, stream, |sock, deadline| {
+        let sent = wire::send(&sock, &m, &[]);
+        match wire::recv_until(&sock, deadline) {
+            Ok(Incoming::Msg(r, _)) if r.kind == WATCH || r.kind == WELCOME => match r.refusal() {
+                Some(e) => Err(e),
+                None if r.kind == WATCH => Ok(Greeting::Welcomed(sock)),
+                None => Err(not_rdmix(key)),
+            },
+            Ok(Incoming::Msg(..) | Incoming::Garbage) => Err(not_rdmix(key)),
+            _ if sent.is_err() => Ok(Greeting::Gone),
+            Ok(Incoming::Closed) => Ok(Greeting::HungUp),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => Ok(Greeting::HungUp),
+            Err(e) => Err(Error::new(
+                libc::ETIMEDOUT,
+                format!("rdmix: ipc_key {key:#x}: pump did not answer: {e}"),
+            )),
+        }
+    })?;
+    Ok(sock)
+}
+
+fn not_rdmix(key: u32) -> Error {
+    Error::new(
+        libc::EPROTO,
+        format!("rdmix: ipc_key {key:#x}: the listener there does not speak rdmix's protocol"),
+    )
+}
+
+/// Finds a pump we trust for `cfg` and `stream`, starting one if nobody listens, and lets
+/// `speak` greet it; returns what the greeting got and the pump's pid.
+fn reach<T>(
+    cfg: &Config,
+    stream: Stream,
+    mut speak: impl FnMut(OwnedFd, Instant) -> Result<Greeting<T>>,
+) -> Result<(T, i32)> {
+    let key = cfg.ipc_key;
+    let rv = wire::rendezvous(key, cfg.shared(), stream)?;
     let deadline = Instant::now() + ATTACH_TIMEOUT;
     let (mut spawns, mut hangups) = (0, 0);
     loop {
@@ -96,11 +145,8 @@ pub fn attach(cfg: &Config, stream: Stream) -> Result<Attachment> {
             continue;
         };
         let pump_pid = trust(cfg, &sock)?;
-        match greet(key, stream, sock, &hello, deadline)? {
-            Greeting::Welcomed(mut a) => {
-                a.pump_pid = pump_pid;
-                return Ok(a);
-            }
+        match speak(sock, deadline)? {
+            Greeting::Welcomed(t) => return Ok((t, pump_pid)),
             Greeting::Gone => continue,
             Greeting::HungUp => {
                 hangups += 1;
@@ -181,7 +227,7 @@ fn connect_or_spawn(
 }
 
 /// Says HELLO and reads the answer.
-fn greet(key: u32, stream: Stream, sock: OwnedFd, hello: &Msg, deadline: Instant) -> Result<Greeting> {
+fn greet(key: u32, stream: Stream, sock: OwnedFd, hello: &Msg, deadline: Instant) -> Result<Greeting<Attachment>> {
     // A pump refuses a peer it will not admit as soon as it connects, so HELLO may find
     // the socket closed with the refusal waiting in it: read before giving up.
     let sent = wire::send(&sock, hello, &[]);
@@ -197,12 +243,7 @@ fn greet(key: u32, stream: Stream, sock: OwnedFd, hello: &Msg, deadline: Instant
     if sent.is_err() && !matches!(reply, Ok(Incoming::Msg(..))) {
         return Ok(Greeting::Gone);
     }
-    let not_rdmix = || {
-        Error::new(
-            libc::EPROTO,
-            format!("rdmix: ipc_key {key:#x}: the listener there does not speak rdmix's protocol"),
-        )
-    };
+    let not_rdmix = || not_rdmix(key);
     match reply {
         Ok(Incoming::Msg(m, fds)) if m.kind == WELCOME => {
             if let Some(e) = m.refusal() {

@@ -1,8 +1,10 @@
-//! What runs inside an application: the plugin's entry point, the client PCM behind ioplug's
-//! callbacks, and attaching to (and starting) the pump.
+//! What runs inside an application: the plugin's entry points, the client PCM behind
+//! ioplug's callbacks, the mixer controls behind ctl_ext's, and attaching to (and
+//! starting) the pump.
 
 pub mod attach;
 pub mod client;
+pub mod control;
 pub mod play;
 pub mod record;
 pub mod state;
@@ -30,4 +32,10 @@ crate::ioplug_entry!(
     __snd_pcm_rdmix_open_dlsym_pcm_001,
     playback: open::<Play>,
     capture: open::<Record>
+);
+
+crate::ctl_entry!(
+    _snd_ctl_rdmix_open,
+    __snd_ctl_rdmix_open_dlsym_control_001,
+    control::open
 );

@@ -1,8 +1,10 @@
 //! The pump process's loop: owns the control socket of one `ipc_key`, the slave, the
 //! header segment, and every client's lane.
 //!
-//! The pump is started on demand by the first client and opens the slave when that client's
-//! HELLO brings the configuration. It exits shortly after its last client leaves. Clients
+//! The pump is started on demand by the first client (or mixer) and opens the slave when a
+//! client's HELLO brings the configuration. It exits shortly after its last client leaves,
+//! unless a mixer watches it (WATCH): then it stays, its device stopped, so the mixer's
+//! Master and its events outlive the programs. Clients
 //! that die are noticed by the hang-up of their socket and their lane is reclaimed at once;
 //! the others never miss a period.
 //!
@@ -46,10 +48,11 @@ use crate::sys;
 use crate::sys::epoll::{Epoll, Event, NO_EVENT};
 use crate::sys::socket::Addr;
 use crate::sys::time::now_ns;
+use crate::wire::Stream;
 use crate::wire::status::{ClientStatus, PumpStatus};
 use crate::wire::{
-    self, HELLO, Incoming, KICK, MASTER, Msg, PROTO_VERSION, PumpArgs, REPLY, Rendezvous, SETUP, STATUS, VOLUME,
-    WELCOME,
+    self, CHANGED, HELLO, Incoming, KICK, MASTER, Msg, PROTO_VERSION, PumpArgs, REPLY, Rendezvous, SETUP, STATUS,
+    VOLUME, WATCH, WELCOME,
 };
 
 /// The least time between two rewinds for volume changes (see `Server::set_volume`).
@@ -62,6 +65,8 @@ const LINGER_NS: u64 = 500_000_000;
 const HELLO_DEADLINE_NS: u64 = 2_000_000_000;
 /// Connections one user other than the owner may keep waiting for their HELLO.
 const MAX_PENDING_PER_UID: usize = 8;
+/// Mixers one user other than the owner may keep watching (each holds a descriptor).
+const MAX_WATCHERS_PER_UID: usize = 8;
 /// How long to stop accepting after running out of descriptors.
 const ACCEPT_BACKOFF_NS: u64 = 100_000_000;
 /// Connections taken per wake-up, so that a flood cannot hold up a period.
@@ -92,6 +97,17 @@ struct Peer {
     /// Its lane, once its HELLO was accepted.
     slot: Option<usize>,
     bindings: Bindings,
+    /// A mixer that asked to hear of changes (WATCH).
+    watcher: bool,
+}
+
+/// What watching mixers have yet to hear of (see `Server::tell_watchers`).
+#[derive(Default)]
+struct Changes {
+    /// Everyone's concern (the master).
+    all: bool,
+    /// The users whose programs changed.
+    uids: Vec<u32>,
 }
 
 /// What the pump runs once the first HELLO has opened the slave.
@@ -132,6 +148,9 @@ pub struct Server {
     volume_kick_ns: u64,
     /// epoll wake-ups, for the exit log.
     wakeups: u64,
+    /// The master, the pump's own: kept while no device is open, and set on the next.
+    master: Volume,
+    changes: Changes,
 }
 
 impl Server {
@@ -159,6 +178,8 @@ impl Server {
             kicked: false,
             volume_kick_ns: 0,
             wakeups: 0,
+            master: Volume::default(),
+            changes: Changes::default(),
         })
     }
 
@@ -178,6 +199,7 @@ impl Server {
                 log(&format!("epoll: {e}"));
                 break 1;
             }
+            self.tell_watchers();
         };
         let (cpu_us, switches) = (sys::process::cpu_us(), sys::process::context_switches());
         let periods = self.running.as_ref().map_or(0, |r| r.pump.pace().stats.periods);
@@ -375,7 +397,26 @@ impl Server {
                 self.kicked = true;
             }
             self.wakers[s] = None;
+            self.changes.uids.push(p.cred.uid);
             log(&format!("client pid {} left lane {s}", p.cred.pid));
+        }
+    }
+
+    /// Sends CHANGED to every mixer that may see what changed since the last time: the
+    /// pump's own user sees everything, anyone else only their own programs and the master.
+    fn tell_watchers(&mut self) {
+        let c = std::mem::take(&mut self.changes);
+        if !c.all && c.uids.is_empty() {
+            return;
+        }
+        let owner = sys::user::euid();
+        let m = Msg::new(CHANGED);
+        for p in self.peers.iter().filter(|p| p.watcher) {
+            if c.all || p.cred.uid == owner || c.uids.contains(&p.cred.uid) {
+                // A mixer whose queue is full has a CHANGED in it already; a dead one hangs
+                // up, and is dropped for that.
+                let _ = wire::send_nowait(&p.sock, &m);
+            }
         }
     }
 
@@ -415,6 +456,7 @@ impl Server {
                 program: String::new(),
                 slot: None,
                 bindings: Bindings::default(),
+                watcher: false,
             });
         }
     }
@@ -461,6 +503,13 @@ impl Server {
                     false
                 }
             },
+            (WATCH, None) if !self.peers[i].watcher => {
+                let reply = match self.watch(i, &m) {
+                    Ok(()) => Msg::new(WATCH),
+                    Err(e) => Msg::error(WATCH, &e),
+                };
+                wire::send(&self.peers[i].sock, &reply, &[]).is_ok() && self.peers[i].watcher
+            }
             (VOLUME, None) => {
                 let reply = match self.set_volume(i, &m) {
                     Ok(()) => Msg::new(VOLUME),
@@ -485,6 +534,35 @@ impl Server {
         }
     }
 
+    /// A mixer's WATCH: it stays connected, past the HELLO deadline, and hears of changes.
+    fn watch(&mut self, i: usize, m: &Msg) -> Result<()> {
+        if m.args[0] != PROTO_VERSION {
+            return Err(Error::new(
+                libc::EPROTO,
+                format!(
+                    "rdmix: ipc_key {:#x}: the running pump speaks protocol {PROTO_VERSION}, this mixer {}",
+                    self.args.key, m.args[0]
+                ),
+            ));
+        }
+        let uid = self.peers[i].cred.uid;
+        let watching = self.peers.iter().filter(|p| p.watcher && p.cred.uid == uid).count();
+        if uid != sys::user::euid() && watching >= MAX_WATCHERS_PER_UID {
+            return Err(Error::new(
+                libc::EAGAIN,
+                format!(
+                    "rdmix: ipc_key {:#x}: {} has {watching} mixers open on it already",
+                    self.args.key,
+                    sys::user::describe(uid)
+                ),
+            ));
+        }
+        let p = &mut self.peers[i];
+        p.watcher = true;
+        p.hello_by = None;
+        Ok(())
+    }
+
     /// A mixer's VOLUME: checked against who asks (the kernel's word for it) and against
     /// the pump's own record of each lane's owner, never against anything the asker says
     /// of itself.
@@ -498,9 +576,12 @@ impl Server {
             )
         };
         let lane = if target == MASTER {
-            if asker != sys::user::euid() {
+            // On a shared key a member may set the master where the definition the pump
+            // was opened with lets them (the pump's own copy of it, never the asker's).
+            let members = self.args.shared() && self.running.as_ref().is_some_and(|r| r.cfg.ipc_member_master);
+            if asker != sys::user::euid() && !members {
                 return Err(refuse(format!(
-                    "only {} sets the master; {} may set their own programs'",
+                    "only {} sets the master (ipc_member_master is off); {} may set their own programs'",
                     sys::user::describe(sys::user::euid()),
                     sys::user::describe(asker)
                 )));
@@ -528,14 +609,32 @@ impl Server {
                 }
             }
         };
-        let Some(r) = self.running.as_mut() else {
-            return Err(Error::new(libc::ENODEV, "rdmix: volume: the pump has no device open"));
-        };
         let v = Volume {
             step: step.min(gain::STEPS as u64) as u32,
             on: on != 0,
         };
-        r.pump.set_volume(lane, v)?;
+        if lane.is_none() && self.args.stream == Stream::Capture {
+            return Err(Error::new(
+                libc::EINVAL,
+                format!("rdmix: ipc_key {:#x}: volume: capture has no master", self.args.key),
+            ));
+        }
+        match self.running.as_mut() {
+            Some(r) => r.pump.set_volume(lane, v)?,
+            // No device open: the master waits for the next one; a lane has none without it.
+            None if lane.is_some() => {
+                return Err(Error::new(libc::ENODEV, "rdmix: volume: the pump has no device open"));
+            }
+            None => {}
+        }
+        match lane {
+            None => {
+                self.master = v;
+                self.changes.all = true;
+            }
+            Some(_) => self.changes.uids.push(asker),
+        }
+        let Some(_) = self.running else { return Ok(()) };
         // Looked at at once: what the slave holds was mixed at the old volume. A rewind
         // mixes again all that the slave gives back, so a stream of changes asks for one at
         // most every VOLUME_REWIND_NS: a slider's dozens a second are all heard at once, and
@@ -578,6 +677,9 @@ impl Server {
         }
         if self.running.is_none() {
             let mut r = start(&self.args, &cfg)?;
+            if self.args.stream == Stream::Playback {
+                r.pump.set_volume(None, self.master)?;
+            }
             self.slave_fds = r.pump.device().poll_fds();
             if self.slave_fds.is_empty() {
                 r.pump.pace_mut().pace_by_clock();
@@ -643,6 +745,7 @@ impl Server {
         peer.hello_by = None;
         peer.bindings = bindings;
         peer.program = sys::process::program_of(peer.cred.pid).unwrap_or_default();
+        self.changes.uids.push(uid);
         log(&format!("client pid {} (uid {uid}) took lane {slot}", peer.cred.pid));
         Ok(())
     }
@@ -659,6 +762,10 @@ impl Server {
             cpu_us: sys::process::cpu_us(),
             ..PumpStatus::default()
         };
+        s.stream = self.args.stream.name().to_string();
+        if self.args.stream == Stream::Playback {
+            s.master = Some((self.master.step, self.master.on));
+        }
         let Some(r) = &self.running else { return s };
         let dev = r.pump.pace().device();
         s.slave = r.cfg.slave.pcm.clone();
@@ -668,8 +775,6 @@ impl Server {
         s.periods = r.pump.pace().stats.periods;
         s.slave_xruns = r.pump.pace().stats.slave_xruns;
         s.device = if r.pump.pace().is_idle() { "idle" } else { "running" }.to_string();
-        s.stream = self.args.stream.name().to_string();
-        s.master = r.pump.volume(None).map(|v| (v.step, v.on));
         let dev_us = frames_to_ns(dev.buffer_frames as u64, dev.rate) / 1000;
         let everything = asker == sys::user::euid();
         for p in self.peers.iter().filter(|p| everything || p.cred.uid == asker) {

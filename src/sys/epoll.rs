@@ -28,6 +28,14 @@ pub struct Epoll {
     fd: OwnedFd,
 }
 
+/// The set is itself a descriptor, readable while any watched one is ready: one
+/// descriptor a program can poll for many.
+impl AsRawFd for Epoll {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
 impl Epoll {
     pub fn new() -> io::Result<Epoll> {
         // SAFETY: epoll_create1 returns a new descriptor or -1.

@@ -27,7 +27,15 @@
 //!   `args[1]` the pid the lane must belong to (a lane given to another program since the
 //!   mixer looked is refused, not changed); `args[2]` the level (`dsp::gain::Volume`'s
 //!   step); `args[3]` 1 for on, 0 for muted. The pump answers VOLUME. A user may set only
-//!   the lanes of their own programs, and only the pump's own user the master.
+//!   the lanes of their own programs, and only the pump's own user the master (on a shared
+//!   key, its members too where the definition sets `ipc_member_master`).
+//! - WATCH (a mixer, instead of HELLO): `args[0]` the protocol version. The pump answers
+//!   WATCH and keeps the connection, on which the mixer may send STATUS and VOLUME again
+//!   and again. It sends CHANGED (no answer, nothing else in it) whenever what that mixer
+//!   may see changes: a program of its user comes or goes or is turned up or down, or the
+//!   master moves. CHANGED is sent without waiting; one already queued says it all, so a
+//!   mixer that reads slowly loses nothing but repeats. A watched pump stays, however long
+//!   it has no program.
 //!
 //! Any answer may instead be an error: `status` 1 and the payload an `Error::encode`.
 //!
@@ -58,7 +66,7 @@ pub use crate::shm::segment::Stream;
 
 pub mod status;
 
-pub const PROTO_VERSION: u64 = 5;
+pub const PROTO_VERSION: u64 = 6;
 const MSG_MAGIC: u32 = 0x4d43_4452; // "RDCM"
 const HEADER: usize = 48;
 /// Room for a status report of every lane, with a slave name of the longest kind.
@@ -71,6 +79,8 @@ pub const REPLY: u32 = 4;
 pub const STATUS: u32 = 5;
 pub const KICK: u32 = 6;
 pub const VOLUME: u32 = 7;
+pub const WATCH: u32 = 8;
+pub const CHANGED: u32 = 9;
 /// VOLUME's `args[0]` for the master.
 pub const MASTER: u64 = u64::MAX;
 
@@ -172,6 +182,14 @@ pub fn send(sock: &OwnedFd, m: &Msg, fds: &[BorrowedFd]) -> io::Result<()> {
 /// caller learns of a dead pump from its hang-up).
 pub fn kick(sock: &OwnedFd) {
     let _ = sys::socket::send_nowait(sock, &Msg::new(KICK).to_bytes());
+}
+
+/// Sends `m` if the peer's queue has room; a full queue is not an error (see CHANGED).
+pub fn send_nowait(sock: &OwnedFd, m: &Msg) -> io::Result<()> {
+    match sys::socket::send_nowait(sock, &m.to_bytes()) {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
+        r => r,
+    }
 }
 
 /// What came in on a control socket.

@@ -4,6 +4,7 @@
 
 pub mod alsa;
 pub mod fields;
+pub mod levels;
 pub mod maps;
 pub mod mic;
 
@@ -79,7 +80,7 @@ pub fn scratch_root() -> PathBuf {
 impl World {
     /// `extra` is appended to the .asoundrc; `{dir}` and `{key}` are substituted.
     /// `pcm.card` is the copy-only test device recording to `{dir}/rec.wav`, and
-    /// `pcm.!default` is rdmix over it.
+    /// `pcm.!default` is rdmix over it, `ctl.!default` its mixer controls.
     pub fn new(extra: &str) -> World {
         let n = SEQ.fetch_add(1, Ordering::SeqCst);
         let dir = scratch_root().join(format!("rdmix-e2e-{}-{n}", std::process::id()));
@@ -89,9 +90,11 @@ impl World {
         let b = build_dir();
         let rc = format!(
             r#"pcm_type.rdmix {{ lib "{b}/libasound_module_pcm_rdmix.so" }}
+ctl_type.rdmix {{ lib "{b}/libasound_module_pcm_rdmix.so" }}
 pcm_type.rdmixfake {{ lib "{b}/libasound_module_pcm_rdmixfake.so" }}
 pcm.card {{ type rdmixfake; file "{{dir}}/rec.wav"; log "{{dir}}/card.log" }}
 pcm.!default {{ type rdmix; ipc_key {{key}}; slave.pcm "card" }}
+ctl.!default {{ type rdmix; ipc_key {{key}}; slave.pcm "card" }}
 {extra}
 "#,
             b = b.display()

@@ -8,77 +8,15 @@ mod common;
 
 use std::time::Duration;
 
+use common::levels::{self, RATE, Rig, db};
 use common::*;
-
-const RATE: u32 = 48000;
-const TONE: f64 = 0.25 * 32768.0;
-
-/// Noise of about -24 dBFS that no stretch of the tone can be mistaken for.
-fn noise(n: usize) -> Vec<i16> {
-    let mut x: u32 = 0x1234_5678;
-    (0..n)
-        .map(|_| {
-            x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-            ((x >> 16) as i16) / 16
-        })
-        .collect()
-}
-
-/// The tone's amplitude and the noise's gain in a window of the left channel whose noise
-/// part is `hiss` as played: one least-squares fit of a sine, a cosine and the noise itself,
-/// so that neither's level is a guess from the other's leftovers.
-fn measure(rec: &[[i16; 2]], hiss: &[i16]) -> (f64, f64) {
-    let w = 2.0 * std::f64::consts::PI * 1000.0 / RATE as f64;
-    let basis = |n: usize| [(w * n as f64).sin(), (w * n as f64).cos(), hiss[n] as f64];
-    let (mut ata, mut atb) = ([[0.0f64; 3]; 3], [0.0f64; 3]);
-    for (n, f) in rec.iter().enumerate() {
-        let b = basis(n);
-        for i in 0..3 {
-            atb[i] += b[i] * f[0] as f64;
-            for j in 0..3 {
-                ata[i][j] += b[i] * b[j];
-            }
-        }
-    }
-    // Cramer's rule on the 3x3 normal equations.
-    let det = |m: [[f64; 3]; 3]| {
-        m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
-            + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0])
-    };
-    let d = det(ata);
-    let solve = |k: usize| {
-        let mut m = ata;
-        for (i, row) in m.iter_mut().enumerate() {
-            row[k] = atb[i];
-        }
-        det(m) / d
-    };
-    (solve(0).hypot(solve(1)), solve(2))
-}
-
-fn db(x: f64) -> f64 {
-    20.0 * x.log10()
-}
 
 #[test]
 fn rdmix_status_sets_a_programs_volume_and_the_master() {
     assert!(have("aplay"), "aplay is required");
     let w = World::new("");
     let status = format!("{}/rdmix-status", build_dir().display());
-    let n = RATE as usize * 40;
-    let tone: Vec<[i16; 2]> = (0..n)
-        .map(|k| {
-            let v = (TONE * (2.0 * std::f64::consts::PI * 1000.0 * k as f64 / RATE as f64).sin()).round() as i16;
-            [v, v]
-        })
-        .collect();
-    let hiss = noise(n);
-    write_wav_s16(&w.path("tone.wav"), RATE, &tone);
-    write_wav_s16(
-        &w.path("noise.wav"),
-        RATE,
-        &hiss.iter().map(|&v| [v, v]).collect::<Vec<_>>(),
-    );
+    let hiss = levels::write_tone_and_noise(&w.dir, 40);
     let mut kids = [
         w.spawn("aplay", &["-q", "tone.wav"]),
         w.spawn("aplay", &["-q", "noise.wav"]),
@@ -129,57 +67,13 @@ fn rdmix_status_sets_a_programs_volume_and_the_master() {
     w.wait_pump_gone(Duration::from_secs(10));
 
     let rec = read_rec_s16(&w.path("rec.wav"));
-    let g = 10f64.powf(-6.0 / 20.0);
-    // Where the noise starts in the recording: found in the last stretch, where it plays
-    // alone and untouched. It plays on with no gap from there (no underrun is allowed).
-    let start = (1..rec.len() / 4800)
-        .rev()
-        .find_map(|k| {
-            let at = k * 4800;
-            let probe: Vec<i16> = rec[at..at + 64].iter().map(|f| f[0]).collect();
-            let off = hiss.windows(64).position(|w| w == probe.as_slice())?;
-            at.checked_sub(off)
-        })
-        .expect("the noise, untouched, is in the recording's last stretch");
-    // Each stretch: the tone's level and the noise's, in dB against their full levels.
-    let stretches = [(0.0, 0.0), (db(g), 0.0), (2.0 * db(g), db(g)), (f64::NEG_INFINITY, 0.0)];
-    let windows: Vec<(usize, f64, f64)> = (start / 4800 + 1..rec.len() / 4800)
-        .map(|k| {
-            let at = k * 4800;
-            let (tone, noise) = measure(&rec[at..at + 4800], &hiss[at - start..]);
-            (at, db(tone / TONE), db(noise))
-        })
-        .collect();
-    let mut at = 0;
-    for (k, &(tone_db, noise_db)) in stretches.iter().enumerate() {
-        let matches = |&(_, t, r): &(usize, f64, f64)| {
-            let tone_ok = if tone_db.is_finite() {
-                (t - tone_db).abs() < 0.1
-            } else {
-                t < -60.0
-            };
-            tone_ok && (r - noise_db).abs() < 0.1
-        };
-        let first = windows[at..]
-            .iter()
-            .position(matches)
-            .map(|p| p + at)
-            .unwrap_or_else(|| panic!("stretch {k} ({tone_db:.2} dB, {noise_db:.2} dB) never came: {windows:?}"));
-        let last = windows[first..].iter().take_while(|w| matches(w)).count() + first;
-        assert!(
-            last - first >= 5,
-            "stretch {k} held for only {} windows: {windows:?}",
-            last - first
-        );
-        let (_, t, r) = windows[first + 2];
-        eprintln!("MEASURE stretch {k}: tone {t:.3} dB, noise {r:.3} dB (wanted {tone_db:.3}, {noise_db:.3})");
-        at = last;
-    }
-    // With the tone off and everything else at 0 dB, the noise is in the device bit-exact.
-    let (from, _, _) = windows[at - 4];
-    for (i, f) in rec[from..from + 3 * 4800].iter().enumerate() {
-        assert_eq!(f[0], hiss[from + i - start], "frame {} of the muted stretch", from + i);
-    }
+    let g = db(10f64.powf(-6.0 / 20.0));
+    levels::check_stretches(
+        &rec,
+        &hiss,
+        &[(0.0, 0.0), (g, 0.0), (2.0 * g, g), (f64::NEG_INFINITY, 0.0)],
+        "rdmix-status",
+    );
 }
 
 /// A program turned down starts turned down next time, as PulseAudio's stream-restore
@@ -191,12 +85,7 @@ fn a_programs_volume_is_restored_on_its_next_run() {
     assert!(have("aplay"), "aplay is required");
     let w = World::new("");
     let status = format!("{}/rdmix-status", build_dir().display());
-    let hiss = noise(RATE as usize * 30);
-    write_wav_s16(
-        &w.path("noise.wav"),
-        RATE,
-        &hiss.iter().map(|&v| [v, v]).collect::<Vec<_>>(),
-    );
+    levels::write_tone_and_noise(&w.dir, 30);
     let table = || String::from_utf8_lossy(&w.run(&status, &[]).stdout).into_owned();
     let row_of = |pid: &str| {
         table()
@@ -234,4 +123,52 @@ fn a_programs_volume_is_restored_on_its_next_run() {
     );
     let saved = std::fs::read_to_string(w.path(".local/state/rdmix/volumes")).unwrap_or_default();
     assert!(!saved.contains("aplay"), "nothing left to remember: {saved:?}");
+}
+
+/// The scenarios of `common::levels` on a world's own `ctl.!default`, over the built plugin.
+fn rig<'a>(
+    w: &World,
+    aplay: &'a dyn Fn(&str) -> std::process::Child,
+    amixer: &'a dyn Fn(&[&str]) -> std::process::Output,
+) -> Rig<'a> {
+    Rig {
+        aplay,
+        amixer,
+        rec: w.path("rec.wav"),
+    }
+}
+
+#[test]
+fn amixer_turns_each_program_and_the_master_down() {
+    assert!(have("aplay") && have("amixer"), "aplay and amixer are required");
+    let w = World::new("");
+    let hiss = levels::write_tone_and_noise(&w.dir, 40);
+    let aplay = |f: &str| w.spawn("aplay", &["-q", f]);
+    let amixer = |a: &[&str]| w.run("amixer", a);
+    levels::amixer_turns_programs_and_the_master_down(&rig(&w, &aplay, &amixer), &hiss);
+}
+
+#[test]
+fn alsamixer_follows_programs_as_they_come_and_go() {
+    assert!(have("aplay") && have("amixer"), "aplay and amixer are required");
+    let w = World::new("");
+    levels::write_tone_and_noise(&w.dir, 60);
+    let aplay = |f: &str| w.spawn("aplay", &["-q", f]);
+    let amixer = |a: &[&str]| w.run("amixer", a);
+    let cmd = format!(
+        "env HOME={} RDMIX_PUMP_LOG={} TERM=xterm alsamixer",
+        w.dir.display(),
+        w.path("pump.log").display()
+    );
+    levels::alsamixer_follows_programs(&rig(&w, &aplay, &amixer), &cmd, &format!("rdmix-{}", w.key));
+}
+
+#[test]
+fn a_volume_set_with_amixer_is_restored_on_the_next_run() {
+    assert!(have("aplay") && have("amixer"), "aplay and amixer are required");
+    let w = World::new("");
+    levels::write_tone_and_noise(&w.dir, 30);
+    let aplay = |f: &str| w.spawn("aplay", &["-q", f]);
+    let amixer = |a: &[&str]| w.run("amixer", a);
+    levels::amixer_volume_is_restored(&rig(&w, &aplay, &amixer));
 }
