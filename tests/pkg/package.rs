@@ -4,7 +4,10 @@
 //! with no asoundrc at all:
 //! - `aplay -D rdmix:SLAVE=<a device defined system-wide>` plays through the installed plugin
 //!   (found in alsa-lib's plugin directory, with no `pcm_type` line) and the installed pump;
-//! - `rdmix-status --json` lists that pump and that aplay while it plays.
+//! - `rdmix-status --json` lists that pump and that aplay while it plays;
+//! - `amixer -D rdmix:SLAVE=<device>` lists two aplay by name and pid, turns one down 6 dB
+//!   (measured within 0.1 dB, the other bit-exact), the master, and mutes one; alsamixer
+//!   in tmux follows a program's arrival and exit; a volume is restored on the next run.
 //!
 //! Then `dpkg -r` leaves no file behind, and `dpkg -P` no trace in dpkg's database.
 //!
@@ -19,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use common::levels;
 use common::*;
 
 const PLUGIN_DIR: &str = "/usr/lib/x86_64-linux-gnu/alsa-lib";
@@ -111,6 +115,77 @@ fn files_of(p: &str) -> Vec<PathBuf> {
         .collect()
 }
 
+/// Installed aplay, and amixer on `ctl.rdmix:SLAVE=dev`, as a user whose HOME is `home`
+/// and who has no asoundrc.
+fn installed_tools<'a>(
+    w: &'a World,
+    home: &'a Path,
+    dev: &'a str,
+) -> (
+    impl Fn(&str) -> std::process::Child + 'a,
+    impl Fn(&[&str]) -> std::process::Output + 'a,
+) {
+    let aplay = move |f: &str| installed_aplay(Path::new("aplay"), w, home, dev, f);
+    let amixer = move |a: &[&str]| {
+        Command::new("amixer")
+            .args(["-D", &format!("rdmix:SLAVE={dev}")])
+            .args(a)
+            .current_dir(&w.dir)
+            .env("HOME", home)
+            .env_remove("ALSA_CONFIG_PATH")
+            .env_remove("XDG_STATE_HOME")
+            .env("RDMIX_PUMP_LOG", w.path("pump.log"))
+            .output()
+            .unwrap()
+    };
+    (aplay, amixer)
+}
+
+/// The installed mixer controls (`amixer -D rdmix:SLAVE=dev`, `alsamixer -D ...`, with no
+/// asoundrc: alsa-lib finds `ctl.rdmix` in the package's snippet and the control plugin by
+/// its linked name) over installed aplay: the scenarios of `common::levels`, each with a
+/// fresh HOME so that no volume one remembers reaches another.
+fn installed_mixer(w: &World) {
+    let dev = format!("rdmixpkgmix{}", std::process::id());
+    let _sys = SystemConf::card(&dev, &w.path("mix.wav"));
+    let hiss = levels::write_tone_and_noise(&w.dir, 40);
+    let ctl = format!("rdmix:SLAVE={dev}");
+    let homes: Vec<PathBuf> = (0..3).map(|k| w.path(&format!("mixhome{k}"))).collect();
+    for h in &homes {
+        std::fs::create_dir_all(h).unwrap();
+    }
+    let (a0, m0) = installed_tools(w, &homes[0], &dev);
+    levels::amixer_turns_programs_and_the_master_down(
+        &levels::Rig {
+            aplay: &a0,
+            amixer: &m0,
+            rec: w.path("mix.wav"),
+        },
+        &hiss,
+    );
+    let (a1, m1) = installed_tools(w, &homes[1], &dev);
+    let cmd = format!(
+        "env -u ALSA_CONFIG_PATH HOME={} RDMIX_PUMP_LOG={} TERM=xterm alsamixer -D {ctl}",
+        homes[1].display(),
+        w.path("pump.log").display()
+    );
+    levels::alsamixer_follows_programs(
+        &levels::Rig {
+            aplay: &a1,
+            amixer: &m1,
+            rec: w.path("mix.wav"),
+        },
+        &cmd,
+        &format!("rdmixpkg{}", std::process::id()),
+    );
+    let (a2, m2) = installed_tools(w, &homes[2], &dev);
+    levels::amixer_volume_is_restored(&levels::Rig {
+        aplay: &a2,
+        amixer: &m2,
+        rec: w.path("mix.wav"),
+    });
+}
+
 #[test]
 fn the_package_installs_plays_reports_and_leaves_nothing() {
     if !is_root() {
@@ -136,6 +211,7 @@ fn the_package_installs_plays_reports_and_leaves_nothing() {
     let files: Vec<PathBuf> = [files_of("rdmix"), files_of("rdmix-status")].concat();
     for want in [
         format!("{PLUGIN_DIR}/libasound_module_pcm_rdmix.so"),
+        format!("{PLUGIN_DIR}/libasound_module_ctl_rdmix.so"),
         format!("{PLUGIN_DIR}/rdmix-pump"),
         "/usr/bin/rdmix-status".into(),
         "/usr/share/alsa/alsa.conf.d/50-rdmix.conf".into(),
@@ -206,6 +282,8 @@ fn the_package_installs_plays_reports_and_leaves_nothing() {
         rec.iter().filter(|f| **f == [3000, -3000]).count() >= 3 * 48_000 - 10,
         "the device heard the stream"
     );
+
+    installed_mixer(&w);
 
     drop(guard);
     let left: Vec<&PathBuf> = files.iter().filter(|f| std::fs::symlink_metadata(f).is_ok()).collect();

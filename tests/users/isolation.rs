@@ -215,7 +215,8 @@ fn silent_connections_cost_the_owner_nothing() {
         return;
     }
     let w = open_world(&format!(
-        "pcm.group {{ type rdmix; ipc_key {{key}}; ipc_perm 0660; ipc_gid \"{GROUP}\"; slave.pcm \"rdmixsys_{{key}}\" }}"
+        "pcm.group {{ type rdmix; ipc_key {{key}}; ipc_perm 0660; ipc_gid \"{GROUP}\"; slave.pcm \"rdmixsys_{{key}}\" }}\n\
+         ctl.group {{ type rdmix; ipc_key {{key}}; ipc_perm 0660; ipc_gid \"{GROUP}\"; slave.pcm \"rdmixsys_{{key}}\" }}"
     ));
     let _sys = SystemConf::card(&format!("rdmixsys_{}", w.key), &w.path("sys.wav"));
     write_wav_s16(&w.path("long.wav"), 48000, &vec![[0, 0]; 8 * 48_000]);
@@ -347,7 +348,8 @@ fn a_member_can_neither_see_nor_turn_down_anothers_program() {
         return;
     }
     let w = open_world(&format!(
-        "pcm.group {{ type rdmix; ipc_key {{key}}; ipc_perm 0660; ipc_gid \"{GROUP}\"; slave.pcm \"rdmixsys_{{key}}\" }}"
+        "pcm.group {{ type rdmix; ipc_key {{key}}; ipc_perm 0660; ipc_gid \"{GROUP}\"; slave.pcm \"rdmixsys_{{key}}\" }}\n\
+         ctl.group {{ type rdmix; ipc_key {{key}}; ipc_perm 0660; ipc_gid \"{GROUP}\"; slave.pcm \"rdmixsys_{{key}}\" }}"
     ));
     let _sys = SystemConf::card(&format!("rdmixsys_{}", w.key), &w.path("sys.wav"));
     write_wav_s16(&w.path("long.wav"), 48000, &vec![[0, 0]; 8 * 48_000]);
@@ -426,6 +428,42 @@ fn a_member_can_neither_see_nor_turn_down_anothers_program() {
     assert!(
         said.contains("refused") && said.contains(&format!("pid {a_pid} belongs to")),
         "{said}"
+    );
+    // B's mixer (the ALSA control plugin) lists B's program and not A's, and cannot
+    // reach A's by name either.
+    let amixer = |user: &str, args: &[&str]| {
+        let mut all = vec!["amixer", "-D", "group"];
+        all.extend_from_slice(args);
+        let o = w.as_user(user, &all).output().unwrap();
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
+        )
+    };
+    let (ok, listed) = amixer(MEMBER_B, &["scontrols"]);
+    assert!(
+        ok && listed.contains(&format!("'aplay {b_pid}',0")),
+        "B's mixer shows B's program: {listed}"
+    );
+    assert!(
+        !listed.contains(&format!("aplay {a_pid}")),
+        "B's mixer must not show A's program: {listed}"
+    );
+    let (ok, said) = amixer(MEMBER_B, &["cset", &format!("name=aplay {a_pid} Playback Volume"), "0"]);
+    assert!(!ok, "B's mixer must not reach A's program: {said}");
+    let (ok, said) = amixer(MEMBER_B, &["sset", "Master", "--", "-6dB"]);
+    assert!(
+        !ok && said.contains("sets the master"),
+        "B's mixer must not set the master: {said}"
+    );
+    eprintln!(
+        "MEASURE isolation: B's amixer lists {} and is refused the master",
+        listed.trim().replace('\n', "; ")
+    );
+    let (_, listed) = amixer(MEMBER_A, &["scontrols"]);
+    assert!(
+        listed.contains(&format!("'aplay {a_pid}',0")) && listed.contains(&format!("'aplay {b_pid}',0")),
+        "the owner's mixer shows both: {listed}"
     );
     // B may set their own, and the master is the owner's alone.
     let (ok, said) = run(MEMBER_B, &["--volume", &b_pid, "-6dB"]);
