@@ -302,13 +302,47 @@ impl Server {
         1
     }
 
+    /// Whether the linger has passed with no program (and no connection on its way to
+    /// being one): then a pump nobody watches exits, and one a mixer watches closes the
+    /// device and stays, for the mixer's Master and events.
     fn lingered_out(&mut self, now: u64) -> bool {
-        if !self.peers.is_empty() {
+        if self.peers.iter().any(|p| !p.watcher) {
             self.idle_since = None;
             return false;
         }
         let since = *self.idle_since.get_or_insert(now);
-        now.saturating_sub(since) > LINGER_NS
+        if now.saturating_sub(since) <= LINGER_NS {
+            return false;
+        }
+        if self.peers.is_empty() {
+            return true;
+        }
+        if self.running.is_some() {
+            self.close_device();
+        }
+        false
+    }
+
+    /// Closes the slave and forgets what was opened with it; the next HELLO opens it anew.
+    fn close_device(&mut self) {
+        for p in &self.slave_fds {
+            self.epoll.remove(p.fd);
+        }
+        self.slave_fds.clear();
+        (self.slave_watched, self.said_paced, self.slave_ready, self.kicked) = (false, false, false, false);
+        self.next = Next::Idle;
+        if let Some(r) = self.running.take() {
+            let s = r.pump.pace().stats;
+            log(&format!(
+                "no program for {} ms: closing \"{}\" after {} periods, {} slave xruns; {} mixer(s) watch",
+                LINGER_NS / 1_000_000,
+                r.cfg.slave.pcm,
+                s.periods,
+                s.slave_xruns,
+                self.peers.len()
+            ));
+        }
+        self.changes.all = true;
     }
 
     /// Drops the peers that connected and never said HELLO.
@@ -325,7 +359,7 @@ impl Server {
         let pump = self.running.as_ref().and_then(|_| self.next.deadline());
         let linger = self
             .idle_since
-            .filter(|_| self.peers.is_empty())
+            .filter(|_| self.peers.is_empty() || self.running.is_some())
             .map(|t| t + LINGER_NS + 1);
         let hello = self.peers.iter().filter_map(|p| p.hello_by).min().map(|t| t + 1);
         let accept = (!self.listening).then_some(self.accept_after);

@@ -40,7 +40,8 @@ pub fn world() -> &'static World {
             };
             defs += &format!(
                 "pcm.card{n} {{ type rdmixfake; file \"{{dir}}/rec{n}.wav\"; log \"{{dir}}/card{n}.log\"{append} }}\n\
-                 pcm.mix{n} {{ type rdmix; ipc_key {{key{n}}}; slave.pcm \"card{n}\" }}\n"
+                 pcm.mix{n} {{ type rdmix; ipc_key {{key{n}}}; slave.pcm \"card{n}\" }}\n\
+                 ctl.mix{n} {{ type rdmix; ipc_key {{key{n}}}; slave.pcm \"card{n}\" }}\n"
             );
         }
         // The test device wired as a loop-back cable, shared by both directions (tests/duplex.rs).
@@ -500,4 +501,105 @@ pub fn thread_cpu_ns() -> i64 {
 pub fn pumps_of_set(n: u32) -> Vec<i32> {
     world();
     super::pumps_for_key(set_key(n))
+}
+
+/// A control handle (`snd_ctl_t`), as a mixer opens one.
+pub struct Ctl(pub *mut a::snd_ctl_t);
+
+// SAFETY: a handle used from one thread at a time (the tests hold it in one).
+unsafe impl Send for Ctl {}
+
+/// What an element event says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CtlEvent {
+    Add(String),
+    Remove(String),
+    Value(String),
+}
+
+impl Ctl {
+    pub fn open(name: &str) -> Result<Ctl, i32> {
+        world();
+        let c = CString::new(name).unwrap();
+        let mut h = std::ptr::null_mut();
+        // SAFETY: standard open with a NUL-terminated name.
+        check(unsafe { a::snd_ctl_open(&mut h, c.as_ptr(), 0) })?;
+        Ok(Ctl(h))
+    }
+
+    pub fn subscribe(&self) {
+        // SAFETY: a live handle.
+        check(unsafe { a::snd_ctl_subscribe_events(self.0, 1) }).unwrap();
+    }
+
+    /// Writes one integer (or boolean) value to the mixer element `name`.
+    pub fn write(&self, name: &str, v: i64) -> Result<(), i32> {
+        let c = CString::new(name).unwrap();
+        let mut val = std::ptr::null_mut();
+        // SAFETY: a value container allocated, filled and freed here, on a live handle.
+        unsafe {
+            check(a::snd_ctl_elem_value_malloc(&mut val))?;
+            a::snd_ctl_elem_value_set_interface(val, a::SND_CTL_ELEM_IFACE_MIXER);
+            a::snd_ctl_elem_value_set_name(val, c.as_ptr());
+            a::snd_ctl_elem_value_set_integer(val, 0, v as _);
+            let r = a::snd_ctl_elem_write(self.0, val);
+            a::snd_ctl_elem_value_free(val);
+            check(r)
+        }
+    }
+
+    /// Waits on the handle's poll descriptors until `limit`, and reads the events waiting.
+    pub fn events(&self, limit: std::time::Duration) -> Vec<CtlEvent> {
+        let mut fds = [libc::pollfd {
+            fd: -1,
+            events: 0,
+            revents: 0,
+        }; 4];
+        // SAFETY: room for 4 descriptors.
+        let n = unsafe { a::snd_ctl_poll_descriptors(self.0, fds.as_mut_ptr(), 4) }.max(0) as usize;
+        // SAFETY: n descriptors alsa-lib just gave.
+        unsafe { libc::poll(fds.as_mut_ptr(), n as _, limit.as_millis() as i32) };
+        let mut out = Vec::new();
+        let mut ev = std::ptr::null_mut();
+        // SAFETY: an event container allocated and freed here; reads on a live handle, made
+        // non-blocking so that the last read returns -EAGAIN.
+        unsafe {
+            a::snd_ctl_nonblock(self.0, 1);
+            a::snd_ctl_event_malloc(&mut ev);
+            while a::snd_ctl_read(self.0, ev) > 0 {
+                let name = std::ffi::CStr::from_ptr(a::snd_ctl_event_elem_get_name(ev))
+                    .to_string_lossy()
+                    .into_owned();
+                let mask = a::snd_ctl_event_elem_get_mask(ev);
+                out.push(if mask == a::SND_CTL_EVENT_MASK_REMOVE as u32 {
+                    CtlEvent::Remove(name)
+                } else if mask & a::SND_CTL_EVENT_MASK_ADD != 0 {
+                    CtlEvent::Add(name)
+                } else {
+                    CtlEvent::Value(name)
+                });
+            }
+            a::snd_ctl_event_free(ev);
+        }
+        out
+    }
+
+    /// Reads events until `want` holds of all read so far, or panics at `limit`.
+    pub fn wait_events(&self, limit: std::time::Duration, want: impl Fn(&[CtlEvent]) -> bool) -> Vec<CtlEvent> {
+        let end = std::time::Instant::now() + limit;
+        let mut seen = Vec::new();
+        while !want(&seen) {
+            let left = end.saturating_duration_since(std::time::Instant::now());
+            assert!(!left.is_zero(), "timed out after {limit:?}; events so far: {seen:?}");
+            seen.extend(self.events(left.min(std::time::Duration::from_millis(200))));
+        }
+        seen
+    }
+}
+
+impl Drop for Ctl {
+    fn drop(&mut self) {
+        // SAFETY: a live handle, closed once.
+        unsafe { a::snd_ctl_close(self.0) };
+    }
 }

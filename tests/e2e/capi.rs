@@ -10,7 +10,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use alsa_sys as a;
-use common::alsa::{Params, Pcm, pumps_of_set, rec_path};
+use common::alsa::{Ctl, CtlEvent, Params, Pcm, pumps_of_set, rec_path, world};
 use common::*;
 
 /// The recording of set `n` from its first non-silent frame, once its pump has exited.
@@ -352,4 +352,64 @@ fn play_counting_xruns(p: &Pcm, data: &[u8], fb: usize) -> u32 {
     }
     assert_eq!(p.drain(), 0);
     xruns
+}
+
+/// The control plugin through the C API, as a mixer uses it: a program's elements come
+/// with its open and go with its close, as events, and another mixer's change arrives as a
+/// value event. A pump a mixer watches closes its device a linger after the last program
+/// (the device is free) and opens it again for the next; with the mixer gone, it exits.
+#[test]
+fn mixer_events_follow_programs_and_a_watched_pump_frees_its_device() {
+    let n = 35;
+    let mixer = Ctl::open(&format!("mix{n}")).expect("ctl.mix35 opens");
+    mixer.subscribe();
+    let comm = std::fs::read_to_string("/proc/self/comm").unwrap();
+    let program = format!("{} {}", comm.trim_end(), std::process::id());
+    let (volume, switch) = (
+        format!("{program} Playback Volume"),
+        format!("{program} Playback Switch"),
+    );
+    let play = || {
+        let p = Pcm::open(&format!("mix{n}"), false).unwrap();
+        p.set_params(Params::default()).unwrap();
+        p.write_all(&vec![0u8; 4 * 4800], 4);
+        p
+    };
+    let p = play();
+    let seen = mixer.wait_events(Duration::from_secs(10), |e| {
+        e.contains(&CtlEvent::Add(volume.clone())) && e.contains(&CtlEvent::Add(switch.clone()))
+    });
+    eprintln!("MEASURE ctl events on open: {seen:?}");
+    let other = Ctl::open(&format!("mix{n}")).unwrap();
+    other
+        .write(&volume, 216)
+        .expect("another mixer sets the program's volume");
+    mixer.wait_events(Duration::from_secs(10), |e| {
+        e.contains(&CtlEvent::Value(volume.clone()))
+    });
+    drop(other);
+    drop(p);
+    mixer.wait_events(Duration::from_secs(10), |e| {
+        e.contains(&CtlEvent::Remove(volume.clone())) && e.contains(&CtlEvent::Remove(switch.clone()))
+    });
+    let log = || world().pump_log();
+    let closing = format!("closing \"card{n}\"");
+    wait_until(
+        Duration::from_secs(10),
+        || log().contains(&closing),
+        || format!("the watched pump never closed its device: {}", log()),
+    );
+    assert!(!pumps_of_set(n).is_empty(), "the watched pump stays");
+    // The next program opens the device again, on the same pump.
+    let pump = pumps_of_set(n);
+    let p = play();
+    mixer.wait_events(Duration::from_secs(10), |e| e.contains(&CtlEvent::Add(volume.clone())));
+    assert_eq!(pumps_of_set(n), pump, "the same pump serves the next program");
+    drop(p);
+    drop(mixer);
+    wait_until(
+        Duration::from_secs(10),
+        || pumps_of_set(n).is_empty(),
+        || format!("the pump stayed after its mixer closed: {}", log()),
+    );
 }

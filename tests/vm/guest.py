@@ -183,6 +183,7 @@ class World:
         self.log = os.path.join(self.dir, "pump.log")
         with open(os.path.join(self.dir, ".asoundrc"), "w") as f:
             f.write(f'pcm_type.rdmix {{ lib "{REL}/libasound_module_pcm_rdmix.so" }}\n')
+            f.write(f'ctl_type.rdmix {{ lib "{REL}/libasound_module_pcm_rdmix.so" }}\n')
             f.write(rc.replace("{dir}", self.dir))
         self.env = dict(os.environ, HOME=self.dir, RDMIX_PUMP_LOG=self.log, XDG_RUNTIME_DIR=self.dir)
         self.procs = []
@@ -389,6 +390,75 @@ def exact_in_tape(data, what):
 
 def rdmix_lines(err):
     return [l for l in err.splitlines() if l.startswith("rdmix:") or "rdmix:" in l]
+
+
+# A mixer, as alsamixer holds one: opens ctl "mix", subscribes, and writes each element
+# event ("MASK NAME") to stdout until its stdin closes.
+MONITOR = r'''
+import ctypes, select, sys
+a = ctypes.CDLL("libasound.so.2")
+a.snd_ctl_event_elem_get_name.restype = ctypes.c_char_p
+h, ev = ctypes.c_void_p(), ctypes.c_void_p()
+r = a.snd_ctl_open(ctypes.byref(h), b"mix", 0)
+if r < 0:
+    print("open failed", r, flush=True)
+    sys.exit(1)
+a.snd_ctl_subscribe_events(h, 1)
+a.snd_ctl_nonblock(h, 1)
+a.snd_ctl_event_malloc(ctypes.byref(ev))
+class P(ctypes.Structure):
+    _fields_ = [("fd", ctypes.c_int), ("events", ctypes.c_short), ("revents", ctypes.c_short)]
+fds = (P * 4)()
+n = a.snd_ctl_poll_descriptors(h, fds, 4)
+print("open", flush=True)
+while True:
+    ready, _, _ = select.select([sys.stdin] + [fds[i].fd for i in range(n)], [], [])
+    if sys.stdin in ready:
+        break
+    while a.snd_ctl_read(h, ev) > 0:
+        print(a.snd_ctl_event_elem_get_mask(ev) & 0xffffffff, a.snd_ctl_event_elem_get_name(ev).decode(), flush=True)
+'''
+
+
+@test
+def a_watched_pump_frees_the_card_between_programs():
+    """A mixer keeps its pump (for its Master and its events), but not the card: a linger
+    after the last program the pump closes the kernel device, so a program that opens the
+    card directly gets it, and the next program through rdmix opens it again, exact."""
+    load_testcard()
+    key = 0x5D30
+    w = World("watched", rdmix_rc("hw:RdmixTest", key) + f'ctl.mix {{ type rdmix; ipc_key {key}; slave.pcm "hw:RdmixTest" }}\n')
+    events = open(w.path("events"), "w")
+    mon = subprocess.Popen([sys.executable, "-c", MONITOR], env=w.env, stdin=subprocess.PIPE,
+                           stdout=events, stderr=subprocess.STDOUT)
+    w.procs.append(mon)
+    said = lambda: open(w.path("events")).read()
+    wait_for("the mixer to open", lambda: "open" in said() and said(), 20)
+    # Three runs of the 16-bit counter that never overlap, so each is found only where it played.
+    first = counter_frames(RATE // 2)
+    write_wav(w.path("a.wav"), first)
+    p = w.start(["aplay", "-q", "-D", "mix", w.path("a.wav")])
+    ok(w.finish(p, 30), "aplay through rdmix")
+    exact_in_tape(first, "the first program")
+    name = f"aplay {p.pid} Playback Volume"
+    wait_for("the program's elements to come and go", lambda: f"4 {name}" in said() and f"4294967295 {name}" in said(), 20)
+    wait_for("the watched pump to close the card", lambda: 'closing "hw:RdmixTest"' in w.pump_log(), 20)
+    pumps = set(re.findall(r"rdmix-pump\[(\d+)\]", w.pump_log()))
+    check(all(os.path.exists(f"/proc/{pid}") for pid in pumps), "the watched pump exited")
+    direct = counter_frames(RATE // 4, start=30_000)
+    write_wav(w.path("d.wav"), direct)
+    ok(w.run(["aplay", "-q", "-D", "hw:RdmixTest", w.path("d.wav")], 30), "aplay on the card itself, beside the watched pump")
+    exact_in_tape(direct, "the direct program")
+    second = counter_frames(RATE // 4, start=45_000)
+    write_wav(w.path("b.wav"), second)
+    ok(w.run(["aplay", "-q", "-D", "mix", w.path("b.wav")], 30), "aplay through rdmix again")
+    exact_in_tape(second, "the next program through the same pump")
+    check(set(re.findall(r"rdmix-pump\[(\d+)\]", w.pump_log())) == pumps, "another pump served the next program")
+    mon.stdin.close()
+    mon.wait(10)
+    w.pumps_exited()
+    check(w.slave_xruns() == 0, f"{w.slave_xruns()} slave xruns")
+    return "the watched pump closed the card after its program; a direct program and the next through rdmix exact"
 
 
 @test
