@@ -483,3 +483,47 @@ fn a_member_can_neither_see_nor_turn_down_anothers_program() {
         let _ = wait_child(c, Duration::from_secs(30), "aplay");
     }
 }
+
+/// `ipc_member_master true` lets the members of a shared key set its master: B's mixer
+/// then turns down the master of A's pump, and the pump's report says so.
+#[test]
+fn ipc_member_master_lets_members_set_the_master() {
+    if !users() {
+        return;
+    }
+    let def = format!(
+        "type rdmix; ipc_key {{key}}; ipc_perm 0660; ipc_gid \"{GROUP}\"; ipc_member_master true; slave.pcm \"rdmixsys_{{key}}\""
+    );
+    let w = open_world(&format!("pcm.group {{ {def} }}\nctl.group {{ {def} }}"));
+    let _sys = SystemConf::card(&format!("rdmixsys_{}", w.key), &w.path("sys.wav"));
+    write_wav_s16(&w.path("long.wav"), 48000, &vec![[0, 0]; 6 * 48_000]);
+    let a = w
+        .as_user(MEMBER_A, &["aplay", "-q", "-D", "group", "long.wav"])
+        .spawn()
+        .unwrap();
+    wait_until(
+        Duration::from_secs(10),
+        || logs(&w).contains("took lane"),
+        || format!("A never attached: {}", logs(&w)),
+    );
+    let o = w
+        .as_user(MEMBER_B, &["amixer", "-D", "group", "sset", "Master", "--", "-6dB"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+    assert!(
+        o.status.success() && said.contains("[-6.00dB]"),
+        "B sets the master: {said}"
+    );
+    let status = build_dir().join("rdmix-status");
+    let o = w
+        .as_user(MEMBER_A, &[status.to_str().unwrap(), "--json"])
+        .output()
+        .unwrap();
+    let doc = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        doc.contains("\"master\":{\"db\":-6.00,\"muted\":false}"),
+        "the owner's pump has the master B set: {doc}"
+    );
+    let _ = wait_child(a, Duration::from_secs(30), "aplay");
+}
