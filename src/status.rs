@@ -132,7 +132,13 @@ fn set_volume(target: &str, level: &str) -> Result<String, String> {
     match wire::recv_until(&sock, Instant::now() + ANSWER) {
         Ok(Incoming::Msg(r, _)) if r.kind == VOLUME => match r.refusal() {
             None => {
-                // Remembered for the program's next run, in this user's own state.
+                // Remembered for the program's next run (or the pump's), in this user's
+                // own state.
+                if program.is_none()
+                    && let Err(e) = saved::remember_master(pump.status.key, v)
+                {
+                    eprintln!("rdmix-status: volume: set, but not remembered for the master: {e}");
+                }
                 if let Some(program) = program {
                     let stream = if pump.status.stream == "capture" {
                         Stream::Capture

@@ -679,7 +679,8 @@ pub fn manual_page() -> String {
          Only the pump's user sets the master, unless \\fBipc_member_master\\fR lets the \
          members of a shared key. A program's volume is remembered by program name in \
          \\fI$XDG_STATE_HOME/rdmix/volumes\\fR, and a program that was turned down starts \
-         turned down next time.\n",
+         turned down next time; the master is remembered by its pump's key, and the next \
+         pump takes it from its own user's first program or mixer.\n",
     );
     o.push_str(".SH OPTIONS\n");
     for opt in OPTIONS.iter() {

@@ -7,6 +7,10 @@
 //! spaces). `rdmix-status --volume` writes it; the plugin reads it at open, in the program's
 //! own process and as its own user, and asks its pump for that volume in HELLO. A line
 //! that does not read is skipped: a damaged file costs a remembered volume, never an open.
+//!
+//! The master is remembered the same way, by its pump's key: `master 120 1 0x5000a1b2`.
+//! A program's HELLO and a mixer's WATCH carry it, and a new pump takes it from its own
+//! user's first one (see `wire`).
 
 use std::path::PathBuf;
 
@@ -31,7 +35,7 @@ fn parse(text: &str) -> Vec<(String, Volume, String)> {
         .filter_map(|l| {
             let mut f = l.splitn(4, ' ');
             let (dir, step, on, name) = (f.next()?, f.next()?, f.next()?, f.next()?);
-            if !matches!(dir, "playback" | "capture") || name.is_empty() {
+            if !matches!(dir, "playback" | "capture" | "master") || name.is_empty() {
                 return None;
             }
             let step: u32 = step.parse().ok().filter(|s| *s <= STEPS)?;
@@ -56,7 +60,24 @@ fn read_all() -> Vec<(String, Volume, String)> {
 
 /// The volume remembered for `program` in `stream`'s direction, if any.
 pub fn recall(stream: Stream, program: &str) -> Option<Volume> {
-    let dir = stream.name();
+    recall_entry(stream.name(), program)
+}
+
+fn master_name(key: u32) -> String {
+    format!("{key:#010x}")
+}
+
+/// The master this user last gave the playback pump of `key`, if any.
+pub fn recall_master(key: u32) -> Option<Volume> {
+    recall_entry("master", &master_name(key))
+}
+
+/// Remembers the master of the playback pump of `key` (forgotten back at 0 dB and on).
+pub fn remember_master(key: u32, v: Volume) -> std::io::Result<()> {
+    remember_entry("master", &master_name(key), v)
+}
+
+fn recall_entry(dir: &str, program: &str) -> Option<Volume> {
     read_all()
         .into_iter()
         .rev()
@@ -68,6 +89,10 @@ pub fn recall(stream: Stream, program: &str) -> Option<Volume> {
 /// forgotten. Written whole to a new file and renamed over the old one, so a reader never
 /// sees half of it.
 pub fn remember(stream: Stream, program: &str, v: Volume) -> std::io::Result<()> {
+    remember_entry(stream.name(), program, v)
+}
+
+fn remember_entry(dir: &str, program: &str, v: Volume) -> std::io::Result<()> {
     let Some(p) = path() else {
         return Err(std::io::Error::new(
             std::io::ErrorKind::NotFound,
@@ -77,7 +102,6 @@ pub fn remember(stream: Stream, program: &str, v: Volume) -> std::io::Result<()>
     if program.is_empty() || program.contains('\n') {
         return Ok(());
     }
-    let dir = stream.name();
     let mut all: Vec<_> = read_all()
         .into_iter()
         .filter(|(d, _, n)| !(d == dir && n == program))
@@ -106,13 +130,14 @@ mod tests {
     fn damaged_lines_are_skipped_and_names_keep_their_spaces() {
         let got = parse(
             "playback 216 1 aplay\ncapture 999 1 big\nplayback x 1 bad\nplayback 10 2 bad\n\
-             nonsense\nplayback 0 0 my player\ncapture 100 1 \n",
+             nonsense\nplayback 0 0 my player\ncapture 100 1 \nmaster 120 1 0x00001234\nmain 1 1 x\n",
         );
         assert_eq!(
             got,
             vec![
                 ("playback".into(), Volume { step: 216, on: true }, "aplay".into()),
                 ("playback".into(), Volume { step: 0, on: false }, "my player".into()),
+                ("master".into(), Volume { step: 120, on: true }, "0x00001234".into()),
             ]
         );
     }

@@ -81,6 +81,9 @@ pub fn attach(cfg: &Config, stream: Stream) -> Result<Attachment> {
         hello.args[1] = v.step as u64 + 1;
         hello.args[2] = v.on as u64;
     }
+    if stream == Stream::Playback {
+        hello.args[3] = wire::level(saved::recall_master(cfg.ipc_key));
+    }
     let (mut a, pump_pid) = reach(cfg, stream, |sock, deadline| {
         greet(cfg.ipc_key, stream, sock, &hello, deadline)
     })?;
@@ -95,6 +98,9 @@ pub fn watch(cfg: &Config, stream: Stream) -> Result<OwnedFd> {
     let key = cfg.ipc_key;
     let mut m = Msg::new(WATCH);
     m.args[0] = PROTO_VERSION;
+    if stream == Stream::Playback {
+        m.args[1] = wire::level(saved::recall_master(key));
+    }
     let (sock, _) = reach(cfg, stream, |sock, deadline| {
         let sent = wire::send(&sock, &m, &[]);
         match wire::recv_until(&sock, deadline) {

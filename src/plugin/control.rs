@@ -475,13 +475,16 @@ impl Control for Mixer {
         if let Some(Some(slot)) = self.elems.at.get_mut(key) {
             slot.value = value;
         }
-        // Remembered for the program's next run, in this user's own state.
-        if let Target::Program { stream, program, .. } = &e.target
-            && let Err(err) = saved::remember(*stream, program, v)
-        {
+        // Remembered for the program's next run (and the master for the pump's), in this
+        // user's own state.
+        let (kept, what) = match &e.target {
+            Target::Program { stream, program, .. } => (saved::remember(*stream, program, v), program.as_str()),
+            Target::Master => (saved::remember_master(self.cfg.ipc_key, v), "the master"),
+        };
+        if let Err(err) = kept {
             snderr(
                 c"ctl",
-                &format!("rdmix: control: the volume is set, but not remembered for {program}: {err}"),
+                &format!("rdmix: control: the volume is set, but not remembered for {what}: {err}"),
             );
         }
         Ok(true)

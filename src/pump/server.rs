@@ -150,6 +150,9 @@ pub struct Server {
     wakeups: u64,
     /// The master, the pump's own: kept while no device is open, and set on the next.
     master: Volume,
+    /// The master has been decided in this pump's life (set, or taken from the owner's
+    /// remembered one): a remembered master no longer applies.
+    master_decided: bool,
     changes: Changes,
 }
 
@@ -179,6 +182,7 @@ impl Server {
             volume_kick_ns: 0,
             wakeups: 0,
             master: Volume::default(),
+            master_decided: false,
             changes: Changes::default(),
         })
     }
@@ -591,10 +595,26 @@ impl Server {
                 ),
             ));
         }
+        self.recall_master(uid, m.args[1]);
         let p = &mut self.peers[i];
         p.watcher = true;
         p.hello_by = None;
         Ok(())
+    }
+
+    /// Takes the master its owner last gave this key's pump (HELLO's or WATCH's word for
+    /// it), once, and only from the owner: only the owner's choice is theirs to restore.
+    fn recall_master(&mut self, uid: u32, arg: u64) {
+        if self.master_decided || uid != sys::user::euid() || self.args.stream != Stream::Playback {
+            return;
+        }
+        let Some(v) = wire::level_of(arg) else { return };
+        self.master_decided = true;
+        self.master = v;
+        if let Some(r) = self.running.as_mut() {
+            let _ = r.pump.set_volume(None, v);
+        }
+        self.changes.all = true;
     }
 
     /// A mixer's VOLUME: checked against who asks (the kernel's word for it) and against
@@ -664,6 +684,7 @@ impl Server {
         match lane {
             None => {
                 self.master = v;
+                self.master_decided = true;
                 self.changes.all = true;
             }
             Some(_) => self.changes.uids.push(asker),
@@ -730,6 +751,9 @@ impl Server {
     fn hello(&mut self, i: usize, m: &Msg) -> Result<()> {
         let key = self.args.key;
         let uid = self.peers[i].cred.uid;
+        if m.args[0] == PROTO_VERSION {
+            self.recall_master(uid, m.args[3]);
+        }
         let held = self
             .peers
             .iter()

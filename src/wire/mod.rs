@@ -9,6 +9,7 @@
 //!   configuration (`Config::encode`). This is the only way configuration reaches a pump.
 //!   `args[1]` is 0, or the volume step its user last gave this program plus one, and
 //!   `args[2]` that volume's switch (`config::saved`): the lane starts there.
+//!   `args[3]` is 0, or [`level`] of the master its user last gave this key's playback pump.
 //!   A client says HELLO only after it has checked who the pump is (`plugin::attach`).
 //! - WELCOME (pump): the lane number in `slot`, and three descriptors, all made by the
 //!   pump: the header segment (sealed, read-only to clients), the client's own lane memfd,
@@ -29,7 +30,9 @@
 //!   step); `args[3]` 1 for on, 0 for muted. The pump answers VOLUME. A user may set only
 //!   the lanes of their own programs, and only the pump's own user the master (on a shared
 //!   key, its members too where the definition sets `ipc_member_master`).
-//! - WATCH (a mixer, instead of HELLO): `args[0]` the protocol version. The pump answers
+//! - WATCH (a mixer, instead of HELLO): `args[0]` the protocol version, `args[1]` the
+//!   remembered master as in HELLO. A pump takes the remembered master of its own user's
+//!   first HELLO or WATCH that carries one, unless the master was set already. The pump answers
 //!   WATCH and keeps the connection, on which the mixer may send STATUS and VOLUME again
 //!   and again. It sends CHANGED (no answer, nothing else in it) whenever what that mixer
 //!   may see changes: a program of its user comes or goes or is turned up or down, or the
@@ -58,6 +61,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 use std::time::Instant;
 
+use crate::dsp::gain::{self, Volume};
 use crate::error::Error;
 use crate::sys;
 use crate::sys::socket::Addr;
@@ -182,6 +186,20 @@ pub fn send(sock: &OwnedFd, m: &Msg, fds: &[BorrowedFd]) -> io::Result<()> {
 /// caller learns of a dead pump from its hang-up).
 pub fn kick(sock: &OwnedFd) {
     let _ = sys::socket::send_nowait(sock, &Msg::new(KICK).to_bytes());
+}
+
+/// A volume as one argument: 0 for none, else the step plus one, and the switch at bit 32.
+pub fn level(v: Option<Volume>) -> u64 {
+    v.map_or(0, |v| (v.step as u64 + 1) | (v.on as u64) << 32)
+}
+
+/// The volume an argument made by [`level`] carries; anything out of range is none.
+pub fn level_of(arg: u64) -> Option<Volume> {
+    let step = (arg & 0xffff_ffff).checked_sub(1)?;
+    (step <= gain::STEPS as u64 && arg >> 33 == 0).then_some(Volume {
+        step: step as u32,
+        on: arg >> 32 == 1,
+    })
 }
 
 /// Sends `m` if the peer's queue has room; a full queue is not an error (see CHANGED).
@@ -429,6 +447,21 @@ mod tests {
     use super::*;
     use std::os::fd::AsFd;
     use std::time::Duration;
+
+    #[test]
+    fn a_level_argument_carries_a_volume_or_none_and_nothing_out_of_range() {
+        for v in [
+            Volume { step: 0, on: false },
+            Volume { step: 216, on: true },
+            Volume::default(),
+        ] {
+            assert_eq!(level_of(level(Some(v))), Some(v));
+        }
+        assert_eq!(level_of(level(None)), None);
+        for hostile in [gain::STEPS as u64 + 2, u64::MAX, 3 << 32 | 5, 1 << 40 | 1] {
+            assert_eq!(level_of(hostile), None, "{hostile:#x}");
+        }
+    }
 
     #[test]
     fn messages_roundtrip_and_reject_garbage() {

@@ -172,3 +172,65 @@ fn a_volume_set_with_amixer_is_restored_on_the_next_run() {
     let amixer = |a: &[&str]| w.run("amixer", a);
     levels::amixer_volume_is_restored(&rig(&w, &aplay, &amixer));
 }
+
+/// The master a user set lasts beyond its pump: a mixer's change is remembered by the
+/// pump's key, and the next pump, started by a program that knows nothing of mixers, takes
+/// it from that program's HELLO. Back at 0 dB it is forgotten.
+#[test]
+fn the_master_is_restored_by_the_next_pump() {
+    assert!(have("aplay") && have("amixer"), "aplay and amixer are required");
+    let w = World::new("");
+    levels::write_tone_and_noise(&w.dir, 30);
+    let status = format!("{}/rdmix-status", build_dir().display());
+    let master_of_pump = || {
+        let doc = String::from_utf8_lossy(&w.run(&status, &["--json"]).stdout).into_owned();
+        doc.split(&format!("\"key\":{},", w.key))
+            .nth(1)
+            .and_then(|rest| rest.split("\"master\":").nth(1))
+            .map(|m| m.split('}').next().unwrap_or_default().to_string() + "}")
+            .unwrap_or_default()
+    };
+    // With no program at all: the mixer's own pump keeps the master it is given, and the
+    // next mixer's pump takes it from that mixer's WATCH.
+    let amixer = |args: &[&str]| {
+        let o = w.run("amixer", args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    amixer(&["sset", "Master", "--", "-3dB"]);
+    w.wait_pump_gone(Duration::from_secs(10));
+    let said = amixer(&["sget", "Master"]);
+    assert!(
+        said.contains("[-3.00dB]"),
+        "a new mixer's pump takes the remembered master: {said}"
+    );
+    amixer(&["sset", "Master", "--", "0dB"]);
+    w.wait_pump_gone(Duration::from_secs(10));
+    let mut seen = Vec::new();
+    for set in [Some("-6dB"), Some("0dB"), None] {
+        let mut kid = w.spawn("aplay", &["-q", "noise.wav"]);
+        let pid = kid.id().to_string();
+        wait_until(
+            Duration::from_secs(10),
+            || String::from_utf8_lossy(&w.run(&status, &[]).stdout).contains(&pid),
+            || format!("aplay never ran: {}", w.pump_log()),
+        );
+        seen.push(master_of_pump());
+        if let Some(level) = set {
+            let o = w.run("amixer", &["sset", "Master", "--", level]);
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        }
+        let _ = kid.kill();
+        let _ = kid.wait();
+        w.wait_pump_gone(Duration::from_secs(10));
+    }
+    assert_eq!(
+        seen,
+        [
+            "{\"db\":0.00,\"muted\":false}",
+            "{\"db\":-6.00,\"muted\":false}",
+            "{\"db\":0.00,\"muted\":false}"
+        ],
+        "the master in three pumps' lives, set to -6 dB in the first and to 0 dB in the second"
+    );
+}
