@@ -21,7 +21,12 @@ use parking_lot::Mutex;
 
 use super::conf::Conf;
 use super::ffi::*;
-use super::ioplug::snderr;
+use super::ioplug::snderr_from;
+
+/// One line from the control plugin, as `SNDERR` prints it.
+pub fn snderr(func: &CStr, msg: &str) {
+    snderr_from(c"ctl_rdmix", func, msg);
+}
 use crate::error::{Error, Result};
 
 /// An element's position in the list, which is also its numid less one.

@@ -127,14 +127,19 @@ pub trait Plugin: Send + 'static {
     fn dump(&self) -> String;
 }
 
-/// Prints one line through alsa-lib's error handler, as `SNDERR` does.
+/// Prints one line through alsa-lib's error handler, as `SNDERR` does, from the PCM.
 pub fn snderr(func: &CStr, msg: &str) {
+    snderr_from(c"pcm_rdmix", func, msg);
+}
+
+/// The same, naming `file` (`pcm_rdmix`, `ctl_rdmix`) as the line's source.
+pub fn snderr_from(file: &CStr, func: &CStr, msg: &str) {
     let msg = CString::new(msg.replace('\0', " ")).unwrap_or_default();
     // SAFETY: snd_lib_error is alsa-lib's current handler (never NULL after library init);
     // we pass a "%s" format and one NUL-terminated string argument.
     unsafe {
         if let Some(handler) = snd_lib_error {
-            handler(c"pcm_rdmix".as_ptr(), 0, func.as_ptr(), 0, c"%s".as_ptr(), msg.as_ptr());
+            handler(file.as_ptr(), 0, func.as_ptr(), 0, c"%s".as_ptr(), msg.as_ptr());
         }
     }
 }

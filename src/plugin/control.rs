@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use super::attach;
 use crate::alsa::conf::Conf;
+use crate::alsa::ctl::snderr;
 use crate::alsa::ctl::{Card, Change, Control, ElemId, Key, Kind};
-use crate::alsa::ioplug::snderr;
 use crate::config::{Config, saved};
 use crate::dsp::gain::{self, Volume};
 use crate::error::{Error, Result};

@@ -234,3 +234,31 @@ fn the_master_is_restored_by_the_next_pump() {
         "the master in three pumps' lives, set to -6 dB in the first and to 0 dB in the second"
     );
 }
+
+/// A control that cannot work says why in one line naming rdmix and the cause, and the
+/// mixer fails cleanly: an option out of range, a pump that cannot start.
+#[test]
+fn a_mixer_that_cannot_reach_its_pump_says_why_in_one_line() {
+    assert!(have("amixer"), "amixer is required");
+    let w = World::new(
+        "ctl.nopump { type rdmix; ipc_key {key}; slave.pcm \"card\"; pump \"/nonexistent/rdmix-pump\" }\n\
+         ctl.badperm { type rdmix; slave.pcm \"card\"; ipc_perm 0999 }\n",
+    );
+    for (ctl, cause) in [
+        (
+            "nopump",
+            "rdmix: pump: cannot start /nonexistent/rdmix-pump: No such file or directory",
+        ),
+        ("badperm", "rdmix: ipc_perm: expected an integer"),
+    ] {
+        let o = w.run("amixer", &["-D", ctl, "scontrols"]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        let lines: Vec<&str> = err.lines().filter(|l| l.contains("rdmix:")).collect();
+        assert!(!o.status.success(), "amixer -D {ctl} succeeded: {err}");
+        assert!(
+            lines.len() == 1 && lines[0].contains("ctl_rdmix") && lines[0].contains(cause),
+            "amixer -D {ctl}: one line naming the cause ({cause}): {err}"
+        );
+        eprintln!("MEASURE ctl {ctl}: {}", lines[0]);
+    }
+}
