@@ -286,6 +286,37 @@ fn silent_connections_cost_the_owner_nothing() {
             );
         }
     }
+    // A member's mixers that never read: a few are let watch, the rest refused. The member's
+    // own programs then pile CHANGED up in them unread, which costs the owner nothing (and
+    // the owner's programs send them nothing: they are not the member's to see).
+    let mut watch = w.as_user(MEMBER_B, &[hostile_bin.to_str().unwrap(), "watch", &name, "20"]);
+    watch.stdin(std::process::Stdio::piped());
+    let mut child = watch.spawn().unwrap();
+    let mut line = String::new();
+    {
+        use std::io::BufRead;
+        let mut r = std::io::BufReader::new(child.stdout.take().unwrap());
+        while r.read_line(&mut line).unwrap() > 0 && !line.contains("ready") {}
+    }
+    eprint!("member: {line}");
+    assert!(
+        line.contains("20 mixers: 8 watching, 12 refused") && line.contains("mixers open on it already"),
+        "{line}"
+    );
+    for k in 0..40 {
+        let user = if k % 2 == 0 { MEMBER_B } else { MEMBER_A };
+        let o = w
+            .as_user(user, &["aplay", "-q", "-D", "group", "blip.wav"])
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{user}'s open beside mixers that never read: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    drop(child.stdin.take());
+    let _ = wait_child(child, Duration::from_secs(30), "watch");
     assert!(wait_child(owner, Duration::from_secs(30), "owner").status.success());
 }
 

@@ -5,7 +5,9 @@
 //!   rdmix's shared memory, WRITES times;
 //! - `rdmix-hostile flood NAME COUNT`: opens COUNT connections to the abstract socket NAME
 //!   and says nothing; reports how many the pump refused, then holds the rest until stdin
-//!   closes.
+//!   closes;
+//! - `rdmix-hostile volume NAME LANE PID`: a VOLUME for another's lane;
+//! - `rdmix-hostile watch NAME COUNT`: COUNT mixers' WATCH connections that never read.
 //!
 //! It prints `MEASURE` lines and exits non-zero if anything it should not reach was reachable.
 
@@ -180,6 +182,37 @@ fn volume(name: &str, lane: u64, pid: u64) {
     }
 }
 
+/// Opens COUNT mixers' connections (WATCH) to the pump at NAME and never reads from them:
+/// reports how many the pump took and how it refused the rest, then holds them (and lets
+/// CHANGED pile up unread) until stdin closes.
+fn watch(name: &str, count: usize) {
+    use asound_module_pcm_rdmix::wire::{self, Incoming, Msg, PROTO_VERSION, WATCH};
+    let mut held = Vec::new();
+    let (mut taken, mut refused, mut why) = (0, 0, String::new());
+    for _ in 0..count {
+        let Ok(sock) = sys::socket::connect(&Addr::Abstract(name.to_string())) else {
+            continue;
+        };
+        let mut m = Msg::new(WATCH);
+        m.args[0] = PROTO_VERSION;
+        let _ = wire::send(&sock, &m, &[]);
+        match wire::recv_until(&sock, Instant::now() + Duration::from_secs(2)) {
+            Ok(Incoming::Msg(r, _)) if r.refusal().is_none() => {
+                taken += 1;
+                held.push(sock);
+            }
+            Ok(Incoming::Msg(r, _)) => {
+                refused += 1;
+                why = r.refusal().map(|e| e.line().to_string()).unwrap_or_default();
+            }
+            _ => refused += 1,
+        }
+    }
+    println!("MEASURE watch: {count} mixers: {taken} watching, {refused} refused ({why})");
+    println!("ready");
+    let _ = std::io::stdin().read(&mut [0u8; 1]);
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let argv: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
@@ -187,8 +220,11 @@ fn main() {
         [_, "scribble", pcm, n, seed] => scribble(pcm, n.parse().unwrap(), seed.parse().unwrap()),
         [_, "flood", name, n] => flood(name, n.parse().unwrap()),
         [_, "volume", name, lane, pid] => volume(name, lane.parse().unwrap(), pid.parse().unwrap()),
+        [_, "watch", name, n] => watch(name, n.parse().unwrap()),
         _ => {
-            eprintln!("usage: rdmix-hostile scribble PCM WRITES SEED | flood NAME COUNT | volume NAME LANE PID");
+            eprintln!(
+                "usage: rdmix-hostile scribble PCM WRITES SEED | flood NAME COUNT | volume NAME LANE PID | watch NAME COUNT"
+            );
             std::process::exit(2);
         }
     }
