@@ -155,6 +155,17 @@ pub struct Rig<'a> {
     pub rec: PathBuf,
 }
 
+/// Waits until the test device has taken another second of audio: each change a scenario
+/// makes gets a second of its own in the recording.
+pub fn another_second(rec: &Path) {
+    let mark = rec_frames(rec);
+    wait_until(
+        Duration::from_secs(20),
+        || rec_frames(rec) >= mark + RATE as usize,
+        || format!("the device took no second of audio past frame {mark}"),
+    );
+}
+
 fn ok(o: Output, what: &str) -> String {
     let out = String::from_utf8_lossy(&o.stdout).into_owned();
     assert!(
@@ -182,15 +193,8 @@ pub fn amixer_turns_programs_and_the_master_down(rig: &Rig, hiss: &[i16]) {
         || format!("amixer never listed both programs: {}", listed()),
     );
     eprintln!("MEASURE amixer scontrols: {}", listed().trim().replace('\n', "; "));
-    let frames = || rec_frames(&rig.rec);
-    // Each change once another second has been written since the last.
     let set = |control: &str, level: &str| {
-        let mark = frames();
-        wait_until(
-            Duration::from_secs(20),
-            || frames() >= mark + RATE as usize,
-            || format!("the device took no second of audio past {mark}"),
-        );
+        another_second(&rig.rec);
         ok((rig.amixer)(&["sset", control, "--", level]), "amixer sset")
     };
     let said = set(&tone, "-6dB");
@@ -198,12 +202,7 @@ pub fn amixer_turns_programs_and_the_master_down(rig: &Rig, hiss: &[i16]) {
     set("Master", "-6dB");
     set("Master", "0dB");
     set(&tone, "mute");
-    let mark = frames();
-    wait_until(
-        Duration::from_secs(20),
-        || frames() >= mark + RATE as usize,
-        || "the device took no more audio".into(),
-    );
+    another_second(&rig.rec);
     for k in &mut kids {
         let _ = k.kill();
         let _ = k.wait();

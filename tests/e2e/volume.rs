@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::levels::{self, RATE, Rig, db};
+use common::levels::{self, Rig, db};
 use common::*;
 
 #[test]
@@ -23,15 +23,8 @@ fn rdmix_status_sets_a_programs_volume_and_the_master() {
     ];
     let tone_pid = kids[0].id().to_string();
     w.wait_lanes(2, Duration::from_secs(10));
-    let frames = || rec_frames(&w.path("rec.wav"));
-    // Each change once another second has been written since the last.
     let set = |args: &[&str]| {
-        let mark = frames();
-        wait_until(
-            Duration::from_secs(20),
-            || frames() >= mark + RATE as usize,
-            || format!("the device took no second of audio past {mark}: {}", w.pump_log()),
-        );
+        levels::another_second(&w.path("rec.wav"));
         let mut all = vec!["--volume"];
         all.extend_from_slice(args);
         let o = w.run(&status, &all);
@@ -54,12 +47,7 @@ fn rdmix_status_sets_a_programs_volume_and_the_master() {
     set(&[&master, "-6dB"]);
     set(&[&master, "0dB"]);
     set(&[&tone_pid, "mute"]);
-    let mark = frames();
-    wait_until(
-        Duration::from_secs(20),
-        || frames() >= mark + RATE as usize,
-        || "the device took no more audio".into(),
-    );
+    levels::another_second(&w.path("rec.wav"));
     for k in &mut kids {
         let _ = k.kill();
         let _ = k.wait();

@@ -42,6 +42,24 @@ fn open_world(extra: &str) -> World {
     World::open_to_all(extra, &["rec.wav", "card.log", "sys.wav"])
 }
 
+/// `rdmix-hostile ARGS` as `user`, once it says it is ready (holding what it opened until
+/// its stdin closes); what it printed by then.
+fn hostile_ready(w: &World, user: &str, args: &[&str]) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let bin = build_dir().join("rdmix-hostile");
+    let mut all = vec![bin.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let mut child = w
+        .as_user(user, &all)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    let mut r = std::io::BufReader::new(child.stdout.take().unwrap());
+    while r.read_line(&mut line).unwrap() > 0 && !line.contains("ready") {}
+    (child, line)
+}
+
 fn logs(w: &World) -> String {
     w.user_logs(&USERS)
 }
@@ -231,20 +249,11 @@ fn silent_connections_cost_the_owner_nothing() {
         || format!("the owner never attached: {}", logs(&w)),
     );
     let pump = pumps_for_key(w.key)[0];
-    let hostile_bin = build_dir().join("rdmix-hostile");
     let name = format!("rdmix-{:08x}", w.key);
     for (who, user) in [("outsider", OUTSIDER), ("member", MEMBER_B)] {
         let cpu0 = cpu_ticks(pump);
         let t0 = Instant::now();
-        let mut flood = w.as_user(user, &[hostile_bin.to_str().unwrap(), "flood", &name, "2000"]);
-        flood.stdin(std::process::Stdio::piped());
-        let mut child = flood.spawn().unwrap();
-        let mut line = String::new();
-        {
-            use std::io::BufRead;
-            let mut r = std::io::BufReader::new(child.stdout.take().unwrap());
-            while r.read_line(&mut line).unwrap() > 0 && !line.contains("ready") {}
-        }
+        let (mut child, line) = hostile_ready(&w, user, &["flood", &name, "2000"]);
         eprint!("{who}: {line}");
         // With the flood's connections still open, the owner opens the PCM again.
         let open_t = Instant::now();
@@ -289,15 +298,7 @@ fn silent_connections_cost_the_owner_nothing() {
     // A member's mixers that never read: a few are let watch, the rest refused. The member's
     // own programs then pile CHANGED up in them unread, which costs the owner nothing (and
     // the owner's programs send them nothing: they are not the member's to see).
-    let mut watch = w.as_user(MEMBER_B, &[hostile_bin.to_str().unwrap(), "watch", &name, "20"]);
-    watch.stdin(std::process::Stdio::piped());
-    let mut child = watch.spawn().unwrap();
-    let mut line = String::new();
-    {
-        use std::io::BufRead;
-        let mut r = std::io::BufReader::new(child.stdout.take().unwrap());
-        while r.read_line(&mut line).unwrap() > 0 && !line.contains("ready") {}
-    }
+    let (mut child, line) = hostile_ready(&w, MEMBER_B, &["watch", &name, "20"]);
     eprint!("member: {line}");
     assert!(
         line.contains("20 mixers: 8 watching, 12 refused") && line.contains("mixers open on it already"),
