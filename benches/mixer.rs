@@ -76,8 +76,25 @@ fn bench(c: &mut Criterion) {
 /// gain ramped over the period, as a change is), and the master scaled over the sum: what
 /// volumes cost beside the plain path above.
 fn bench_volume(c: &mut Criterion) {
+    for (name, lane_ramp, master_ramp) in [
+        (
+            "S16_LE into S16_LE, every lane and the master ramping",
+            Ramp::over(1.0, 0.5, FRAMES),
+            Ramp::over(0.5, 0.25, FRAMES),
+        ),
+        (
+            "S16_LE into S16_LE, every lane and the master turned down, steady",
+            Ramp::at(0.5),
+            Ramp::at(0.25),
+        ),
+    ] {
+        bench_gain(c, name, lane_ramp, master_ramp);
+    }
+}
+
+fn bench_gain(c: &mut Criterion, name: &str, lane_ramp: Ramp, master_ramp: Ramp) {
     let s16 = Format::lookup(alsa_sys::SND_PCM_FORMAT_S16_LE).unwrap();
-    let mut g = c.benchmark_group("S16_LE into S16_LE, every lane and the master ramping");
+    let mut g = c.benchmark_group(name);
     for n in [2usize, 8, 32] {
         let data = lanes(s16, n);
         let mut m = Mixer::new(s16, FRAMES * CH);
@@ -90,9 +107,9 @@ fn bench_volume(c: &mut Criterion) {
                 for l in &data {
                     lane.clear(FRAMES * CH);
                     lane.add(s16, l);
-                    m.add_mix_gain(&lane, Ramp::over(1.0, 0.5, FRAMES), CH);
+                    m.add_mix_gain(&lane, lane_ramp, CH);
                 }
-                m.scale(Ramp::over(0.5, 0.25, FRAMES), CH);
+                m.scale(master_ramp, CH);
                 m.finish(&mut out);
                 std::hint::black_box(&out);
             })

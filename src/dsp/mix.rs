@@ -284,6 +284,13 @@ fn add_mapped<A: Acc>(frames: &[f32], in_ch: usize, matrix: &[f32], acc: &mut [A
 /// `f(acc, sample, gain)` for each sample of `src`, the gain that of its frame.
 #[inline(always)]
 fn scaled<A: Copy, B: Copy>(acc: &mut [A], src: &[B], ramp: Ramp, ch: usize, f: impl Fn(&mut A, B, f64)) {
+    // A steady gain (a volume that is not moving, the common case) is one flat loop the
+    // compiler vectorises; only a ramp needs the gain frame by frame.
+    if ramp.from == ramp.to {
+        let g = ramp.from;
+        acc.iter_mut().zip(src).for_each(|(x, y)| f(x, *y, g));
+        return;
+    }
     for (i, (a, b)) in acc.chunks_exact_mut(ch).zip(src.chunks_exact(ch)).enumerate() {
         let g = ramp.frame(i);
         a.iter_mut().zip(b).for_each(|(x, y)| f(x, *y, g));
@@ -292,6 +299,11 @@ fn scaled<A: Copy, B: Copy>(acc: &mut [A], src: &[B], ramp: Ramp, ch: usize, f: 
 
 #[inline(always)]
 fn scale_in_place<A>(acc: &mut [A], ramp: Ramp, ch: usize, f: impl Fn(&mut A, f64)) {
+    if ramp.from == ramp.to {
+        let g = ramp.from;
+        acc.iter_mut().for_each(|x| f(x, g));
+        return;
+    }
     for (i, a) in acc.chunks_exact_mut(ch).enumerate() {
         let g = ramp.frame(i);
         a.iter_mut().for_each(|x| f(x, g));
