@@ -250,3 +250,64 @@ fn a_mixer_that_cannot_reach_its_pump_says_why_in_one_line() {
         eprintln!("MEASURE ctl {ctl}: {}", lines[0]);
     }
 }
+
+/// Each recorder has its own capture volume: amixer turns one `arecord` down 6 dB, and
+/// what it records from then on is 6 dB down (within 0.1 dB), while another recorder's
+/// recording stays exact (the device's frame counter unbroken, its tone at full level).
+#[test]
+fn amixer_turns_one_recorder_down_and_not_another() {
+    use common::mic::{counter_breaks, read_wav, tone};
+    assert!(have("arecord") && have("amixer"), "arecord and amixer are required");
+    let w = World::new("");
+    let rec = |out: &str| {
+        w.spawn(
+            "arecord",
+            &[
+                "-q", "-D", "default", "-f", "S16_LE", "-c", "2", "-r", "48000", "-d", "6", out,
+            ],
+        )
+    };
+    let (a, b) = (rec("a.wav"), rec("b.wav"));
+    let name = format!("arecord {}", a.id());
+    let control = format!("name={name} Capture Volume");
+    let listed = || String::from_utf8_lossy(&w.run("amixer", &["scontents"]).stdout).into_owned();
+    wait_until(
+        Duration::from_secs(20),
+        || listed().contains(&format!("'{name}',0")),
+        || format!("amixer never listed {name}: {}", listed()),
+    );
+    assert!(
+        listed().contains("Capabilities: cvolume"),
+        "a recorder's control is a capture one: {}",
+        listed()
+    );
+    // Two seconds in, well before the end: the rest is recorded at -6 dB.
+    let frames_of = |f: &str| std::fs::metadata(w.path(f)).map_or(0, |m| m.len().saturating_sub(44) / 4);
+    wait_until(
+        Duration::from_secs(20),
+        || frames_of("a.wav") >= 2 * 48_000,
+        || "arecord recorded no two seconds".into(),
+    );
+    let o = w.run("amixer", &["cset", &control, "216"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    common::finish(a, Duration::from_secs(30), "arecord a");
+    common::finish(b, Duration::from_secs(30), "arecord b");
+    let (sa, sb) = (read_wav(&w.path("a.wav")), read_wav(&w.path("b.wav")));
+    let (ta, tb) = (sa.channel(1), sb.channel(1));
+    let n = ta.len();
+    let (before, _) = tone(&ta[..48_000], 48000, 0);
+    let (after, _) = tone(&ta[n - 48_000..], 48000, 0);
+    let (other, _) = tone(&tb[tb.len() - 48_000..], 48000, 0);
+    let (other0, _) = tone(&tb[..48_000], 48000, 0);
+    let drop = db(after / before);
+    eprintln!(
+        "MEASURE capture volume: the turned-down recorder {drop:.3} dB, the other {:.3} dB",
+        db(other / other0)
+    );
+    assert!((drop + 6.0).abs() < 0.1, "the recorder's tone fell {drop:.3} dB");
+    assert!(db(other / other0).abs() < 0.01, "the other recorder's tone moved");
+    assert!(
+        counter_breaks(&sb.counter()).is_empty(),
+        "the other recorder's counter broke"
+    );
+}
