@@ -98,9 +98,11 @@ fn values(v: Option<(u32, bool)>) -> [(Kind, i64); 2] {
     ]
 }
 
-/// The elements, by position. A position whose element went stays empty until another
-/// takes it, or until a program lists the elements afresh (`Control::count`): ctl_ext
-/// resolves numids by position, and a program may hold any of them until then.
+/// The elements, by position. A position whose element went stays empty, and a new
+/// element takes a new position, until a program lists the elements afresh
+/// (`Control::count`): ctl_ext resolves numids by position, and a program that has not yet
+/// read a removal may still write by the old numid, which must then find nothing rather
+/// than another program's element (the kernel never reuses a numid either).
 #[derive(Default)]
 struct Elements {
     at: Vec<Option<Elem>>,
@@ -166,16 +168,8 @@ impl Elements {
                 kind,
                 value,
             };
-            let key = match self.at.iter().position(Option::is_none) {
-                Some(k) => {
-                    self.at[k] = Some(e);
-                    k
-                }
-                None => {
-                    self.at.push(Some(e));
-                    self.at.len() - 1
-                }
-            };
+            self.at.push(Some(e));
+            let key = self.at.len() - 1;
             events.push((id, key, Change::Added));
         }
         events
@@ -448,6 +442,9 @@ impl Control for Mixer {
     }
 
     fn write(&mut self, key: Key, value: i64) -> Result<bool> {
+        // The other half of the pair (and this one) as the pump has them now, not as this
+        // mixer last saw them: another mixer may have moved either.
+        self.look();
         let Some(e) = self.elems.get(key).cloned() else {
             return Err(Error::new(libc::ENOENT, "rdmix: control: that program has gone"));
         };
@@ -569,7 +566,7 @@ mod tests {
             .map(|s| Some(s.to_string()))
         );
         // A second program, then the first leaves: the second keeps its positions, and
-        // the first's stay empty for the next to come.
+        // the first's stay empty; the next to come takes new ones.
         let two = report(
             "playback",
             Some((240, true)),
@@ -596,10 +593,20 @@ mod tests {
             Some((240, true)),
             &[(11, 1, "mpv", None), (12, 0, "sox", None)],
         )]);
-        assert_eq!(ev.iter().map(|x| x.1).collect::<Vec<_>>(), [2, 3]);
-        e.at[2] = None;
+        assert_eq!(ev.iter().map(|x| x.1).collect::<Vec<_>>(), [6, 7]);
+        assert!(
+            e.get(2).is_none() && e.get(3).is_none(),
+            "a gone program's numids find nothing"
+        );
         e.compact();
-        assert_eq!(e.at.len(), 5);
+        assert_eq!(e.at.len(), 6);
+        assert_eq!(
+            e.find(&ElemId {
+                name: "sox 12 Playback Volume".into(),
+                index: 0
+            }),
+            Some(4)
+        );
     }
 
     #[test]
