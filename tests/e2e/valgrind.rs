@@ -1,5 +1,6 @@
 //! Memcheck over the real thing: `aplay`, `aplay -M` and `aplay -N` load the plugin under
-//! valgrind, and the pump they spawn runs under valgrind too (through the `pump` option).
+//! valgrind, `amixer` its control plugin, and the pumps they spawn run under valgrind too
+//! (through the `pump` option).
 //! Any invalid access, use of uninitialised memory or definite leak fails the test.
 //! (Sanitizers need a nightly toolchain; valgrind works on the stable build, inside aplay.)
 //! `scripts/ci/valgrind.sh` also runs the in-process C-API suites under memcheck.
@@ -46,9 +47,10 @@ fn plugin_and_pump_are_memcheck_clean() {
         w.path(".asoundrc"),
         std::fs::read_to_string(w.path(".asoundrc")).unwrap()
             + &format!(
-                "pcm.vgmix {{ type rdmix; ipc_key {}; pump \"{}\"; slave.pcm \"card\" }}\n",
-                w.key + 0x100,
-                wrapper.display()
+                "pcm.vgmix {{ type rdmix; ipc_key {k}; pump \"{p}\"; slave.pcm \"card\" }}\n\
+                 ctl.vgmix {{ type rdmix; ipc_key {k}; pump \"{p}\"; slave.pcm \"card\" }}\n",
+                k = w.key + 0x100,
+                p = wrapper.display()
             ),
     )
     .unwrap();
@@ -70,6 +72,30 @@ fn plugin_and_pump_are_memcheck_clean() {
     );
     kids.push(spawn(1, &["-q", "-M"]));
     kids.push(spawn(2, &["-q", "-N"]));
+    // The control plugin too, in amixer: it lists, reads and writes while they play (and
+    // starts the capture pump, under valgrind as well).
+    for (i, a) in [
+        &["scontents"][..],
+        &["sset", "Master", "--", "-3dB"],
+        &["sset", "Master", "--", "0dB"],
+    ]
+    .iter()
+    .enumerate()
+    {
+        let mut args = vg(&format!("amixer{i}"));
+        args.extend(["amixer", "-D", "vgmix"].iter().map(|s| s.to_string()));
+        args.extend(a.iter().map(|s| s.to_string()));
+        let o = wait_child(
+            w.cmd("valgrind").args(&args).spawn().unwrap(),
+            Duration::from_secs(120),
+            &format!("amixer {a:?} under valgrind"),
+        );
+        assert!(
+            o.status.success(),
+            "amixer {a:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
     for (i, k) in kids.into_iter().enumerate() {
         let o = wait_child(k, Duration::from_secs(120), &format!("aplay {i} under valgrind"));
         assert!(o.status.success(), "aplay {i}: {}", String::from_utf8_lossy(&o.stderr));
@@ -103,9 +129,9 @@ fn plugin_and_pump_are_memcheck_clean() {
             assert!(!text.contains(bad), "{name}: {bad}\n{text}");
         }
     }
-    eprintln!("MEASURE valgrind: {reports} memcheck reports (3 aplay, pump), 0 errors");
+    eprintln!("MEASURE valgrind: {reports} memcheck reports (3 aplay, 3 amixer, 2 pumps), 0 errors");
     assert!(
-        reports >= 4,
-        "expected reports from 3 clients and the pump, got {reports}"
+        reports >= 8,
+        "expected reports from 3 clients, 3 mixers and the two pumps, got {reports}"
     );
 }
