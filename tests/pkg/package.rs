@@ -7,7 +7,9 @@
 //! - `rdmix-status --json` lists that pump and that aplay while it plays;
 //! - `amixer -D rdmix:SLAVE=<device>` lists two aplay by name and pid, turns one down 6 dB
 //!   (measured within 0.1 dB, the other bit-exact), the master, and mutes one; alsamixer
-//!   in tmux follows a program's arrival and exit; a volume is restored on the next run.
+//!   in tmux follows a program's arrival and exit; a volume is restored on the next run;
+//!   on a shared definition, a second real user's amixer neither lists the first's program
+//!   nor sets the master.
 //!
 //! Then `dpkg -r` leaves no file behind, and `dpkg -P` no trace in dpkg's database.
 //!
@@ -184,6 +186,82 @@ fn installed_mixer(w: &World) {
         amixer: &m2,
         rec: w.path("mix.wav"),
     });
+    installed_mixer_as_two_users(w);
+}
+
+/// Two real users on one shared definition, system-wide, through the installed package:
+/// the second's mixer neither lists the first's program nor sets the master.
+fn installed_mixer_as_two_users(w: &World) {
+    const GROUP: &str = "rdmixpkgg";
+    let (a, b) = ("rdmixpkga", "rdmixpkgb");
+    ensure_test_users(GROUP, &[a, b], &[]);
+    let dev = format!("rdmixpkgsh{}", std::process::id());
+    std::fs::write(w.path("shared.wav"), b"").unwrap();
+    chmod(&w.path("shared.wav"), 0o666);
+    let _card = SystemConf::card(&dev, &w.path("shared.wav"));
+    let def = format!(
+        "type rdmix; ipc_key {}; ipc_perm 0660; ipc_gid \"{GROUP}\"; slave.pcm \"{dev}\"",
+        w.key + 0x77
+    );
+    let _defs = SystemConf::install(&format!("pcm.pkgshared {{ {def} }}\nctl.pkgshared {{ {def} }}\n"));
+    let home = w.path("sharedhome");
+    std::fs::create_dir_all(&home).unwrap();
+    chmod(&home, 0o777);
+    write_wav_s16(&w.path("shared-in.wav"), 48000, &vec![[0, 0]; 6 * 48_000]);
+    let as_user = |user: &str, args: &[&str]| {
+        let mut c = Command::new("runuser");
+        c.args(["-u", user, "--", "env", "-u", "ALSA_CONFIG_PATH"])
+            .arg(format!("HOME={}", home.display()))
+            .arg(format!(
+                "RDMIX_PUMP_LOG={}",
+                w.path(&format!("pump-{user}.log")).display()
+            ))
+            .args(args)
+            .current_dir(&w.dir);
+        c
+    };
+    let player = as_user(a, &["aplay", "-q", "-D", "pkgshared", "shared-in.wav"])
+        .spawn()
+        .unwrap();
+    let log = || std::fs::read_to_string(w.path(&format!("pump-{a}.log"))).unwrap_or_default();
+    wait_until(
+        Duration::from_secs(20),
+        || log().contains("took lane"),
+        || format!("{a}'s aplay never attached: {}", log()),
+    );
+    let pid = log()
+        .split("client pid ")
+        .nth(1)
+        .and_then(|t| t.split(' ').next())
+        .map(str::to_string)
+        .unwrap();
+    let mixer = |user: &str, args: &[&str]| {
+        let mut all = vec!["amixer", "-D", "pkgshared"];
+        all.extend_from_slice(args);
+        let o = as_user(user, &all).output().unwrap();
+        (o.status.success(), text(&o))
+    };
+    let (ok, seen_by_a) = mixer(a, &["scontrols"]);
+    assert!(
+        ok && seen_by_a.contains(&format!("'aplay {pid}',0")),
+        "{a} sees their own: {seen_by_a}"
+    );
+    let (ok, seen_by_b) = mixer(b, &["scontrols"]);
+    assert!(
+        ok && !seen_by_b.contains(&format!("aplay {pid}")),
+        "{b} must not see {a}'s program: {seen_by_b}"
+    );
+    let (ok, said) = mixer(b, &["sset", "Master", "--", "-6dB"]);
+    assert!(
+        !ok && said.contains("sets the master"),
+        "{b} must not set the master: {said}"
+    );
+    eprintln!(
+        "MEASURE installed, two users: {b}'s amixer lists {}; the master refused",
+        seen_by_b.trim().replace('\n', "; ")
+    );
+    let o = wait_child(player, Duration::from_secs(30), "aplay");
+    assert!(o.status.success(), "{}", text(&o));
 }
 
 #[test]
