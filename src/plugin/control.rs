@@ -30,6 +30,8 @@ use crate::wire::{self, CHANGED, Incoming, MASTER, Msg, PROTO_VERSION, STATUS, S
 const ANSWER: Duration = Duration::from_millis(1000);
 /// The longest element name ALSA keeps, less its NUL.
 const NAME_MAX: usize = 43;
+/// Messages read from one pump per look.
+const MAX_DRAIN: usize = 64;
 /// The longest program name kept in an element's name, so that the pid and the longest
 /// suffix (` Playback Volume`) still fit.
 const PROGRAM_MAX: usize = NAME_MAX - " 4194304".len() - " Playback Volume".len();
@@ -286,7 +288,10 @@ impl Mixer {
             let w = &mut self.watches[i];
             let Some(sock) = &w.sock else { continue };
             let mut hung_up = false;
-            loop {
+            // At most a queue's worth per look: a pump that never stops talking (a hostile
+            // member's, on a shared key) costs a mixer a bounded step, never a hang; what
+            // is left keeps the descriptor readable for the next.
+            for _ in 0..MAX_DRAIN {
                 let mut p = [sys::fd::pollfd(sock.as_raw_fd(), libc::POLLIN)];
                 if !matches!(sys::fd::poll(&mut p, 0), Ok(1)) {
                     break;

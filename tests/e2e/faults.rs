@@ -419,6 +419,96 @@ fn fault6_impostors() {
     }
 }
 
+/// Fault 6, for a mixer: impostors where the pump should be, facing `amixer` on the
+/// control plugin. One floods CHANGED and never answers STATUS, one answers STATUS with
+/// garbage, one never answers WATCH. Each ends in bounded time with a clear line or an
+/// empty list, never a hang or a signal.
+#[test]
+fn fault6_impostors_facing_a_mixer() {
+    use asound_module_pcm_rdmix::sys;
+    use asound_module_pcm_rdmix::wire::{self, CHANGED, Incoming, Msg, STATUS, WATCH};
+    assert!(have("amixer"), "amixer is required");
+    // (behaviour, what amixer must say; "" where an empty list is the answer)
+    let cases: [(&str, &str); 3] = [
+        ("chatty", "pump did not answer"),
+        ("garbage-status", ""),
+        ("silent", "pump did not answer"),
+    ];
+    for (how, want) in cases {
+        let w = World::new("");
+        let rv = wire::rendezvous(w.key, false, wire::Stream::Playback).unwrap();
+        let sys::socket::Addr::Path(path) = &rv.addr else {
+            panic!("a private key listens at a path")
+        };
+        let _ = std::fs::remove_file(path);
+        let listener = sys::socket::listen(&rv.addr).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let imp = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut held = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    for s in &held {
+                        match how {
+                            // As fast as the socket takes them, whatever the mixer asks.
+                            "chatty" => {
+                                for _ in 0..64 {
+                                    let _ = wire::send_nowait(s, &Msg::new(CHANGED));
+                                }
+                            }
+                            "garbage-status" => {
+                                if let Ok(Incoming::Msg(m, _)) = wire::recv(s)
+                                    && m.kind == STATUS
+                                {
+                                    let junk: Vec<u8> = (0..4000u32).map(|i| (i * 7919 % 251) as u8).collect();
+                                    let _ = wire::send(s, &Msg::new(STATUS).with_payload(junk).unwrap(), &[]);
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                    let Ok(Some(s)) = sys::socket::accept(&listener) else {
+                        let _ = sys::fd::poll(&mut [], 2);
+                        continue;
+                    };
+                    let _ = wire::recv_until(&s, Instant::now() + Duration::from_secs(1)); // WATCH
+                    if how != "silent" {
+                        let _ = wire::send(&s, &Msg::new(WATCH), &[]);
+                    }
+                    held.push(s);
+                }
+            })
+        };
+        let t0 = Instant::now();
+        let o = wait_child(w.spawn("amixer", &["scontrols"]), Duration::from_secs(30), "amixer");
+        stop.store(true, Ordering::Relaxed);
+        imp.join().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        eprintln!(
+            "MEASURE fault6: mixer impostor '{how}': amixer done after {:?}: {}",
+            t0.elapsed(),
+            err.trim()
+        );
+        assert!(
+            o.status.code().is_some(),
+            "{how}: amixer was killed by a signal: {:?}",
+            o.status
+        );
+        if want.is_empty() {
+            assert!(
+                o.status.success() && !String::from_utf8_lossy(&o.stdout).contains("Master"),
+                "{how}: an empty list: {err}"
+            );
+        } else {
+            assert!(!o.status.success(), "{how}: must fail");
+            assert!(
+                err.contains("rdmix: ") && err.contains(want),
+                "{how}: expected «{want}» in {err}"
+            );
+        }
+    }
+}
+
 /// Fault 7: 16 processes open rdmix at the same instant on a fresh key: one pump, 16 exact.
 #[test]
 fn fault7_sixteen_racing_opens() {
