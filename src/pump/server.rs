@@ -3,8 +3,8 @@
 //!
 //! The pump is started on demand by the first client (or mixer) and opens the slave when a
 //! client's HELLO brings the configuration. It exits shortly after its last client leaves,
-//! unless a mixer watches it (WATCH): then it stays, its device stopped, so the mixer's
-//! Master and its events outlive the programs. Clients
+//! unless a mixer watches it (WATCH): then it closes the device instead (the card is
+//! free) and stays, so the mixer's Master and its events outlive the programs. Clients
 //! that die are noticed by the hang-up of their socket and their lane is reclaimed at once;
 //! the others never miss a period.
 //!
