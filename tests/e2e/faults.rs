@@ -133,6 +133,7 @@ fn fault2_sigstop_ten_seconds() {
 /// Fault 3: the pump is SIGKILLed; clients notice, a new pump starts, the stream resumes.
 #[test]
 fn fault3_pump_killed() {
+    let _turn = LANE_MAPS.lock().unwrap_or_else(|e| e.into_inner());
     let n = 24u32; // an append-mode set: one recording across both pumps
     let p = Arc::new(Pcm::open(&format!("mix{n}"), false).unwrap());
     p.set_params(Params {
@@ -300,11 +301,16 @@ fn fault5_wedged_slave() {
     w.wait_pump_gone(Duration::from_secs(10));
 }
 
+/// Fault 3's client and fault 6's impostors map lanes in this process, and fault 8 counts
+/// this process's writable rdmix mappings: they take turns.
+static LANE_MAPS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Fault 6: impostors where the pump should be. Each runs as this user (so the client
 /// trusts it), speaks as much of the protocol as it likes, and must get a clear refusal in
 /// bounded time, never a hang or a signal.
 #[test]
 fn fault6_impostors() {
+    let _turn = LANE_MAPS.lock().unwrap_or_else(|e| e.into_inner());
     use asound_module_pcm_rdmix::shm::lane::LaneMem;
     use asound_module_pcm_rdmix::shm::segment::{DeviceParams, SEGMENT_BYTES, SegmentWriter};
     use asound_module_pcm_rdmix::sys;
@@ -536,6 +542,7 @@ fn fault7_sixteen_racing_opens() {
 /// Fault 8: a client that scribbles on its own slot hurts only its own sound.
 #[test]
 fn fault8_hostile_slot_writes() {
+    let _turn = LANE_MAPS.lock().unwrap_or_else(|e| e.into_inner());
     assert!(have("aplay"), "aplay is required");
     let n = 25u32; // own set; steady player is another process on the same pump
     let steady = counting_stream(4 * 48_000);
