@@ -301,6 +301,17 @@ fn fault5_wedged_slave() {
     w.wait_pump_gone(Duration::from_secs(10));
 }
 
+/// A listener where the playback pump of `w`'s key would listen, for an impostor.
+fn impostor_listener(w: &World) -> std::os::fd::OwnedFd {
+    use asound_module_pcm_rdmix::{sys, wire};
+    let rv = wire::rendezvous(w.key, false, wire::Stream::Playback).unwrap();
+    let sys::socket::Addr::Path(path) = &rv.addr else {
+        panic!("a private key listens at a path")
+    };
+    let _ = std::fs::remove_file(path);
+    sys::socket::listen(&rv.addr).unwrap()
+}
+
 /// Fault 3's client and fault 6's impostors map lanes in this process, and fault 8 counts
 /// this process's writable rdmix mappings: they take turns.
 static LANE_MAPS: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -337,12 +348,7 @@ fn fault6_impostors() {
     for (how, want) in cases {
         let w = World::new("");
         write_wav_s16(&w.path("s.wav"), 48000, &counting_stream(48_000));
-        let rv = wire::rendezvous(w.key, false, wire::Stream::Playback).unwrap();
-        let sys::socket::Addr::Path(path) = &rv.addr else {
-            panic!("a private key listens at a path")
-        };
-        let _ = std::fs::remove_file(path);
-        let listener = sys::socket::listen(&rv.addr).unwrap();
+        let listener = impostor_listener(&w);
         let stop = Arc::new(AtomicBool::new(false));
         let imp = {
             let stop = stop.clone();
@@ -442,12 +448,7 @@ fn fault6_impostors_facing_a_mixer() {
     ];
     for (how, want) in cases {
         let w = World::new("");
-        let rv = wire::rendezvous(w.key, false, wire::Stream::Playback).unwrap();
-        let sys::socket::Addr::Path(path) = &rv.addr else {
-            panic!("a private key listens at a path")
-        };
-        let _ = std::fs::remove_file(path);
-        let listener = sys::socket::listen(&rv.addr).unwrap();
+        let listener = impostor_listener(&w);
         let stop = Arc::new(AtomicBool::new(false));
         let imp = {
             let stop = stop.clone();

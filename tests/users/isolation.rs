@@ -60,6 +60,17 @@ fn hostile_ready(w: &World, user: &str, args: &[&str]) -> (std::process::Child, 
     (child, line)
 }
 
+/// A world with `pcm.group` and `ctl.group`, one definition shared with GROUP (plus
+/// `options`), over a test device defined system-wide (removed with the returned guard).
+fn group_world(options: &str) -> (World, SystemConf) {
+    let def = format!(
+        "type rdmix; ipc_key {{key}}; ipc_perm 0660; ipc_gid \"{GROUP}\"; slave.pcm \"rdmixsys_{{key}}\"; {options}"
+    );
+    let w = open_world(&format!("pcm.group {{ {def} }}\nctl.group {{ {def} }}"));
+    let sys = SystemConf::card(&format!("rdmixsys_{}", w.key), &w.path("sys.wav"));
+    (w, sys)
+}
+
 fn logs(w: &World) -> String {
     w.user_logs(&USERS)
 }
@@ -232,11 +243,7 @@ fn silent_connections_cost_the_owner_nothing() {
     if !users() {
         return;
     }
-    let w = open_world(&format!(
-        "pcm.group {{ type rdmix; ipc_key {{key}}; ipc_perm 0660; ipc_gid \"{GROUP}\"; slave.pcm \"rdmixsys_{{key}}\" }}\n\
-         ctl.group {{ type rdmix; ipc_key {{key}}; ipc_perm 0660; ipc_gid \"{GROUP}\"; slave.pcm \"rdmixsys_{{key}}\" }}"
-    ));
-    let _sys = SystemConf::card(&format!("rdmixsys_{}", w.key), &w.path("sys.wav"));
+    let (w, _sys) = group_world("");
     write_wav_s16(&w.path("long.wav"), 48000, &vec![[0, 0]; 8 * 48_000]);
     write_wav_s16(&w.path("blip.wav"), 48000, &vec![[0, 0]; 480]);
     let owner = w
@@ -379,11 +386,7 @@ fn a_member_can_neither_see_nor_turn_down_anothers_program() {
     if !users() {
         return;
     }
-    let w = open_world(&format!(
-        "pcm.group {{ type rdmix; ipc_key {{key}}; ipc_perm 0660; ipc_gid \"{GROUP}\"; slave.pcm \"rdmixsys_{{key}}\" }}\n\
-         ctl.group {{ type rdmix; ipc_key {{key}}; ipc_perm 0660; ipc_gid \"{GROUP}\"; slave.pcm \"rdmixsys_{{key}}\" }}"
-    ));
-    let _sys = SystemConf::card(&format!("rdmixsys_{}", w.key), &w.path("sys.wav"));
+    let (w, _sys) = group_world("");
     write_wav_s16(&w.path("long.wav"), 48000, &vec![[0, 0]; 8 * 48_000]);
     let status = build_dir().join("rdmix-status");
     let status = status.to_str().unwrap();
@@ -523,11 +526,7 @@ fn ipc_member_master_lets_members_set_the_master() {
     if !users() {
         return;
     }
-    let def = format!(
-        "type rdmix; ipc_key {{key}}; ipc_perm 0660; ipc_gid \"{GROUP}\"; ipc_member_master true; slave.pcm \"rdmixsys_{{key}}\""
-    );
-    let w = open_world(&format!("pcm.group {{ {def} }}\nctl.group {{ {def} }}"));
-    let _sys = SystemConf::card(&format!("rdmixsys_{}", w.key), &w.path("sys.wav"));
+    let (w, _sys) = group_world("ipc_member_master true");
     write_wav_s16(&w.path("long.wav"), 48000, &vec![[0, 0]; 6 * 48_000]);
     let a = w
         .as_user(MEMBER_A, &["aplay", "-q", "-D", "group", "long.wav"])
