@@ -325,8 +325,9 @@ impl Mixer {
         if let Some(s) = w.sock.take() {
             self.epoll.remove(s.as_raw_fd());
         }
+        // Its elements go at the next look, whether or not it is reached again.
         w.report = PumpStatus::default();
-        w.stale = false;
+        w.stale = true;
     }
 
     /// Sends `m` to pump `i` and waits for its answer of the same kind; a CHANGED that

@@ -409,6 +409,35 @@ fn mixer_events_follow_programs_and_a_watched_pump_frees_its_device() {
     mixer.wait_events(Duration::from_secs(10), |e| e.contains(&CtlEvent::Add(volume.clone())));
     assert_eq!(pumps_of_set(n), pump, "the same pump serves the next program");
     drop(p);
+    // A pump killed under a mixer: the mixer notices the hang-up when it next looks, and
+    // reaches a new pump (started as a program would start it), which then serves it.
+    mixer.wait_events(Duration::from_secs(10), |e| {
+        e.contains(&CtlEvent::Remove(volume.clone()))
+    });
+    let is_playback = |p: &i32| {
+        !std::fs::read_to_string(format!("/proc/{p}/cmdline"))
+            .unwrap_or_default()
+            .contains("--capture")
+    };
+    let old: Vec<i32> = pump.iter().copied().filter(is_playback).collect();
+    assert_eq!(old.len(), 1, "one playback pump: {pump:?}");
+    kill(old[0], libc::SIGKILL);
+    wait_until(
+        Duration::from_secs(20),
+        || {
+            mixer.events(Duration::from_millis(50));
+            pumps_of_set(n).iter().any(|p| is_playback(p) && !old.contains(p))
+        },
+        || format!("the mixer never reached a new pump: {:?}", pumps_of_set(n)),
+    );
+    let master = "Master Playback Volume".to_string();
+    let other = Ctl::open(&format!("mix{n}")).unwrap();
+    other.write(&master, 216).expect("the new pump takes the master");
+    mixer.wait_events(Duration::from_secs(10), |e| {
+        e.contains(&CtlEvent::Value(master.clone()))
+    });
+    other.write(&master, 240).unwrap();
+    drop(other);
     drop(mixer);
     wait_until(
         Duration::from_secs(10),
