@@ -211,3 +211,69 @@ fn useless_poll_descriptors_are_paced_by_the_clock() {
         assert!(!w.pump_log().contains(": slave xrun "), "{slave}: {}", w.pump_log());
     }
 }
+
+/// A mixer open on the definition (alsamixer in tmux) keeps both pumps: each closes its
+/// slave, here `asym` over `file` (playback) and `file`'s `infile` (capture), a linger
+/// after its program, and opens it again for the next, exact both times in both
+/// directions.
+#[test]
+fn a_watched_pump_closes_and_reopens_alsas_own_plugins_both_ways() {
+    assert!(have("tmux") && have("alsamixer"), "tmux and alsamixer are required");
+    let w = World::new(&format!(
+        "{DEFS}\npcm.over {{ type rdmix; ipc_key {{key}}; slave.pcm \"s_asym\" }}\n\
+         ctl.over {{ type rdmix; ipc_key {{key}}; slave.pcm \"s_asym\" }}\n"
+    ));
+    std::fs::write(w.path("in.raw"), s16_bytes(&counting_stream(FRAMES * 3))).unwrap();
+    write_wav_s16(&w.path("s.wav"), 48000, &counting_stream(FRAMES));
+    let t = common::levels::Tmux::start(
+        &format!("rdmix-slaves-{}", w.key),
+        &format!(
+            "env HOME={} RDMIX_PUMP_LOG={} TERM=xterm alsamixer -D over",
+            w.dir.display(),
+            w.path("pump.log").display()
+        ),
+    );
+    wait_until(
+        Duration::from_secs(20),
+        || w.pumps().len() == 2,
+        || format!("alsamixer never started both pumps:\n{}", t.screen()),
+    );
+    let pumps = w.pumps();
+    let closings = || w.pump_log().matches("closing \"s_asym\"").count();
+    for round in 1..=2 {
+        let o = timely(&w, "aplay", &["-q", "-D", "over", "s.wav"]);
+        assert!(
+            o.status.success(),
+            "aplay, round {round}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let args = [
+            "-q", "-D", "over", "-f", "S16_LE", "-c", "2", "-r", "48000", "-d", "1", "-t", "raw", "r.raw",
+        ];
+        let o = timely(&w, "arecord", &args);
+        assert!(
+            o.status.success(),
+            "arecord, round {round}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        wait_until(
+            Duration::from_secs(10),
+            || closings() >= 2 * round,
+            || {
+                format!(
+                    "round {round}: the watched pumps did not close their slaves: {}",
+                    w.pump_log()
+                )
+            },
+        );
+        out_is_exact(&w, "asym (playback), watched");
+        assert_eq!(
+            read_raw_s16(&w.path("r.raw")),
+            counting_stream(FRAMES),
+            "round {round}: the recording is the infile from its start"
+        );
+        assert_eq!(w.pumps(), pumps, "round {round}: the same pumps");
+    }
+    drop(t);
+    w.wait_pump_gone(Duration::from_secs(10));
+}
