@@ -71,6 +71,15 @@ fn group_world(options: &str) -> (World, SystemConf) {
     (w, sys)
 }
 
+/// Runs `args` as `user` to its end: whether it succeeded, and all it printed.
+fn run_as(w: &World, user: &str, args: &[&str]) -> (bool, String) {
+    let o = w.as_user(user, args).output().unwrap();
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
+    )
+}
+
 fn logs(w: &World) -> String {
     w.user_logs(&USERS)
 }
@@ -423,15 +432,7 @@ fn a_member_can_neither_see_nor_turn_down_anothers_program() {
             .unwrap_or_else(|| panic!("{user}'s program in the log: {}", logs(&w)))
     };
     let ((a_pid, lane), (b_pid, _)) = (of(MEMBER_A), of(MEMBER_B));
-    let run = |user: &str, args: &[&str]| {
-        let mut all = vec![status];
-        all.extend_from_slice(args);
-        let o = w.as_user(user, &all).output().unwrap();
-        (
-            o.status.success(),
-            String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
-        )
-    };
+    let run = |user: &str, args: &[&str]| run_as(&w, user, &[&[status], args].concat());
     // The pump's owner is whoever started it: the first member. The other sees only
     // their own program.
     let (_, seen_by_b) = run(MEMBER_B, &["--json"]);
@@ -466,15 +467,7 @@ fn a_member_can_neither_see_nor_turn_down_anothers_program() {
     );
     // B's mixer (the ALSA control plugin) lists B's program and not A's, and cannot
     // reach A's by name either.
-    let amixer = |user: &str, args: &[&str]| {
-        let mut all = vec!["amixer", "-D", "group"];
-        all.extend_from_slice(args);
-        let o = w.as_user(user, &all).output().unwrap();
-        (
-            o.status.success(),
-            String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
-        )
-    };
+    let amixer = |user: &str, args: &[&str]| run_as(&w, user, &[&["amixer", "-D", "group"], args].concat());
     let (ok, listed) = amixer(MEMBER_B, &["scontrols"]);
     assert!(
         ok && listed.contains(&format!("'aplay {b_pid}',0")),
