@@ -77,12 +77,9 @@ pub fn attach(cfg: &Config, stream: Stream) -> Result<Attachment> {
     // The volume this user last gave this program, read here, in the program's own
     // process: the pump never reads a user's files.
     let program = sys::process::program_of(std::process::id() as i32).unwrap_or_default();
-    if let Some(v) = saved::recall(stream, &program) {
-        hello.args[1] = v.step as u64 + 1;
-        hello.args[2] = v.on as u64;
-    }
+    hello.args[1] = wire::level(saved::recall(stream, &program));
     if stream == Stream::Playback {
-        hello.args[3] = wire::level(saved::recall_master(cfg.ipc_key));
+        hello.args[2] = wire::level(saved::recall_master(cfg.ipc_key));
     }
     let (mut a, pump_pid) = reach(cfg, stream, |sock, deadline| {
         greet(cfg.ipc_key, stream, sock, &hello, deadline)

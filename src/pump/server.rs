@@ -752,7 +752,7 @@ impl Server {
         let key = self.args.key;
         let uid = self.peers[i].cred.uid;
         if m.args[0] == PROTO_VERSION {
-            self.recall_master(uid, m.args[3]);
+            self.recall_master(uid, m.args[2]);
         }
         let held = self
             .peers
@@ -779,16 +779,10 @@ impl Server {
         w.slot = slot as u32;
         // The lane is the engine's before the client can see it.
         r.pump.lanes_mut().attach(slot, Arc::new(mem));
-        // A new program starts at the volume its user last gave it (HELLO `args[1]`, the
-        // step plus one, and `args[2]`, the switch), else at full volume, whatever the
-        // lane's last one was. It is the client's word, but only for its own lane.
-        let start = match m.args[1] {
-            0 => Volume::default(),
-            n => Volume {
-                step: (n - 1).min(gain::STEPS as u64) as u32,
-                on: m.args[2] != 0,
-            },
-        };
+        // A new program starts at the volume its user last gave it (HELLO `args[1]`), else
+        // at full volume, whatever the lane's last one was. It is the client's word, but
+        // only for its own lane.
+        let start = wire::level_of(m.args[1]).unwrap_or_default();
         if let Err(e) = r.pump.set_volume(Some(slot), start) {
             r.pump.lanes_mut().detach(slot);
             return Err(e);

@@ -7,9 +7,9 @@
 //! A message is a fixed header and a payload of at most [`MAX_PAYLOAD`] bytes:
 //! - HELLO (client): `args[0]` the protocol version, the payload the client's whole
 //!   configuration (`Config::encode`). This is the only way configuration reaches a pump.
-//!   `args[1]` is 0, or the volume step its user last gave this program plus one, and
-//!   `args[2]` that volume's switch (`config::saved`): the lane starts there.
-//!   `args[3]` is 0, or [`level`] of the master its user last gave this key's playback pump.
+//!   `args[1]` is 0, or [`level`] of the volume its user last gave this program
+//!   (`config::saved`): the lane starts there. `args[2]` is 0, or [`level`] of the master
+//!   its user last gave this key's playback pump.
 //!   A client says HELLO only after it has checked who the pump is (`plugin::attach`).
 //! - WELCOME (pump): the lane number in `slot`, and three descriptors, all made by the
 //!   pump: the header segment (sealed, read-only to clients), the client's own lane memfd,
