@@ -362,7 +362,7 @@ impl<D: Direction> Client<D> {
         self.params.map_or(0, |p| p.buffer as i64)
     }
 
-    fn avail_reached(&self) -> bool {
+    pub(super) fn avail_reached(&self) -> bool {
         self.avail() >= self.avail_min as i64
     }
 
@@ -375,6 +375,21 @@ impl<D: Direction> Client<D> {
         };
         D::arm(att, D::wake_at(self.appl, p.buffer, self.avail_min));
         self.arm_watchdog();
+    }
+
+    /// After a transfer: where the program can move avail_min more at once (`ready`), the
+    /// descriptors stay readable, since poll on a PCM is level-triggered and a program that
+    /// moved less than there was may poll before it moves more. Otherwise the timer goes
+    /// back to the watchdog. Each transfer decides anew: of one split at the ring's end, the
+    /// last part has the say.
+    pub(super) fn after_transfer(&self, ready: bool) {
+        if ready {
+            self.wake_self();
+        } else if self.needs_pump() {
+            self.arm_watchdog();
+        } else {
+            sys::fd::timerfd_arm(self.timer.as_fd(), 0);
+        }
     }
 
     /// While the stream needs the pump to advance, makes a poller look again before the
@@ -803,10 +818,21 @@ impl<D: Direction> Plugin for Client<D> {
                     xrun: true,
                 }
             }
-            Poll::Ready => ready,
-            Poll::WhenAvail if self.avail_reached() => ready,
+            // Ready stays ready until the program acts (level-triggered, as a card's
+            // poll is): the pipe was drained above, so the timer keeps it readable.
+            Poll::Ready => {
+                self.wake_self();
+                ready
+            }
+            Poll::WhenAvail if self.avail_reached() => {
+                self.wake_self();
+                ready
+            }
             Poll::WhenPlayedOut => match self.drain_remaining_ns() {
-                Some(0) => ready,
+                Some(0) => {
+                    self.wake_self();
+                    ready
+                }
                 Some(ns) => {
                     sys::fd::timerfd_arm(self.timer.as_fd(), ns.max(1));
                     Revents::default()

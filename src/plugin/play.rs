@@ -121,6 +121,7 @@ impl Direction for Play {
         c.advance(io, frames);
         c.publish();
         c.arm_wake();
+        c.after_transfer(c.avail_reached());
         Ok(frames)
     }
 

@@ -129,6 +129,7 @@ impl Direction for Record {
         // when to wake it (a program that takes fewer is woken early and looks again).
         if c.state() == State::Running {
             att.tap().arm_wake(pos + frames + c.avail_min());
+            c.after_transfer(pos_diff(m.consumed, pos + frames) >= c.avail_min() as i64);
         }
         Ok(frames)
     }

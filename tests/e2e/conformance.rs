@@ -168,8 +168,8 @@ fn start_threshold_explicit_start_and_empty_start() {
     p.drop_();
 }
 
-/// non-blocking writes, poll wake-ups exactly when avail reaches avail_min,
-/// snd_pcm_wait, no busy-waiting, and poll while draining.
+/// non-blocking writes, poll wake-ups exactly when avail reaches avail_min and held until
+/// the program writes, snd_pcm_wait, no busy-waiting, and poll while draining.
 #[test]
 fn poll_wakes_at_avail_min_without_spinning() {
     let p = open(
@@ -225,6 +225,12 @@ fn poll_wakes_at_avail_min_without_spinning() {
         }
         let avail = p.avail();
         assert!(avail >= 960, "POLLOUT before avail_min: avail {avail}");
+        // Level-triggered, as a card's poll is: polled again before writing, it holds.
+        let mut again = p.poll_fds();
+        assert!(
+            rdmix_poll(&mut again, 0) > 0 && p.poll_revents(&mut again) & libc::POLLOUT as u16 != 0,
+            "POLLOUT with avail {avail} was gone when polled again before writing"
+        );
         free.push(ms(avail));
         woken += 1;
         let r = p.writei(&bytes(k, avail as u64), avail as u64);
