@@ -28,6 +28,20 @@ const MAX_PLANES: usize = 64;
 /// An open PCM, closed on drop.
 pub struct Pcm {
     pcm: *mut a::snd_pcm_t,
+    /// Reused by every `stamped` call: nothing is allocated per period.
+    status: *mut a::snd_pcm_status_t,
+}
+
+/// What a running PCM holds, with the moment it was true by the PCM itself.
+#[derive(Clone, Copy, Debug)]
+pub struct Stamped {
+    /// Frames queued and not yet played (playback) or captured (capture).
+    pub delay: i64,
+    /// Frames that can be written (playback) or read (capture) now.
+    pub avail: u64,
+    /// CLOCK_MONOTONIC nanoseconds of the PCM's own timestamp; `None` where it gave none
+    /// that falls within the call (a plugin without timestamps, or another clock).
+    pub at_ns: Option<u64>,
 }
 
 // SAFETY: the handle is used from one thread at a time (the pump's loop owns it).
@@ -147,7 +161,15 @@ impl Pcm {
                 a::SND_PCM_NONBLOCK as i32,
             )
         })?;
-        Ok(Pcm { pcm })
+        let mut status = std::ptr::null_mut();
+        // SAFETY: status receives a container on success; on failure the PCM just opened is
+        // closed here, exactly once, and never used again.
+        if let Err(e) = check(unsafe { a::snd_pcm_status_malloc(&mut status) }) {
+            // SAFETY: as above.
+            unsafe { a::snd_pcm_close(pcm) };
+            return Err(e);
+        }
+        Ok(Pcm { pcm, status })
     }
 
     pub fn hw_params(&self) -> Result<HwParams<'_>> {
@@ -198,6 +220,10 @@ impl Pcm {
                 check(a::snd_pcm_sw_params_set_start_threshold(self.pcm, sw, start as _))?;
                 check(a::snd_pcm_sw_params_set_stop_threshold(self.pcm, sw, stop as _))?;
                 check(a::snd_pcm_sw_params_set_avail_min(self.pcm, sw, avail_min as _))?;
+                // Timestamps for `stamped`. A chain that cannot give monotonic ones still
+                // plays: its stamps fall outside the call and are not used.
+                let _ = a::snd_pcm_sw_params_set_tstamp_mode(self.pcm, sw, a::SND_PCM_TSTAMP_ENABLE);
+                let _ = a::snd_pcm_sw_params_set_tstamp_type(self.pcm, sw, a::SND_PCM_TSTAMP_TYPE_MONOTONIC);
                 check(a::snd_pcm_sw_params(self.pcm, sw))
             })();
             a::snd_pcm_sw_params_free(sw);
@@ -306,6 +332,46 @@ impl Pcm {
         Ok(d as i64)
     }
 
+    /// The delay and avail of a running kernel PCM and when they held (`snd_pcm_status`);
+    /// `None` when it is not running or is not a kernel PCM. The kernel takes its stamp with
+    /// the hardware pointer, under the stream's lock, so a pump preempted around the call
+    /// still knows when the delay held. The stamp is kept only if it falls within the call
+    /// on the pump's own clock. A plugin is not asked: its status may count the delay
+    /// otherwise than its `snd_pcm_delay` does (dmix, rate).
+    // snd_pcm_sframes_t and snd_pcm_uframes_t are 32 bits on 32-bit targets.
+    #[allow(clippy::unnecessary_cast)]
+    pub fn stamped(&self) -> Result<Option<Stamped>> {
+        // SAFETY: live pcm.
+        if unsafe { a::snd_pcm_type(self.pcm) } != a::SND_PCM_TYPE_HW {
+            return Ok(None);
+        }
+        let before = crate::sys::time::now_ns();
+        // SAFETY: live pcm; the status container is ours and sized by alsa-lib.
+        check(unsafe { a::snd_pcm_status(self.pcm, self.status) })?;
+        let after = crate::sys::time::now_ns();
+        let mut ts = a::snd_htimestamp_t { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: the status was filled above; ts is ours.
+        let (state, delay, avail) = unsafe {
+            a::snd_pcm_status_get_htstamp(self.status, &mut ts);
+            (
+                a::snd_pcm_status_get_state(self.status),
+                a::snd_pcm_status_get_delay(self.status),
+                a::snd_pcm_status_get_avail(self.status),
+            )
+        };
+        if state != a::SND_PCM_STATE_RUNNING && state != a::SND_PCM_STATE_DRAINING {
+            return Ok(None);
+        }
+        let at = (ts.tv_sec as u64)
+            .saturating_mul(1_000_000_000)
+            .saturating_add(ts.tv_nsec as u64);
+        Ok(Some(Stamped {
+            delay: delay as i64,
+            avail: avail as u64,
+            at_ns: (ts.tv_sec >= 0 && ts.tv_nsec >= 0 && (before..=after).contains(&at)).then_some(at),
+        }))
+    }
+
     /// Frames of what was written that the PCM can still take back (`snd_pcm_rewindable`):
     /// what it holds beyond the hardware pointer, less what its driver keeps for itself.
     pub fn rewindable(&self) -> Result<u64> {
@@ -404,7 +470,10 @@ impl Pcm {
 
 impl Drop for Pcm {
     fn drop(&mut self) {
-        // SAFETY: we own the handle; it is closed exactly once.
-        unsafe { a::snd_pcm_close(self.pcm) };
+        // SAFETY: we own the handle and the status; each is released exactly once.
+        unsafe {
+            a::snd_pcm_close(self.pcm);
+            a::snd_pcm_status_free(self.status);
+        }
     }
 }

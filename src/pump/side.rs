@@ -36,6 +36,11 @@ pub trait Sink: Device {
     fn avail(&mut self) -> Result<usize>;
     /// Frames queued in the slave and not yet played.
     fn delay(&mut self) -> Result<i64>;
+    /// The delay, and when it held by the slave's own timestamp where it gives one that can
+    /// be trusted (`None`: the caller's clock, read right after, must do).
+    fn delay_at(&mut self) -> Result<(i64, Option<u64>)> {
+        self.delay().map(|d| (d, None))
+    }
     /// Recovers from an xrun or suspend reported as `err`.
     fn recover(&mut self, err: &Error) -> Result<()>;
     /// Stops the device. Everything it still holds is silence by then, so nothing audible
@@ -68,6 +73,10 @@ pub trait Source: Device {
     fn read(&mut self, buf: &mut [u8], frames: usize) -> Result<usize>;
     /// Frames captured and not yet read.
     fn avail(&mut self) -> Result<usize>;
+    /// The avail, and when it held by the slave's own timestamp, as `Sink::delay_at`.
+    fn avail_at(&mut self) -> Result<(usize, Option<u64>)> {
+        self.avail().map(|a| (a, None))
+    }
     /// Recovers from an overrun or suspend reported as `err`, and captures again.
     fn recover(&mut self, err: &Error) -> Result<()>;
     /// Prepares and starts capturing.

@@ -288,6 +288,14 @@ impl Sink for AlsaSlave {
     fn delay(&mut self) -> Result<i64> {
         self.pcm.delay()
     }
+    fn delay_at(&mut self) -> Result<(i64, Option<u64>)> {
+        // Not running (or no status): snd_pcm_delay, which also gives an xrun's or a
+        // suspend's errno as the pump's recovery expects it.
+        match self.pcm.stamped() {
+            Ok(Some(s)) => Ok((s.delay, s.at_ns)),
+            _ => self.pcm.delay().map(|d| (d, None)),
+        }
+    }
     fn recover(&mut self, err: &Error) -> Result<()> {
         self.pcm.recover(err)
     }
@@ -332,6 +340,13 @@ impl Source for AlsaSlave {
     }
     fn avail(&mut self) -> Result<usize> {
         self.pcm.avail()
+    }
+    fn avail_at(&mut self) -> Result<(usize, Option<u64>)> {
+        // As `delay_at`: not running, snd_pcm_avail gives the errno recovery expects.
+        match self.pcm.stamped() {
+            Ok(Some(s)) => Ok((s.avail as usize, s.at_ns)),
+            _ => self.pcm.avail().map(|a| (a, None)),
+        }
     }
     fn recover(&mut self, err: &Error) -> Result<()> {
         self.pcm.recover(err)?;

@@ -46,7 +46,14 @@ struct FakeSlave {
     avail_min: u64,
     /// Whether it gives back what it has not played, as a card's driver does.
     rewinds: bool,
+    /// Virtual nanoseconds each `avail` takes (a slow ioctl, or the pump preempted), on both
+    /// the slave's clock and `SLOW_CLOCK`.
+    slow_avail_ns: u64,
 }
+
+/// The clock a pump reads its stamps from in `the_device_clock_is_stamped_when_the_delay_was_read`
+/// (a plain `fn` cannot hold the slave's `Arc`).
+static SLOW_CLOCK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl FakeSlave {
     fn new(buffer: u64, now: Arc<std::sync::atomic::AtomicU64>) -> FakeSlave {
@@ -63,6 +70,7 @@ impl FakeSlave {
             prepares: 0,
             avail_min: 0,
             rewinds: false,
+            slow_avail_ns: 0,
         }
     }
 }
@@ -99,6 +107,10 @@ impl Sink for FakeSlave {
         Ok(n)
     }
     fn avail(&mut self) -> Result<usize> {
+        if self.slow_avail_ns > 0 {
+            self.now.fetch_add(self.slow_avail_ns, Ordering::Relaxed);
+            SLOW_CLOCK.fetch_add(self.slow_avail_ns, Ordering::Relaxed);
+        }
         if self.wedged {
             return Ok(0);
         }
@@ -552,6 +564,43 @@ fn an_idle_pump_stops_the_device_on_silence_and_restarts_it_clean() {
         c.consumed(),
         240,
         "the stream is taken at the device's pace, one period"
+    );
+}
+
+/// Clients extrapolate snd_pcm_delay from the device clock: its stamp must be when the
+/// slave's delay was read, not when the pump got round to publishing it. Here every avail
+/// call takes 2 ms, between the reading and the publishing; stamped at publishing, every
+/// client's delay would be 96 frames long.
+#[test]
+fn the_device_clock_is_stamped_when_the_delay_was_read() {
+    let (mut pump, mut c, now) = one_client_pump();
+    pump.stamp_with(|| SLOW_CLOCK.load(Ordering::Relaxed));
+    pump.sink.slow_avail_ns = 2_000_000;
+    let mut wake = Vec::new();
+    c.prepare();
+    c.top_up(2048);
+    c.state = State::Running;
+    c.publish();
+    pump.kick(0).unwrap();
+    let mut worst = 0i64;
+    for ms in 0..200u64 {
+        // Each avail has moved the clock on as well.
+        let t = (ms * 1_000_000).max(now.load(Ordering::Relaxed));
+        now.store(t, Ordering::Relaxed);
+        SLOW_CLOCK.store(t, Ordering::Relaxed);
+        c.top_up(2048);
+        pump.service(t, &mut wake).unwrap();
+        let at = now.load(Ordering::Relaxed);
+        let clock = pump.pace.segment().clock().expect("a published clock");
+        let truth = (pump.sink.written - pump.sink.played()) as i64;
+        let told = clock.queued_at(at, RATE) as i64;
+        if worst.abs() < (told - truth).abs() {
+            worst = told - truth;
+        }
+    }
+    assert!(
+        worst.abs() <= 1,
+        "the device clock said the slave held {worst} frames more than it did"
     );
 }
 

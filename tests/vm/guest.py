@@ -847,8 +847,8 @@ def a_change_is_heard_within_the_shortest_latency_and_a_period():
                  if right[i] == v and right[i - 1] == (v - 1) & 0xFFFF]
         errors.append(found[0] - want if len(found) == 1 else f"{len(found)} at {[f - want for f in found[:3]]}")
         spans.append(span)
-    # Within 0.1 ms, beyond what the moments themselves could not pin down (a status read
-    # and a delay call under TCG).
+    # Within 0.1 ms, beyond what the moment itself cannot pin down (how long the delay call
+    # took under TCG).
     check(all(isinstance(e, int) and abs(e) <= RATE // 10000 + u for e, u in zip(errors, spans)),
           f"snd_pcm_delay was off what the driver played by {errors} frames (±{spans} unknown; "
           f"N at [...]: the frame found N times within 0.67 s, that far off); the pump: {m.get('status')}")

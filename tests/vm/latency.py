@@ -4,11 +4,11 @@ alsa-lib itself (ctypes), on the copy-only test driver. Two clients of PCM `mix`
 process: a long one with aplay's 500 ms buffer plays the constant 256 on the left and
 guest.py's counter on the right; once its stream is 1.5 s old, a short one with a 10 ms
 buffer (480 frames of FLOAT64, the one format whose 4-period floor lets a buffer that
-small) starts playing the constant 3 on the left; 1 s later the long one is dropped. Each
-moment is taken right after the driver has moved its tape (guest.py's status), so the tape
-frame it names is the one playing then. The long client's snd_pcm_delay is sampled the
-same way, before and after the short one's start: the frame it says plays next must be
-found that far down the tape. Prints one JSON line: the tape frame at the short client's
+small) starts playing the constant 3 on the left; 1 s later the long one is dropped. The
+tape frame playing at a moment is the driver's tape length moved on at the rate from the
+instant of the update that set it (both in guest.py's status, read under the tape's lock).
+The long client's snd_pcm_delay is sampled so, before and after the short one's start: the
+frame it says plays next must be found that far down the tape. Prints one JSON line: the tape frame at the short client's
 first write, at the long one's drop, each one's buffer, and the delay samples (tape frame,
 delay, the long client's next frame).
 
@@ -56,23 +56,17 @@ def played():
     return status()["played_frames"]
 
 
-def fresh(when=None):
-    """The tape frame playing now: waits for the driver's next update (each period), so
-    that the count read is at most a status read old. With `when`, also appends the span
-    of CLOCK_MONOTONIC seconds in which that update came."""
-    t0_prev = time.monotonic()
-    before = played()
-    deadline = t0_prev + 2
-    while True:
-        t0 = time.monotonic()
-        now = played()
-        if now != before:
-            if when is not None:
-                when.append((t0_prev, time.monotonic()))
-            return now
-        if t0 > deadline:
-            raise Fail("timed out waiting for the driver to move its tape")
-        t0_prev = t0
+def tape():
+    """The driver's tape length and the CLOCK_MONOTONIC ns of the update that set it: while
+    the stream runs, the frame playing at time t (ns) is frames + (t - ns) * RATE / 1e9."""
+    st = status()
+    return st["played_frames"], st["played_ns"]
+
+
+def playing_now():
+    """The tape frame playing now (the long client keeps the stream running)."""
+    frames, ns = tape()
+    return frames + (time.monotonic_ns() - ns) * RATE // 1_000_000_000
 
 
 def long_frames(k, n):
@@ -107,7 +101,7 @@ def main():
 
     def short_client():
         go.wait()
-        marks["first_write"] = fresh()
+        marks["first_write"] = playing_now()
         # The whole buffer at once, as aplay's first writes are: the stream starts at once.
         must(lib.snd_pcm_writei(short_pcm, third * short_buf, short_buf), "short first writei")
         while not stop.is_set():
@@ -126,16 +120,15 @@ def main():
             written += n
 
         def sample_delay():
-            # The tape frame `at` played somewhere in [u0, u1], and the delay was taken in
-            # [d0, d1]: the frame it names is at + (d - u) * RATE + delay down the tape.
-            span = []
-            at, d = fresh(span), ctypes.c_long()
-            d0 = time.monotonic()
+            # The delay was taken somewhere in [d0, d1]: the frame it names is the one
+            # playing then, the midpoint, plus the delay, give or take half the span.
+            frames, ns = tape()
+            d = ctypes.c_long()
+            d0 = time.monotonic_ns()
             must(lib.snd_pcm_delay(long_pcm, ctypes.byref(d)), "delay")
-            d1 = time.monotonic()
-            (u0, u1) = span[0]
-            lo, hi = (d0 - u1) * RATE, (d1 - u0) * RATE
-            delays.append((at + round((lo + hi) / 2), d.value, written, round((hi - lo) / 2)))
+            d1 = time.monotonic_ns()
+            at = frames + ((d0 + d1) // 2 - ns) * RATE // 1_000_000_000
+            delays.append((at, d.value, written, -(-(d1 - d0) * RATE // 2_000_000_000)))
 
         play(RATE * 3 // 2)
         for _ in range(3):
@@ -155,7 +148,7 @@ def main():
         st = subprocess.run([os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "target", "release", "rdmix-status"), "--json"],
                             capture_output=True, text=True, timeout=10)
         marks["status"] = st.stdout.strip()[-600:]
-        marks["drop"] = fresh()
+        marks["drop"] = playing_now()
         must(lib.snd_pcm_drop(long_pcm), "drop")
         wait_for("0.5 s of the short client alone", lambda: played() >= marks["drop"] + RATE // 2, 10)
     finally:

@@ -63,6 +63,13 @@ struct Rewinds {
     stats: RewindStats,
 }
 
+/// What the slave held, and when.
+#[derive(Clone, Copy, Debug)]
+struct Queued {
+    frames: u64,
+    at_ns: u64,
+}
+
 /// Whether the pump waits for a lane that lacks its next period (see `wait_for_lanes`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Wait {
@@ -300,23 +307,36 @@ impl<S: Sink> Player<S> {
         }
     }
 
-    /// Frames the slave still holds at `now_ns`, by its own report or by the clock.
-    fn queued(&mut self, now_ns: u64) -> Result<u64> {
+    /// Frames the slave still holds, by its own report or by the clock, and when that held.
+    fn queued(&mut self, now_ns: u64) -> Result<Queued> {
         let dev = self.mixer.device();
         if self.pace.realtime {
-            return match self.sink.delay() {
-                Ok(d) => Ok(d.clamp(0, dev.buffer_frames as i64) as u64),
-                Err(e) => self.recover(e).map(|_| 0),
+            return match self.sink.delay_at() {
+                Ok((d, at)) => Ok(Queued {
+                    frames: d.clamp(0, dev.buffer_frames as i64) as u64,
+                    at_ns: at.unwrap_or_else(|| self.read_at(now_ns)),
+                }),
+                Err(e) => self.recover(e).map(|_| Queued {
+                    frames: 0,
+                    at_ns: self.read_at(now_ns),
+                }),
             };
         }
         let played = self.pace.due(now_ns);
         let mix_pos = self.mixer.mix_pos();
-        if played >= mix_pos {
+        let frames = if played >= mix_pos {
             // Ran dry (or just started): restart the virtual device clock at the current position.
             self.pace.anchor(now_ns, mix_pos);
-            return Ok(0);
-        }
-        Ok(mix_pos - played)
+            0
+        } else {
+            mix_pos - played
+        };
+        Ok(Queued { frames, at_ns: now_ns })
+    }
+
+    /// When a delay just read held, where the slave gave no stamp of its own.
+    fn read_at(&self, now_ns: u64) -> u64 {
+        self.clock.map_or(now_ns, |now| now().max(now_ns))
     }
 
     /// Frames the slave can take now.
@@ -426,10 +446,12 @@ impl<S: Sink> Player<S> {
         self.pace.recover(err, |e| sink.recover(e))
     }
 
-    /// Publishes the device clock: the slave held `queued` just now.
-    fn publish(&self, now_ns: u64, queued: u64) {
-        let at = self.clock.map_or(now_ns, |now| now().max(now_ns));
-        self.pace.publish(at, self.mixer.mix_pos(), queued);
+    /// Publishes the device clock: the slave held `q.frames` at `q.at_ns`. The stamp is the
+    /// moment of the reading, not of the publishing: between the two the pump may ask the
+    /// slave for room, set its avail_min or be preempted, and a later stamp would make every
+    /// client's snd_pcm_delay long by that much (2 ms seen under TCG).
+    fn publish(&self, q: Queued) {
+        self.pace.publish(q.at_ns, self.mixer.mix_pos(), q.frames);
     }
 }
 
@@ -487,7 +509,8 @@ impl<S: Sink> Side for Player<S> {
         }
         loop {
             let flushed = self.flush_unsent()?;
-            let queued = self.queued(now_ns)?;
+            let q = self.queued(now_ns)?;
+            let queued = q.frames;
             let room = if flushed {
                 match self.room(queued) {
                     Ok(r) => r,
@@ -503,28 +526,29 @@ impl<S: Sink> Side for Player<S> {
                 if self.pace.stalled(now_ns) {
                     return Err(Error::errno(libc::EIO));
                 }
-                self.publish(now_ns, queued);
+                self.publish(q);
                 return Ok(self.when_room(now_ns, room, mixed));
             }
             self.prove_rewinds(queued);
             let lacking = self.wait_for_lanes(now_ns, queued);
             if let Wait::Until(t) = lacking {
-                self.publish(now_ns, queued);
+                self.publish(q);
                 return Ok(Next::At(t));
             }
             if lacking == Wait::ForWatermark || self.capped(queued) || self.only_silence(queued) {
-                self.publish(now_ns, queued);
+                self.publish(q);
                 return Ok(self.when_room(now_ns, room, mixed));
             }
             if self.lead_in == 0 && self.quiet(queued) {
-                self.publish(now_ns, queued);
+                self.publish(q);
                 self.go_idle()?;
                 return Ok(Next::Idle);
             }
             self.mix_one(now_ns, wake)?;
             mixed = true;
-            let queued = self.queued(now_ns).unwrap_or(0);
-            self.publish(now_ns, queued);
+            if let Ok(q) = self.queued(now_ns) {
+                self.publish(q);
+            }
         }
     }
 

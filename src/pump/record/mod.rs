@@ -44,6 +44,8 @@ pub struct Recorder<S: Source> {
     eager: bool,
     /// The avail_min the slave was last given (0: none yet).
     told: u64,
+    /// The clock read right after the device's avail, where the slave stamps none itself.
+    clock: Option<fn() -> u64>,
 }
 
 impl<S: Source> Recorder<S> {
@@ -60,7 +62,15 @@ impl<S: Source> Recorder<S> {
             have: 0,
             eager: false,
             told: 0,
+            clock: None,
         }
+    }
+
+    /// Stamps the published device clock with `clock` read just after the device's avail,
+    /// not with the instant `service` was called at: reading many periods takes time, and
+    /// a stamp from before would make every reader's snd_pcm_delay long by that much.
+    pub fn stamp_with(&mut self, clock: fn() -> u64) {
+        self.clock = Some(clock);
     }
 
     /// Whether the pump waits for its most eager reader (the `fill_ahead` option), or reads
@@ -142,14 +152,16 @@ impl<S: Source> Recorder<S> {
         }
     }
 
-    /// Frames the device holds unread (0 for a clock-paced source).
-    fn held(&mut self) -> Result<u64> {
+    /// Frames the device holds unread, and when that held (none at `now_ns` for a
+    /// clock-paced source).
+    fn held(&mut self, now_ns: u64) -> Result<(u64, u64)> {
         if !self.pace.realtime {
-            return Ok(0);
+            return Ok((0, now_ns));
         }
-        match self.source.avail() {
-            Ok(a) => Ok(a as u64),
-            Err(e) => self.recover(e).map(|_| 0),
+        let read_at = |clock: Option<fn() -> u64>| clock.map_or(now_ns, |now| now().max(now_ns));
+        match self.source.avail_at() {
+            Ok((a, at)) => Ok((a as u64, at.unwrap_or_else(|| read_at(self.clock)))),
+            Err(e) => self.recover(e).map(|_| (0, read_at(self.clock))),
         }
     }
 
@@ -192,7 +204,7 @@ impl<S: Source> Side for Recorder<S> {
         self.split.note_wakes();
         // One look at what the device holds serves both a newcomer's start and whether a
         // reader is due.
-        let held_before = self.held()?;
+        let (held_before, before_at) = self.held(now_ns)?;
         if self.split.has_newcomers() {
             let at = self.capture_pos(now_ns, held_before);
             self.split.admit(at);
@@ -221,8 +233,12 @@ impl<S: Source> Side for Recorder<S> {
             self.hand_out(now_ns, wake);
             read_any = true;
         }
-        let held = if due { self.held()? } else { held_before };
-        self.pace.publish(now_ns, self.split.cap_pos(), held);
+        let (held, at) = if due {
+            self.held(now_ns)?
+        } else {
+            (held_before, before_at)
+        };
+        self.pace.publish(at, self.split.cap_pos(), held);
         let target = self.target();
         if !self.pace.realtime {
             let next = self.pace.due_at(self.split.cap_pos() + target);
@@ -310,7 +326,12 @@ mod tests {
         stops: u32,
         /// The avail_min the pump last gave it.
         told: u64,
+        /// Virtual nanoseconds each read takes, on both its clock and `SLOW_CLOCK`.
+        slow_read_ns: u64,
     }
+
+    /// The clock a recorder stamps from in `the_device_clock_is_stamped_when_avail_was_read`.
+    static SLOW_CLOCK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
     impl FakeSource {
         fn captured(&self) -> u64 {
@@ -326,6 +347,9 @@ mod tests {
 
     impl Source for FakeSource {
         fn read(&mut self, buf: &mut [u8], frames: usize) -> Result<usize> {
+            self.now
+                .fetch_add(self.slow_read_ns, std::sync::atomic::Ordering::Relaxed);
+            SLOW_CLOCK.fetch_add(self.slow_read_ns, std::sync::atomic::Ordering::Relaxed);
             let n = (self.captured() - self.read).min(frames as u64) as usize;
             if n == 0 {
                 return Err(Error::errno(libc::EAGAIN));
@@ -403,6 +427,7 @@ mod tests {
             starts: 0,
             stops: 0,
             told: 0,
+            slow_read_ns: 0,
         };
         let t = now.load(std::sync::atomic::Ordering::Relaxed);
         Rig {
@@ -462,6 +487,37 @@ mod tests {
         r.set(0, State::Paused, appl);
         assert_eq!(r.step(), Next::Idle, "nobody records: the device stops");
         assert_eq!(r.rec.source.stops, 1);
+    }
+
+    /// A reader's snd_pcm_delay counts what the device holds from the device clock: its
+    /// stamp must be when the avail was read. Here each read takes 1 ms; stamped when the
+    /// step began, the clock would say the device held 48 frames more for each read.
+    #[test]
+    fn the_device_clock_is_stamped_when_avail_was_read() {
+        let mut r = rig(1, false);
+        r.rec
+            .stamp_with(|| SLOW_CLOCK.load(std::sync::atomic::Ordering::Relaxed));
+        r.rec.source.slow_read_ns = 1_000_000;
+        r.set(0, State::Running, 0);
+        r.rec.kick(r.at()).unwrap();
+        let mut appl = 0;
+        let mut worst = 0i64;
+        for _ in 0..100 {
+            r.advance(3_000_000);
+            SLOW_CLOCK.store(r.at(), std::sync::atomic::Ordering::Relaxed);
+            r.step();
+            r.drain_lane(0, &mut appl);
+            let c = r.rec.pace.segment().clock().unwrap();
+            let told = (c.slave_delay + ns_to_frames(r.at() - c.tstamp_ns, 48000)) as i64;
+            let truth = (r.rec.source.captured() - r.rec.source.read) as i64;
+            if worst.abs() < (told - truth).abs() {
+                worst = told - truth;
+            }
+        }
+        assert!(
+            worst.abs() <= 1,
+            "the device clock said the device held {worst} frames more than it did"
+        );
     }
 
     #[test]

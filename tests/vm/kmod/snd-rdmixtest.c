@@ -9,7 +9,8 @@
  *
  * What a test needs of it, through debugfs (/sys/kernel/debug/snd-rdmixtest/):
  *   played   every frame playback consumed, in order (S16_LE stereo); reading it is exact
- *   status   counters, one "name value" a line (stalls: updates that found more than a
+ *   status   counters, one "name value" a line (played_ns: CLOCK_MONOTONIC ns of the
+ *            update that last grew `played`; stalls: updates that found more than a
  *            buffer of time gone, so the guest itself stood still)
  *   ctl      write one command a line:
  *              reset             empty `played`, zero the counters and the capture counter
@@ -79,6 +80,9 @@ static struct {
 	spinlock_t tape_lock;
 	u8 *tape;
 	size_t tape_len, tape_cap;
+	/* CLOCK_MONOTONIC ns of the update that last grew the tape: with tape_len, the tape
+	 * frame playing at any moment after it while the stream runs on. */
+	u64 tape_ns;
 	u64 tape_dropped;
 	u64 counter;		/* capture's frame counter */
 	atomic_t slow_us;
@@ -119,27 +123,34 @@ static u64 rt_target(struct rt_stream *s, u64 now)
 /* Moves the stream to now: drains played frames to the tape, or captures new ones. */
 static void rt_update(struct rt_stream *s)
 {
-	u64 target, f;
+	u64 target, f, now;
 	unsigned long flags;
 
 	if (!s->running)
 		return;
-	target = rt_target(s, ktime_get_ns());
+	now = ktime_get_ns();
+	target = rt_target(s, now);
 	if (target <= s->done)
 		return;
 	if (target - s->done > s->buffer)
 		atomic64_inc(&rt.stalls);
 	if (s->ss->stream == SNDRV_PCM_STREAM_PLAYBACK) {
+		size_t len;
+
 		spin_lock_irqsave(&rt.tape_lock, flags);
+		/* The length grows once, when every frame is in: a status read on another CPU
+		 * never sees a copy half done (it once named a frame 3 ms stale). */
+		len = rt.tape_len;
 		for (f = s->done; f < target; f++) {
-			if (rt.tape_len + RT_FRAME_BYTES > rt.tape_cap) {
+			if (len + RT_FRAME_BYTES > rt.tape_cap) {
 				rt.tape_dropped += target - f;
 				break;
 			}
-			memcpy(rt.tape + rt.tape_len, s->buf + (f % s->buffer) * RT_FRAME_BYTES,
-			       RT_FRAME_BYTES);
-			rt.tape_len += RT_FRAME_BYTES;
+			memcpy(rt.tape + len, s->buf + (f % s->buffer) * RT_FRAME_BYTES, RT_FRAME_BYTES);
+			len += RT_FRAME_BYTES;
 		}
+		rt.tape_len = len;
+		rt.tape_ns = now;
 		spin_unlock_irqrestore(&rt.tape_lock, flags);
 	} else {
 		spin_lock_irqsave(&rt.tape_lock, flags);
@@ -427,6 +438,7 @@ static void rt_reset(void)
 
 	spin_lock_irqsave(&rt.tape_lock, flags);
 	rt.tape_len = 0;
+	rt.tape_ns = 0;
 	rt.tape_dropped = 0;
 	rt.counter = 0;
 	spin_unlock_irqrestore(&rt.tape_lock, flags);
@@ -532,15 +544,24 @@ static const struct file_operations rt_played_fops = {
 static ssize_t rt_status_read(struct file *f, char __user *ubuf, size_t len, loff_t *off)
 {
 	char text[512];
+	unsigned long flags;
+	size_t tape_len;
+	u64 tape_ns, dropped, counter;
 	int n;
 
+	spin_lock_irqsave(&rt.tape_lock, flags);
+	tape_len = rt.tape_len;
+	tape_ns = rt.tape_ns;
+	dropped = rt.tape_dropped;
+	counter = rt.counter;
+	spin_unlock_irqrestore(&rt.tape_lock, flags);
 	mutex_lock(&rt.lock);
 	n = scnprintf(text, sizeof(text),
-		      "card %d\nbatch %d\nplayed_frames %zu\ntape_dropped %llu\ncaptured_frames %llu\n"
-		      "copies %lld\nfailed_copies %lld\nxruns_forced %lld\nsuspends %lld\n"
-		      "periods_elapsed %lld\nstalls %lld\n",
-		      rt.card ? rt.card->number : -1, READ_ONCE(batch), rt.tape_len / RT_FRAME_BYTES,
-		      rt.tape_dropped, rt.counter, atomic64_read(&rt.copies),
+		      "card %d\nbatch %d\nplayed_frames %zu\nplayed_ns %llu\ntape_dropped %llu\n"
+		      "captured_frames %llu\ncopies %lld\nfailed_copies %lld\nxruns_forced %lld\n"
+		      "suspends %lld\nperiods_elapsed %lld\nstalls %lld\n",
+		      rt.card ? rt.card->number : -1, READ_ONCE(batch), tape_len / RT_FRAME_BYTES,
+		      tape_ns, dropped, counter, atomic64_read(&rt.copies),
 		      atomic64_read(&rt.failed_copies), atomic64_read(&rt.xruns_forced),
 		      atomic64_read(&rt.suspends), atomic64_read(&rt.elapsed),
 		      atomic64_read(&rt.stalls));
