@@ -671,8 +671,8 @@ pub fn manual_page() -> String {
          Every volume runs from 0 (silence) to 240 (0 dB) in steps of 0.25 dB, and says so \
          in its dB scale, so mixers show dB: \\fBamixer sset 'aplay 4242' \\-\\- \\-6dB\\fR. \
          There is no boost: at 0 dB and on, a program is mixed bit for bit as before. A \
-         change is heard within the pump's rewind margin (8 ms), ramped over a device \
-         period. Mixers hear of programs that come or go, and of each other's changes, from \
+         change is heard within a device period on a slave the pump can rewind (it keeps \
+         half a period, at least 1 ms), ramped over a device period. Mixers hear of programs that come or go, and of each other's changes, from \
          the pump at once.\n\
          .PP\n\
          A user sees and sets only their own programs; the pump's own user sees everyone's. \

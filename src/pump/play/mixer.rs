@@ -262,6 +262,12 @@ impl Mixer {
         self.kept_since.map_or(0, |t| (self.mix_pos - t).min(buffer))
     }
 
+    /// Whether a volume changed since the last rewind, and the mix holds frames past
+    /// `beyond` that were mixed at the old one.
+    pub fn volume_changed_past(&self, beyond: u64) -> bool {
+        self.volume_changed && self.mix_pos > beyond
+    }
+
     /// Whether the lanes have changed so that a rewind would let it be heard sooner, with
     /// `queued` frames in the slave: a lane that starts (wants mixing, not mixed yet in its
     /// epoch) would wait behind more than its own buffer's worth; or one that left (paused,
@@ -269,11 +275,10 @@ impl Mixer {
     /// it plays next and the margin a rewind leaves: a drained client that closes has
     /// nothing there). A music player's 500 ms start behind a third of a second is not
     /// worth a rewind, but every stop is: it should be heard at once.
-    pub fn changed(&self, beyond: u64, queued: u64) -> bool {
+    pub fn lanes_changed(&self, beyond: u64, queued: u64) -> bool {
         let dev = self.lanes.dev;
         let period = dev.period_frames as u64;
-        (self.volume_changed && self.mix_pos > beyond)
-            || self.gone_until > beyond
+        self.gone_until > beyond
             || self.lanes.declared().any(|(lane, ctl)| {
                 let same = ctl.epoch == lane.epoch;
                 let latency = lane

@@ -196,9 +196,18 @@ impl<S: Sink> Player<S> {
         let mix_pos = self.mixer.mix_pos();
         let played = mix_pos.saturating_sub(queued);
         let keep = self.fill.watermark / REWIND_KEEP_OF_WATERMARK;
-        if !self.mixer.changed(played + keep, queued) {
+        // A volume change alone comes closer: the slave keeps half a period (at least 1 ms,
+        // PulseAudio's rewind safeguard is 1.33 ms), so that it is heard within a device
+        // period. The margin is smaller only at that moment: a pump preempted for longer
+        // than it, right then, underruns the slave once.
+        let volume_keep = (period / 2).max(ns_to_frames(1_000_000, dev.rate)).min(keep);
+        let keep = if self.mixer.lanes_changed(played + keep, queued) {
+            keep
+        } else if self.mixer.volume_changed_past(played + volume_keep) {
+            volume_keep
+        } else {
             return Ok(());
-        }
+        };
         // Every lane's share of the period the rewind lands in must still be held.
         let can = match self.sink.rewindable() {
             Ok(n) => n.min(queued).min(self.mixer.held_frames().saturating_sub(period)),
