@@ -111,6 +111,19 @@ def tape():
         return f.read()
 
 
+def tape_at():
+    """The driver's tape length and the CLOCK_MONOTONIC ns of the update that set it: while
+    the stream runs, the frame playing at time t (ns) is frames + (t - ns) * RATE / 1e9."""
+    st = status()
+    return st["played_frames"], st["played_ns"]
+
+
+def playing_now():
+    """The tape frame playing now, while a stream runs."""
+    frames, ns = tape_at()
+    return frames + (time.monotonic_ns() - ns) * RATE // 1_000_000_000
+
+
 # ---------------------------------------------------------------- signals
 
 
@@ -840,6 +853,53 @@ def which_devices_rewind():
 
 
 @test
+def a_volume_change_is_heard_at_once_on_the_driver():
+    """Issue 22 on a kernel driver: a program turned down 6 dB mid-stream (rdmix-status
+    --volume) is heard at its new level within a few milliseconds of the pump's answer,
+    though the slave is filled a third of a second ahead (the pump rewinds it, keeping half
+    a period), ramped over less than a period, with no slave xrun; turned back up, it is
+    bit-exact again."""
+    load_testcard()
+    w = World("volume", rdmix_rc("hw:RdmixTest", 0x5D30))
+    n = RATE * 4
+    write_wav(w.path("c.wav"), struct.pack("<hh", 8000, 8000) * n)
+    p = w.start(["aplay", "-q", "-D", "mix", w.path("c.wav")])
+    wait_for("aplay playing", lambda: w.running_clients() >= 1, 20)
+    wait_for("a second played", lambda: status()["played_frames"] >= RATE, 20)
+    marks = []
+    for level_arg in ("-6dB", "0dB"):
+        before = playing_now()
+        r = subprocess.run([os.path.join(REL, "rdmix-status"), "--volume", str(p.pid), level_arg],
+                           env=w.env, capture_output=True, text=True, timeout=20)
+        check(r.returncode == 0, f"rdmix-status --volume {level_arg}: {r.stderr}")
+        marks.append((before, playing_now()))
+        wait_for("half a second more", lambda: playing_now() >= marks[-1][1] + RATE // 2, 20)
+    ok(w.finish(p, 30), "aplay")
+    x = left(tape())
+    low = round(8000 * 10 ** (-6 / 20))
+    first = x.index(8000)
+    changes = []
+    at = first
+    for (before, after), (was, now) in zip(marks, [(8000, low), (low, 8000)]):
+        heard = next((k for k in range(at, len(x)) if x[k] != was), None)
+        check(heard is not None and heard >= before, f"the change to {now} was heard at {heard}, before it was made at {before}")
+        settled = next((k for k in range(heard, len(x)) if x[k] == now), None)
+        check(settled is not None and settled - heard < 256, f"the change to {now} ramped from {heard} to {settled}")
+        check(all(min(was, now) <= v <= max(was, now) for v in x[heard:settled]), f"the ramp to {now} overshoots")
+        changes.append((heard - before, heard - after, settled - heard))
+        at = settled
+    end = max(k for k in range(len(x)) if x[k] == 8000) + 1
+    check(all(v == 8000 for v in x[at:end]), "back at 0 dB the tone is not bit-exact")
+    check(w.slave_xruns() == 0, f"{w.slave_xruns()} slave xruns: {w.pump_log()[-600:]}")
+    # Without a rewind either change would wait behind what the slave holds (a third of a
+    # second): 50 ms past the pump's answer proves the rewind; the figure is the note.
+    for k, (since_asked, since_answer, ramp) in enumerate(changes):
+        check(since_answer <= RATE // 20, f"change {k} heard {since_answer} frames after the pump answered: not rewound")
+    return "; ".join(f"change {k} heard {a} frames after rdmix-status started, {b} after it returned, ramped over {c}"
+                     for k, (a, b, c) in enumerate(changes))
+
+
+@test
 def a_change_is_heard_within_the_shortest_latency_and_a_period():
     """Issue 21's goal 3, on the copy-only test driver, from what it played: a 10 ms client
     that starts while a 500 ms one plays, with the slave filled a third of a second ahead,
@@ -861,19 +921,31 @@ def a_change_is_heard_within_the_shortest_latency_and_a_period():
     # The long client's snd_pcm_delay, before and after the rewinds: the frame it says
     # plays next is that far down the tape (its counter is on the right).
     right = struct.unpack(f"<{len(t) // 2}H", t)[1::2]
-    errors, spans = [], []
+    errors, spans, inserted = [], [], []
     for at, delay, k, span in m["delays"]:
         want = at + delay
         v = (k + 1) & 0xFFFF
         # The counter wraps every 65536 frames: look within half of that.
         found = [i for i in range(max(want - 32000, 1), min(want + 32000, len(right)))
                  if right[i] == v and right[i - 1] == (v - 1) & 0xFFFF]
-        errors.append(found[0] - want if len(found) == 1 else f"{len(found)} at {[f - want for f in found[:3]]}")
+        if len(found) != 1:
+            errors.append(f"{len(found)} at {[f - want for f in found[:3]]}")
+            inserted.append(0)
+        else:
+            # A slave xrun under TCG between the sample and its frame plays what the buffer
+            # held past the pump's last write before it is caught: the frame then comes that
+            # much later, which no delay taken before could know. Those frames break the
+            # long client's counter (it alone is on the right), and are counted out.
+            f = found[0]
+            extra = sum(1 for i in range(max(at, 0), f) if right[i] != (v - (f - i)) & 0xFFFF)
+            errors.append(f - want - extra)
+            inserted.append(extra)
         spans.append(span)
     # Within 0.1 ms, beyond what the moment itself cannot pin down (how long the delay call
     # took under TCG).
     check(all(isinstance(e, int) and abs(e) <= RATE // 10000 + u for e, u in zip(errors, spans)),
           f"snd_pcm_delay was off what the driver played by {errors} frames (±{spans} unknown; "
+          f"{inserted} played between that were not the client's; "
           f"N at [...]: the frame found N times within 0.67 s, that far off); the pump: {m.get('status')}")
     check(len(x) > drop + RATE // 4, f"the tape holds {len(x)} frames, the drop came at {drop}")
     check(all(v in (0, 256) for v in x[:first]), "the short client was heard before its first write")
@@ -893,7 +965,8 @@ def a_change_is_heard_within_the_shortest_latency_and_a_period():
             f"({took * 1000 / RATE:.1f} ms) after its first write; a dropped {m['long_buffer']}-frame "
             f"client ended {ended} frames ({ended * 1000 / RATE:.1f} ms) after its drop; goal {goal}; "
             f"the Python 10 ms client underran {m['short_xruns']} times; "
-            f"the long client's snd_pcm_delay off by {errors} frames (±{spans} unknown) before and after")
+            f"the long client's snd_pcm_delay off by {errors} frames (±{spans} unknown, "
+            f"{sum(inserted)} frames of slave xruns counted out) before and after")
 
 
 # ---------------------------------------------------------------- runner

@@ -23,7 +23,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from guest import RATE, Fail, status, wait_for  # noqa: E402  (one status reader, one wait)
+from guest import RATE, Fail, playing_now, status, tape_at, wait_for  # noqa: E402  (one reader of each)
 
 S16, FLOAT64, RW_INTERLEAVED = 2, 16, 3
 
@@ -54,19 +54,6 @@ def open_pcm(fmt, latency_us):
 
 def played():
     return status()["played_frames"]
-
-
-def tape():
-    """The driver's tape length and the CLOCK_MONOTONIC ns of the update that set it: while
-    the stream runs, the frame playing at time t (ns) is frames + (t - ns) * RATE / 1e9."""
-    st = status()
-    return st["played_frames"], st["played_ns"]
-
-
-def playing_now():
-    """The tape frame playing now (the long client keeps the stream running)."""
-    frames, ns = tape()
-    return frames + (time.monotonic_ns() - ns) * RATE // 1_000_000_000
 
 
 def long_frames(k, n):
@@ -122,7 +109,7 @@ def main():
         def sample_delay():
             # The delay was taken somewhere in [d0, d1]: the frame it names is the one
             # playing then, the midpoint, plus the delay, give or take half the span.
-            frames, ns = tape()
+            frames, ns = tape_at()
             d = ctypes.c_long()
             d0 = time.monotonic_ns()
             must(lib.snd_pcm_delay(long_pcm, ctypes.byref(d)), "delay")
