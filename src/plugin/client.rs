@@ -370,11 +370,16 @@ impl<D: Direction> Client<D> {
     /// advance for that to come, a watchdog makes sure a poller looks again before the
     /// stall limit: a pump that stands still is then noticed instead of waited on forever.
     pub(super) fn arm_wake(&self) {
+        self.arm_pump_wake();
+        self.arm_watchdog();
+    }
+
+    /// The pump's half of `arm_wake`: a wake-up when avail reaches avail_min.
+    pub(super) fn arm_pump_wake(&self) {
         let (Some(att), Some(p)) = (&self.att, &self.params) else {
             return;
         };
         D::arm(att, D::wake_at(self.appl, p.buffer, self.avail_min));
-        self.arm_watchdog();
     }
 
     /// After a transfer: where the program can move avail_min more at once (`ready`), the

@@ -120,7 +120,7 @@ impl Direction for Play {
         c.attachment("write")?.lane().write(&geom, c.appl_pos(), interleaved);
         c.advance(io, frames);
         c.publish();
-        c.arm_wake();
+        c.arm_pump_wake();
         c.after_transfer(c.avail_reached());
         Ok(frames)
     }

@@ -143,6 +143,9 @@ pub struct Pace {
     anchor_frames: u64,
     /// When the device last took or gave a period.
     last_progress_ns: u64,
+    /// The clock read right after the slave's delay or avail, where the slave stamps none
+    /// itself; `None`: the instant `service` was called at (a virtual clock in tests).
+    clock: Option<fn() -> u64>,
     pub stats: Stats,
 }
 
@@ -157,8 +160,22 @@ impl Pace {
             anchor_ns: now_ns,
             anchor_frames: 0,
             last_progress_ns: now_ns,
+            clock: None,
             stats: Stats::default(),
         }
+    }
+
+    /// Stamps the published device clock with `clock` read just after the slave's delay or
+    /// avail, not with the instant `service` was called at: one `service` may mix, write or
+    /// read many periods, and a stamp from its start would make every client's
+    /// snd_pcm_delay off by however long that took.
+    pub fn stamp_with(&mut self, clock: fn() -> u64) {
+        self.clock = Some(clock);
+    }
+
+    /// When a delay or avail just read held, where the slave gave no stamp of its own.
+    pub fn read_at(&self, now_ns: u64) -> u64 {
+        self.clock.map_or(now_ns, |now| now().max(now_ns))
     }
 
     pub fn device(&self) -> DeviceParams {

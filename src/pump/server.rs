@@ -910,11 +910,11 @@ fn start(args: &PumpArgs, cfg: &Config) -> Result<Running> {
     let pump: Box<dyn Side> = if args.stream.is_capture() {
         let mut recorder = Recorder::new(Splitter::new(seg, dev, chmap)?, slave, now_ns());
         recorder.fill_ahead(cfg.fill_ahead);
-        recorder.stamp_with(now_ns);
+        recorder.pace.stamp_with(now_ns);
         Box::new(recorder)
     } else {
         let mut player = Player::new(Mixer::new(seg, dev, chmap)?, slave, now_ns());
-        player.stamp_with(now_ns);
+        player.pace.stamp_with(now_ns);
         player.fill_ahead(cfg.fill_ahead);
         Box::new(player)
     };

@@ -574,7 +574,7 @@ fn an_idle_pump_stops_the_device_on_silence_and_restarts_it_clean() {
 #[test]
 fn the_device_clock_is_stamped_when_the_delay_was_read() {
     let (mut pump, mut c, now) = one_client_pump();
-    pump.stamp_with(|| SLOW_CLOCK.load(Ordering::Relaxed));
+    pump.pace.stamp_with(|| SLOW_CLOCK.load(Ordering::Relaxed));
     pump.sink.slow_avail_ns = 2_000_000;
     let mut wake = Vec::new();
     c.prepare();

@@ -46,9 +46,6 @@ pub struct Player<S: Sink> {
     /// looked at for a rewind since: only a kick (or a detach, which the loop turns into
     /// one) changes what a rewind would do, so no other wake-up asks the slave for it.
     kicked: bool,
-    /// Reads CLOCK_MONOTONIC when the clock is published, in the process; `None` in tests,
-    /// where time stands still within a `service` at the instant it was given.
-    clock: Option<fn() -> u64>,
 }
 
 /// Rewinding the slave (see `Player::rewind`).
@@ -122,16 +119,7 @@ impl<S: Sink> Player<S> {
                 ..Rewinds::default()
             },
             kicked: false,
-            clock: None,
         }
-    }
-
-    /// Stamps the published device clock with `clock` read just after the slave's delay,
-    /// not with the instant `service` was called at: filling far ahead, one `service` mixes
-    /// and writes many periods, and a stamp from its start would make every client's
-    /// snd_pcm_delay short by however long that took.
-    pub fn stamp_with(&mut self, clock: fn() -> u64) {
-        self.clock = Some(clock);
     }
 
     /// Whether the pump fills the slave ahead (the `fill_ahead` option; on by default), and
@@ -323,11 +311,11 @@ impl<S: Sink> Player<S> {
             return match self.sink.delay_at() {
                 Ok((d, at)) => Ok(Queued {
                     frames: d.clamp(0, dev.buffer_frames as i64) as u64,
-                    at_ns: at.unwrap_or_else(|| self.read_at(now_ns)),
+                    at_ns: at.unwrap_or_else(|| self.pace.read_at(now_ns)),
                 }),
                 Err(e) => self.recover(e).map(|_| Queued {
                     frames: 0,
-                    at_ns: self.read_at(now_ns),
+                    at_ns: self.pace.read_at(now_ns),
                 }),
             };
         }
@@ -341,11 +329,6 @@ impl<S: Sink> Player<S> {
             mix_pos - played
         };
         Ok(Queued { frames, at_ns: now_ns })
-    }
-
-    /// When a delay just read held, where the slave gave no stamp of its own.
-    fn read_at(&self, now_ns: u64) -> u64 {
-        self.clock.map_or(now_ns, |now| now().max(now_ns))
     }
 
     /// Frames the slave can take now.

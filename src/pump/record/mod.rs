@@ -44,8 +44,6 @@ pub struct Recorder<S: Source> {
     eager: bool,
     /// The avail_min the slave was last given (0: none yet).
     told: u64,
-    /// The clock read right after the device's avail, where the slave stamps none itself.
-    clock: Option<fn() -> u64>,
 }
 
 impl<S: Source> Recorder<S> {
@@ -62,15 +60,7 @@ impl<S: Source> Recorder<S> {
             have: 0,
             eager: false,
             told: 0,
-            clock: None,
         }
-    }
-
-    /// Stamps the published device clock with `clock` read just after the device's avail,
-    /// not with the instant `service` was called at: reading many periods takes time, and
-    /// a stamp from before would make every reader's snd_pcm_delay long by that much.
-    pub fn stamp_with(&mut self, clock: fn() -> u64) {
-        self.clock = Some(clock);
     }
 
     /// Whether the pump waits for its most eager reader (the `fill_ahead` option), or reads
@@ -158,10 +148,9 @@ impl<S: Source> Recorder<S> {
         if !self.pace.realtime {
             return Ok((0, now_ns));
         }
-        let read_at = |clock: Option<fn() -> u64>| clock.map_or(now_ns, |now| now().max(now_ns));
         match self.source.avail_at() {
-            Ok((a, at)) => Ok((a as u64, at.unwrap_or_else(|| read_at(self.clock)))),
-            Err(e) => self.recover(e).map(|_| (0, read_at(self.clock))),
+            Ok((a, at)) => Ok((a as u64, at.unwrap_or_else(|| self.pace.read_at(now_ns)))),
+            Err(e) => self.recover(e).map(|_| (0, self.pace.read_at(now_ns))),
         }
     }
 
@@ -496,6 +485,7 @@ mod tests {
     fn the_device_clock_is_stamped_when_avail_was_read() {
         let mut r = rig(1, false);
         r.rec
+            .pace
             .stamp_with(|| SLOW_CLOCK.load(std::sync::atomic::Ordering::Relaxed));
         r.rec.source.slow_read_ns = 1_000_000;
         r.set(0, State::Running, 0);
