@@ -811,54 +811,44 @@ impl<D: Direction> Plugin for Client<D> {
             self.lose_pump(); // the pump only ever writes in answer: this is a hang-up
         }
         let phase = self.look(io);
-        let ready = Revents {
-            events: D::EVENTS,
-            xrun: false,
-        };
-        match D::poll(phase) {
+        let ready = match D::poll(phase) {
             Poll::Error => {
                 self.lose_pump();
-                Revents {
+                return Revents {
                     events: D::EVENTS | libc::POLLERR,
                     xrun: true,
-                }
+                };
             }
-            // Ready stays ready until the program acts (level-triggered, as a card's
-            // poll is): the pipe was drained above, so the timer keeps it readable.
-            Poll::Ready => {
-                self.wake_self();
-                ready
-            }
-            Poll::WhenAvail if self.avail_reached() => {
-                self.wake_self();
-                ready
-            }
+            Poll::Ready => true,
+            Poll::WhenAvail if self.avail_reached() => true,
             Poll::WhenPlayedOut => match self.drain_remaining_ns() {
-                Some(0) => {
-                    self.wake_self();
-                    ready
-                }
+                Some(0) => true,
                 Some(ns) => {
                     sys::fd::timerfd_arm(self.timer.as_fd(), ns.max(1));
-                    Revents::default()
+                    false
                 }
-                None => Revents::default(),
+                None => false,
             },
             Poll::WhenAvail | Poll::WhenMixed => {
                 self.arm_wake();
                 // The pump may have moved between our check and arming: look once more.
                 let pump = self.refresh();
-                let now_ready = match D::poll(phase) {
+                match D::poll(phase) {
                     _ if pump == Pump::Stopped => true,
                     Poll::WhenMixed => pump == Pump::Drained && self.drain_remaining_ns() == Some(0),
                     _ => self.avail_reached(),
-                };
-                if now_ready {
-                    self.wake_self();
-                    return ready;
                 }
-                Revents::default()
             }
+        };
+        if !ready {
+            return Revents::default();
+        }
+        // Ready stays ready until the program acts (level-triggered, as a card's poll is):
+        // the pipe was drained above, so the timer keeps the descriptors readable.
+        self.wake_self();
+        Revents {
+            events: D::EVENTS,
+            xrun: false,
         }
     }
 
